@@ -1,0 +1,46 @@
+"""Shared helpers for the tests (no fixtures here: see conftest.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trt_mass.merge_oracle import box_iou
+
+
+def random_boxes(rng: np.random.Generator, count: int, extent: float = 1000.0, clusters: int = 8) -> np.ndarray:
+    """[count, 4] xyxy boxes around a few centres, so that clusters and chains occur."""
+    centres = rng.uniform(0.1 * extent, 0.9 * extent, size=(clusters, 2))
+    pick = rng.integers(0, clusters, size=count)
+    centre = centres[pick] + rng.normal(0, 0.03 * extent, size=(count, 2))
+    size = rng.uniform(0.02 * extent, 0.15 * extent, size=(count, 2))
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+    return np.clip(boxes, 0, extent).astype(np.float32)
+
+
+def match_as_sets(
+    boxes_a: np.ndarray, scores_a: np.ndarray, boxes_b: np.ndarray, scores_b: np.ndarray,
+    *, box_tol: float = 1e-2, score_tol: float = 1e-4,
+) -> None:
+    """Assert two detection sets are equal up to order: same count, each box matched one-to-one."""
+    keep_a, keep_b = scores_a > 0, scores_b > 0
+    boxes_a, scores_a = np.asarray(boxes_a)[keep_a], np.asarray(scores_a)[keep_a]
+    boxes_b, scores_b = np.asarray(boxes_b)[keep_b], np.asarray(scores_b)[keep_b]
+    assert len(scores_a) == len(scores_b), f"{len(scores_a)} vs {len(scores_b)} detections"
+    if len(scores_a) == 0:
+        return
+    unmatched = set(range(len(scores_b)))
+    for i in range(len(scores_a)):
+        distance = np.abs(boxes_b - boxes_a[i]).max(axis=1) + np.abs(scores_b - scores_a[i]) * 1e3
+        for j in np.argsort(distance):
+            if j in unmatched:
+                break
+        assert j in unmatched
+        assert np.abs(boxes_b[j] - boxes_a[i]).max() <= box_tol, (boxes_a[i], boxes_b[j])
+        assert abs(scores_b[j] - scores_a[i]) <= score_tol, (scores_a[i], scores_b[j])
+        unmatched.discard(int(j))
+
+
+def max_iou_to(box: np.ndarray, boxes: np.ndarray) -> float:
+    if len(boxes) == 0:
+        return 0.0
+    return float(box_iou(box[None], boxes).max())

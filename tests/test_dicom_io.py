@@ -1,0 +1,182 @@
+"""The DICOM loader: every transfer syntax, both photometric interpretations, each VOI variant, refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGLossless,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+
+from tests.dicom_factory import encode, mg_dataset, stored_ramp, write
+from trt_mass.dicom_io import BREAST_TOMOSYNTHESIS, MG_FOR_PROCESSING, load_mammogram
+from trt_mass.errors import InputError
+
+LOSSLESS = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, RLELossless,
+            JPEG2000Lossless, HTJ2KLossless, JPEGLossless, JPEGLSLossless]
+
+
+def linear_window(stored: np.ndarray, center: float, width: float) -> np.ndarray:
+    """PS3.3 C.11.2.1.2.1 LINEAR, output normalised to 0..1."""
+    x = stored.astype(np.float64)
+    y = (x - (center - 0.5)) / (width - 1) + 0.5
+    return np.clip(y, 0, 1)
+
+
+def to_u16(unit: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(unit, 0, 1) * 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize("syntax", LOSSLESS, ids=lambda s: s.name)
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_lossless_syntaxes_decode_exactly(tmp_path: Path, syntax: str, photometric: str) -> None:
+    stored = stored_ramp(bits=12)
+    ds = mg_dataset(stored, photometric=photometric, WindowCenter="2048.5", WindowWidth="4096",
+                    PresentationLUTShape="INVERSE" if photometric == "MONOCHROME1" else "IDENTITY")
+    path = write(encode(ds, syntax), tmp_path / "a.dcm")
+    mammogram = load_mammogram(path)
+    expected = linear_window(stored, 2048.5, 4096)
+    if photometric == "MONOCHROME1":
+        expected = 1 - expected
+    assert mammogram.transfer_syntax_uid == str(syntax)
+    assert mammogram.pixels.dtype == np.uint16 and mammogram.pixels.flags.c_contiguous
+    assert np.abs(mammogram.pixels.astype(int) - to_u16(expected).astype(int)).max() <= 1
+    assert mammogram.laterality == "L" and mammogram.view == "CC" and mammogram.pixel_spacing_mm == (0.1, 0.1)
+
+
+@pytest.mark.parametrize("syntax, options, tolerance", [
+    (JPEG2000, {"j2k_psnr": [70]}, 0.02),
+    (JPEGLSNearLossless, {"jls_error": 3}, 4 / 4095 + 1e-6),
+], ids=["JPEG2000-lossy", "JPEG-LS-near-lossless"])
+def test_lossy_syntaxes_decode_within_their_error(tmp_path: Path, syntax: str, options: dict, tolerance: float) -> None:
+    stored = stored_ramp(bits=12)
+    ds = mg_dataset(stored, WindowCenter="2048.5", WindowWidth="4096")
+    mammogram = load_mammogram(write(encode(ds, syntax, **options), tmp_path / "a.dcm"))
+    expected = linear_window(stored, 2048.5, 4096)
+    assert np.abs(mammogram.pixels / 65535.0 - expected).max() <= tolerance
+
+
+def test_voi_variants(tmp_path: Path) -> None:
+    stored = stored_ramp(bits=14)
+    x = stored.astype(np.float64)
+    cases = {
+        "linear": ({"WindowCenter": "8000", "WindowWidth": "6000"}, linear_window(stored, 8000, 6000)),
+        "linear_exact": ({"WindowCenter": "8000", "WindowWidth": "6000", "VOILUTFunction": "LINEAR_EXACT"},
+                         np.clip((x - (8000 - 3000)) / 6000, 0, 1)),
+        "sigmoid": ({"WindowCenter": "9000", "WindowWidth": "5000", "VOILUTFunction": "SIGMOID"},
+                    1 / (1 + np.exp(-4 * (x - 9000) / 5000))),
+        # Several windows: the first is the default view.
+        "several": ({"WindowCenter": ["5000", "12000"], "WindowWidth": ["2000", "3000"]},
+                    linear_window(stored, 5000, 2000)),
+        "rescaled": ({"RescaleSlope": "2", "RescaleIntercept": "-100", "WindowCenter": "15000",
+                      "WindowWidth": "20000"}, linear_window(stored * 2.0 - 100, 15000, 20000)),
+        "none": ({}, (x - x.min()) / (x.max() - x.min())),
+    }
+    for name, (attributes, expected) in cases.items():
+        ds = mg_dataset(stored, bits=14, **attributes)
+        mammogram = load_mammogram(write(ds, tmp_path / f"{name}.dcm"))
+        assert np.abs(mammogram.pixels.astype(int) - to_u16(expected).astype(int)).max() <= 1, name
+
+
+def test_voi_lut_sequence(tmp_path: Path) -> None:
+    stored = stored_ramp(bits=12)
+    lut = (np.sqrt(np.arange(4096) / 4095) * 4095).astype(np.uint16)  # a gamma-like LUT, 12-bit output
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 12]
+    item.LUTData = lut.tolist()
+    ds = mg_dataset(stored, WindowCenter="100", WindowWidth="10")  # the LUT takes precedence
+    ds.VOILUTSequence = Sequence([item])
+    ds.VOILUTSequence[0]["LUTData"].VR = "US"
+    mammogram = load_mammogram(write(ds, tmp_path / "lut.dcm"))
+    expected = lut[stored] / 4095.0
+    assert np.abs(mammogram.pixels.astype(int) - to_u16(expected).astype(int)).max() <= 1
+
+
+def test_dense_tissue_is_bright_for_both_photometrics(tmp_path: Path) -> None:
+    """The same anatomy stored as MONOCHROME1 and MONOCHROME2 loads to the same picture."""
+    presentation = stored_ramp(bits=12)
+    mono2 = mg_dataset(presentation, WindowCenter="2048.5", WindowWidth="4096")
+    mono1 = mg_dataset((4095 - presentation).astype(np.uint16), photometric="MONOCHROME1",
+                       WindowCenter="2048.5", WindowWidth="4096", PresentationLUTShape="INVERSE")
+    a = load_mammogram(write(mono2, tmp_path / "m2.dcm")).pixels
+    b = load_mammogram(write(mono1, tmp_path / "m1.dcm")).pixels
+    # LINEAR windows are offset by half a stored step, so inversion moves values by one step (16).
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 65535 // 4095 + 1
+    assert a[-1].mean() > a[0].mean()  # the ramp's bright end stays bright
+
+
+def test_missing_presentation_intent_is_accepted(tmp_path: Path) -> None:
+    ds = mg_dataset(stored_ramp(), PresentationIntentType=None, ImageLaterality=None, ViewPosition=None,
+                    ImagerPixelSpacing=None)
+    ds.Laterality = "R"
+    mammogram = load_mammogram(write(ds, tmp_path / "anon.dcm"))
+    assert mammogram.laterality == "R" and mammogram.view is None and mammogram.pixel_spacing_mm is None
+
+
+def _refusal(tmp_path: Path, name: str, ds: Dataset) -> str:
+    path = write(ds, tmp_path / f"{name}.dcm")
+    with pytest.raises(InputError) as info:
+        load_mammogram(path)
+    assert f"{name}.dcm" in str(info.value)
+    return info.value.reason
+
+
+def test_refusals(tmp_path: Path) -> None:
+    stored = stored_ramp()
+    assert "not a mammogram" in _refusal(tmp_path, "ct", mg_dataset(stored, Modality="CT",
+                                                                    SOPClassUID="1.2.840.10008.5.1.4.1.1.2"))
+    assert "multi-frame" in _refusal(tmp_path, "frames", mg_dataset(np.vstack([stored] * 3), NumberOfFrames=3,
+                                                                    Rows=stored.shape[0]))
+    assert "tomosynthesis" in _refusal(tmp_path, "bto", mg_dataset(stored, SOPClassUID=BREAST_TOMOSYNTHESIS))
+    assert "FOR PROCESSING" in _refusal(tmp_path, "proc", mg_dataset(stored, SOPClassUID=MG_FOR_PROCESSING))
+    assert "FOR PROCESSING" in _refusal(tmp_path, "intent", mg_dataset(stored, PresentationIntentType="FOR PROCESSING"))
+    no_pixels = mg_dataset(stored)
+    del no_pixels.PixelData
+    assert "no pixel data" in _refusal(tmp_path, "nopix", no_pixels)
+    assert "grayscale" in _refusal(tmp_path, "rgb", mg_dataset(stored, PhotometricInterpretation="RGB"))
+    huge = mg_dataset(stored, Rows=60000, Columns=60000)
+    started = time.perf_counter()
+    assert "larger than any" in _refusal(tmp_path, "huge", huge)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_not_dicom_and_truncated(tmp_path: Path) -> None:
+    png = tmp_path / "image.dcm"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(300))
+    with pytest.raises(InputError, match=r"image\.dcm: not a DICOM file"):
+        load_mammogram(png)
+    for syntax in (ExplicitVRLittleEndian, JPEG2000Lossless):
+        full = write(encode(mg_dataset(stored_ramp(96, 80)), syntax), tmp_path / "full.dcm").read_bytes()
+        cut = tmp_path / f"cut-{syntax.name[:8]}.dcm"
+        cut.write_bytes(full[: len(full) - len(full) // 3])
+        with pytest.raises(InputError) as info:
+            load_mammogram(cut)
+        assert cut.name in str(info.value)
+    with pytest.raises(InputError, match="no such file"):
+        load_mammogram(tmp_path / "missing.dcm")
+
+
+def test_unsupported_syntax_names_the_decoder_package(tmp_path: Path) -> None:
+    """With every JPEG 2000 decoder hidden (as on a machine without them), the refusal names the package."""
+    path = write(encode(mg_dataset(stored_ramp()), JPEG2000Lossless), tmp_path / "j2k.dcm")
+    code = ("import sys\nfor name in ('pylibjpeg', 'openjpeg', 'gdcm', 'PIL'):\n    sys.modules[name] = None\n"
+            "from trt_mass.dicom_io import load_mammogram\nfrom trt_mass.errors import InputError\n"
+            "try:\n    load_mammogram(sys.argv[1])\nexcept InputError as e:\n    print(e)\nelse:\n    print('LOADED')")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
+    assert "j2k.dcm" in out and "pylibjpeg-openjpeg" in out, out

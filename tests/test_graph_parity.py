@@ -1,0 +1,131 @@
+"""The whole engine graph in ONNX Runtime equals the PyTorch modules it was exported from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import TinyModel
+from tests.helpers import match_as_sets
+from trt_mass.merge_oracle import box_iou, merge_oracle
+from trt_mass.runners.ort import OnnxRuntimeRunner
+
+torch = pytest.importorskip("torch")
+
+from trt_mass.model.graph import EngineGraph  # noqa: E402
+from trt_mass.model.nms_op import view_nms  # noqa: E402
+
+
+def _canvas(model: TinyModel, seed: int, kind: str) -> np.ndarray:
+    """Two different canvases: blobs over a faint texture, and uniform noise.
+
+    Both are free of constant regions on purpose: anchors that see identical pixels get exactly tied
+    scores, and TopK/NMS may order ties differently per backend (both answers are right).
+    """
+    canvas_h, canvas_w = model.graph_spec.geometry.canvas_hw
+    rng = np.random.default_rng(seed)
+    if kind == "blobs":
+        yy, xx = np.mgrid[0:canvas_h, 0:canvas_w]
+        image = np.zeros((canvas_h, canvas_w))
+        for _ in range(12):
+            cy, cx, radius = rng.uniform(0, canvas_h), rng.uniform(0, canvas_w), rng.uniform(10, 80)
+            image += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))
+        image += rng.uniform(0.02, 0.08, size=image.shape)
+        canvas = (np.clip(image, 0, 1) * 65535).astype(np.uint16)
+    else:
+        canvas = rng.integers(0, 65535, size=(canvas_h, canvas_w), dtype=np.uint16)
+    return canvas[None, None]
+
+
+def _torch_outputs(model: TinyModel, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    graph = EngineGraph(model.network, model.graph_spec).eval()
+    with torch.no_grad():
+        boxes, scores = graph(torch.from_numpy(canvas.astype(np.int32)).to(torch.uint16))
+    return boxes.numpy(), scores.numpy()
+
+
+@pytest.mark.parametrize("kind", ["blobs", "noise"])
+@pytest.mark.parametrize("which", ["tiny_model", "tiny_model_other_shape"])
+def test_onnxruntime_equals_pytorch(request: pytest.FixtureRequest, which: str, kind: str) -> None:
+    model: TinyModel = request.getfixturevalue(which)
+    canvas = _canvas(model, seed=7, kind=kind)
+    want_boxes, want_scores = _torch_outputs(model, canvas)
+    with OnnxRuntimeRunner(model.onnx_path, threads=2) as runner:
+        outputs = runner.infer({"canvas": canvas})
+    assert outputs["boxes"].shape == (model.graph_spec.max_candidates, 4)
+    assert outputs["scores"].shape == (model.graph_spec.max_candidates,)
+    assert np.count_nonzero(want_scores) > 3, "the test needs detections to compare"
+    match_as_sets(outputs["boxes"], outputs["scores"], want_boxes, want_scores, box_tol=2e-2, score_tol=1e-4)
+
+
+def test_view_nms_onnx_equals_torchvision(tiny_model: TinyModel) -> None:
+    """Per-view NMS: the exported NonMaxSuppression keeps the same boxes as torchvision, per view."""
+    rng = np.random.default_rng(3)
+    views, count = 5, 400
+    centres = rng.uniform(0, 500, (views, count, 2))
+    sizes = rng.uniform(10, 80, (views, count, 2))
+    boxes = torch.from_numpy(np.concatenate([centres - sizes / 2, centres + sizes / 2], 2).astype(np.float32))
+    scores = torch.from_numpy(rng.uniform(0, 1, (views, count)).astype(np.float32))
+
+    class Module(torch.nn.Module):
+        def forward(self, b: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return view_nms(b, s, 0.1, 0.1, 30)
+
+    from trt_mass.model.nms_op import custom_translation_table
+
+    program = torch.onnx.export(Module(), (boxes, scores), dynamo=True, opset_version=19,
+                                custom_translation_table=custom_translation_table())
+    assert program is not None
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    (keep_onnx,) = session.run(None, {session.get_inputs()[0].name: boxes.numpy(),
+                                      session.get_inputs()[1].name: scores.numpy()})
+    keep_torch = Module()(boxes, scores).numpy()
+    np.testing.assert_array_equal(keep_onnx, keep_torch)
+    assert (keep_torch.sum(axis=1) <= 30).all() and keep_torch.sum() > views
+    for view in range(views):  # survivors of one view do not overlap above the threshold
+        kept = boxes[view][keep_torch[view] > 0].numpy()
+        iou = box_iou(kept, kept) - np.eye(len(kept))
+        assert iou.max() <= 0.1 + 1e-6
+
+
+def test_graph_merge_matches_oracle_on_its_own_candidates(tiny_model: TinyModel) -> None:
+    """End to end through the torch modules: the merge output equals the oracle on the NMS survivors."""
+    graph = EngineGraph(tiny_model.network, tiny_model.graph_spec).eval()
+    canvas = torch.from_numpy(_canvas(tiny_model, 11, "noise").astype(np.int32)).to(torch.uint16)
+    captured = {}
+
+    def hook(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: object) -> None:
+        captured["boxes"], captured["scores"] = (t.detach().numpy() for t in inputs)
+
+    handle = graph.postprocess.merge.register_forward_hook(hook)
+    with torch.no_grad():
+        boxes, scores = graph(canvas)
+    handle.remove()
+    want_boxes, want_scores = merge_oracle(captured["boxes"], captured["scores"],
+                                           max_candidates=tiny_model.graph_spec.max_candidates)
+    assert len(want_scores) > 0
+    match_as_sets(boxes.numpy(), scores.numpy(), want_boxes, want_scores, box_tol=1e-3, score_tol=1e-6)
+    per_view = (captured["scores"].reshape(tiny_model.graph_spec.geometry.num_views, -1) > 0).sum(axis=1)
+    assert per_view.max() <= tiny_model.graph_spec.max_per_view
+
+
+def test_int32_canvas_gives_the_same_findings(tiny_model: TinyModel, tmp_path: object) -> None:
+    """The TensorRT-friendly int32 canvas is the same computation as the uint16 one."""
+    import dataclasses
+    from pathlib import Path
+
+    from trt_mass import Detector
+    from trt_mass.export import ExportOptions, export_onnx
+
+    path = Path(str(tmp_path)) / "int32.onnx"
+    spec = dataclasses.replace(tiny_model.graph_spec, canvas_dtype="int32")
+    metadata = export_onnx(tiny_model.network, "random", ExportOptions(spec), path)
+    assert metadata.inputs[0].dtype == "int32"
+    image = np.random.default_rng(2).integers(0, 65535, size=(1000, 700), dtype=np.uint16)
+    with Detector(tiny_model.onnx_path) as reference, Detector(path) as engine_style:
+        want = reference.detect(image).findings
+        got = engine_style.detect(image).findings
+        assert engine_style._canvas is not None and engine_style._canvas.canvas.dtype == np.int32
+    assert want and got == want

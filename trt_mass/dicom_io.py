@@ -1,0 +1,362 @@
+"""Mammograms from DICOM files, read as a PACS viewer shows them.
+
+Pipeline: checks on the header (before any pixel is decoded) -> decode (pydicom.pixels and its
+decoder plugins) -> modality LUT -> VOI (window centre/width LINEAR / LINEAR_EXACT / SIGMOID, or the
+VOI LUT Sequence) -> MONOCHROME1 / Presentation LUT Shape INVERSE inversion -> presentation values
+scaled to the full uint16 range (dense tissue bright).  PNG/TIFF rasters use the same canonical
+range (trt_mass.raster), so a model trained on either sees the same thing.
+
+Patient-identifying attributes are never read into the Mammogram, logged or printed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_mass.errors import InputError
+
+# SOP classes (PS3.4 B.5)
+MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
+MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
+DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+DX_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"
+BREAST_TOMOSYNTHESIS = "1.2.840.10008.5.1.4.1.1.13.1.3"
+BREAST_PROJECTION_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.13.1.4"
+BREAST_PROJECTION_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.13.1.5"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+MAMMOGRAPHY_SOP_CLASSES = {MG_FOR_PRESENTATION, BREAST_PROJECTION_FOR_PRESENTATION}
+FOR_PROCESSING_SOP_CLASSES = {MG_FOR_PROCESSING, DX_FOR_PROCESSING, BREAST_PROJECTION_FOR_PROCESSING}
+
+# Refuse absurd headers before allocating (the largest FFDM detectors are about 5900 x 4700).
+MAX_SIDE = 12000
+MAX_PIXELS = 50_000_000
+
+# Transfer syntax -> what decodes it, for the refusal message when no plugin is installed.
+DECODER_PACKAGES = {
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg (JPEG 2000 lossless)",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg (JPEG 2000)",
+    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg>=2.4 (HTJ2K lossless)",
+    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg>=2.4 (HTJ2K lossless RPCL)",
+    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg>=2.4 (HTJ2K)",
+    "1.2.840.10008.1.2.4.57": "python-gdcm (JPEG Lossless, process 14)",
+    "1.2.840.10008.1.2.4.70": "python-gdcm (JPEG Lossless SV1, process 14)",
+    "1.2.840.10008.1.2.4.80": "pyjpegls (JPEG-LS lossless)",
+    "1.2.840.10008.1.2.4.81": "pyjpegls (JPEG-LS near-lossless)",
+    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg or python-gdcm (JPEG baseline)",
+    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg or python-gdcm (JPEG extended)",
+    "1.2.840.10008.1.2.5": "pydicom (RLE, built in)",
+}
+
+
+@dataclass(frozen=True)
+class Mammogram:
+    """One mammogram as the model takes it, with the metadata findings need (no patient data).
+
+    Attributes:
+        pixels: uint16 [H, W], C-contiguous, presentation values scaled to 0..65535, dense bright.
+        source: the file name it came from (for messages).
+        pixel_spacing_mm: (row, column) spacing in mm, or None when the file gives none.
+    """
+
+    pixels: np.ndarray
+    source: str
+    sop_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    study_instance_uid: str | None = None
+    sop_class_uid: str | None = None
+    laterality: str | None = None
+    view: str | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None
+    manufacturer: str | None = None
+    photometric_interpretation: str | None = None
+    transfer_syntax_uid: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """Non-identifying metadata for results and logs."""
+        return {
+            "source": self.source,
+            "sop_instance_uid": self.sop_instance_uid,
+            "series_instance_uid": self.series_instance_uid,
+            "study_instance_uid": self.study_instance_uid,
+            "laterality": self.laterality,
+            "view": self.view,
+            "pixel_spacing_mm": None if self.pixel_spacing_mm is None else list(self.pixel_spacing_mm),
+            "manufacturer": self.manufacturer,
+            "image_hw": [int(self.pixels.shape[0]), int(self.pixels.shape[1])],
+        }
+
+
+def is_dicom_file(path: str | Path) -> bool:
+    """True when the file has the DICOM preamble magic ("DICM" at offset 128)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def load_mammogram(path: str | Path, voi_index: int = 0) -> Mammogram:
+    """Read a DICOM mammogram; InputError (naming the file and the reason) for anything unusable.
+
+    Args:
+        path: the .dcm file (Part 10, with preamble).
+        voi_index: which of several VOI windows / LUTs to apply (0: the first, the default view).
+    """
+    source = str(path)
+    try:
+        return _load(Path(path), voi_index)
+    except InputError:
+        raise
+    except MemoryError as error:
+        raise InputError(source, "not enough memory to decode the pixel data") from error
+    except Exception as error:  # a malformed file must never escape as another exception type
+        raise InputError(source, f"malformed DICOM ({type(error).__name__}: {error})") from error
+
+
+def _load(path: Path, voi_index: int) -> Mammogram:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    source = str(path)
+    if not path.is_file():
+        raise InputError(source, "no such file")
+    try:
+        dataset = pydicom.dcmread(path)
+    except InvalidDicomError as error:
+        raise InputError(source, "not a DICOM file (no DICM preamble)") from error
+    except (EOFError, OSError) as error:
+        raise InputError(source, f"truncated or unreadable DICOM file ({error})") from error
+    _check_header(dataset, source)
+    stored = _decode(dataset, source)
+    presentation = to_presentation(stored, dataset, voi_index)
+    return Mammogram(
+        pixels=presentation,
+        source=path.name,
+        sop_instance_uid=_text(dataset, "SOPInstanceUID"),
+        series_instance_uid=_text(dataset, "SeriesInstanceUID"),
+        study_instance_uid=_text(dataset, "StudyInstanceUID"),
+        sop_class_uid=_text(dataset, "SOPClassUID"),
+        laterality=_laterality(dataset),
+        view=_view(dataset),
+        pixel_spacing_mm=_pixel_spacing(dataset),
+        manufacturer=_text(dataset, "Manufacturer"),
+        photometric_interpretation=_text(dataset, "PhotometricInterpretation"),
+        transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
+    )
+
+
+def _text(dataset: Any, keyword: str) -> str | None:
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        return None
+    return str(value).strip() or None
+
+
+def _check_header(dataset: Any, source: str) -> None:
+    sop_class = _text(dataset, "SOPClassUID") or ""
+    modality = (_text(dataset, "Modality") or "").upper()
+    if sop_class == BREAST_TOMOSYNTHESIS:
+        raise InputError(source, "breast tomosynthesis (multi-frame) is not supported; send the 2-D views")
+    if sop_class in FOR_PROCESSING_SOP_CLASSES:
+        raise InputError(source, "a FOR PROCESSING image (raw detector data); send the FOR PRESENTATION image")
+    intent = (_text(dataset, "PresentationIntentType") or "").upper()
+    if intent == "FOR PROCESSING":
+        raise InputError(source, "Presentation Intent Type is FOR PROCESSING; send the FOR PRESENTATION image")
+    if sop_class not in MAMMOGRAPHY_SOP_CLASSES and modality != "MG":
+        raise InputError(source, f"not a mammogram (modality {modality or 'missing'}, SOP class {sop_class or 'missing'})")
+    if "PixelData" not in dataset:
+        for keyword in ("FloatPixelData", "DoubleFloatPixelData"):
+            if keyword in dataset:
+                raise InputError(source, f"{keyword} is not supported (integer pixel data only)")
+        raise InputError(source, "no pixel data")
+    frames = dataset.get("NumberOfFrames")
+    try:
+        frame_count = int(frames) if frames not in (None, "") else 1
+    except (TypeError, ValueError) as error:
+        raise InputError(source, f"invalid Number of Frames {frames!r}") from error
+    if frame_count != 1:
+        raise InputError(source, f"multi-frame image ({frame_count} frames); one 2-D view per file is supported")
+    rows, columns = dataset.get("Rows"), dataset.get("Columns")
+    if not isinstance(rows, int) or not isinstance(columns, int) or rows < 1 or columns < 1:
+        raise InputError(source, f"invalid image size Rows={rows!r} Columns={columns!r}")
+    if rows > MAX_SIDE or columns > MAX_SIDE or rows * columns > MAX_PIXELS:
+        raise InputError(source, f"image of {rows} x {columns} pixels is larger than any mammography detector")
+    if dataset.get("SamplesPerPixel", 1) != 1:
+        raise InputError(source, f"{dataset.get('SamplesPerPixel')} samples per pixel; a mammogram is grayscale")
+    photometric = _text(dataset, "PhotometricInterpretation")
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise InputError(source, f"photometric interpretation {photometric} is not grayscale")
+    bits_allocated, bits_stored = dataset.get("BitsAllocated"), dataset.get("BitsStored")
+    if bits_allocated not in (8, 16) or not isinstance(bits_stored, int) or not 1 <= bits_stored <= bits_allocated:
+        raise InputError(source, f"unsupported bit depth (allocated {bits_allocated}, stored {bits_stored})")
+    _check_decoder(dataset, source)
+
+
+def _check_decoder(dataset: Any, source: str) -> None:
+    from pydicom.pixels import get_decoder
+
+    syntax = dataset.file_meta.get("TransferSyntaxUID")
+    if syntax is None:
+        raise InputError(source, "no Transfer Syntax UID in the file meta information")
+    if not syntax.is_compressed:
+        return
+    try:
+        decoder = get_decoder(syntax)
+        available = decoder.is_available
+    except NotImplementedError as error:
+        raise InputError(source, f"transfer syntax {syntax} ({syntax.name}) is not supported") from error
+    except ImportError as error:  # a plugin that is installed but broken
+        raise InputError(source, _missing_decoder(syntax)) from error
+    if not available:
+        raise InputError(source, _missing_decoder(syntax))
+
+
+def _missing_decoder(syntax: Any) -> str:
+    package = DECODER_PACKAGES.get(str(syntax), "a pydicom decoder plugin")
+    return f"transfer syntax {syntax.name} needs a decoder plugin: {package}"
+
+
+def _decode(dataset: Any, source: str) -> np.ndarray:
+    from pydicom.pixels import pixel_array
+
+    try:
+        stored = pixel_array(dataset)
+    except ImportError as error:  # a plugin that is listed but cannot be imported
+        raise InputError(source, _missing_decoder(dataset.file_meta.TransferSyntaxUID)) from error
+    except (ValueError, EOFError, KeyError, IndexError, RuntimeError, TypeError, AttributeError) as error:
+        raise InputError(source, f"truncated or corrupt pixel data ({error})") from error
+    if stored.ndim != 2 or stored.shape != (dataset.Rows, dataset.Columns):
+        raise InputError(source, f"decoded pixel data has shape {stored.shape}, expected one 2-D frame")
+    return stored
+
+
+def to_presentation(stored: np.ndarray, dataset: Any, voi_index: int = 0) -> np.ndarray:
+    """Stored values -> presentation values as uint16 0..65535 (dense bright); see the module docstring."""
+    from pydicom.pixels import apply_modality_lut
+
+    # float32 is exact for every 16-bit stored value and halves the memory of a 4096 x 3328 image.
+    modality = np.asarray(apply_modality_lut(stored, dataset), dtype=np.float32)
+    unit = _apply_voi_unit(modality, stored, dataset, voi_index)
+    if _inverted(dataset):
+        unit = 1.0 - unit
+    np.clip(unit, 0.0, 1.0, out=unit)
+    unit *= 65535.0
+    return np.ascontiguousarray(np.rint(unit).astype(np.uint16))
+
+
+def _inverted(dataset: Any) -> bool:
+    # MONOCHROME1 (minimum = white) needs one inversion; the MG IODs pair it with Presentation LUT
+    # Shape INVERSE, which describes that same inversion, so the two are not applied twice.
+    shape = (_text(dataset, "PresentationLUTShape") or "").upper()
+    return dataset.PhotometricInterpretation == "MONOCHROME1" or shape == "INVERSE"
+
+
+def _window_values(dataset: Any, voi_index: int) -> tuple[float, float] | None:
+    if "WindowCenter" not in dataset or "WindowWidth" not in dataset:
+        return None
+    centers = _as_list(dataset.WindowCenter)
+    widths = _as_list(dataset.WindowWidth)
+    if not centers or not widths:
+        return None
+    index = voi_index if voi_index < min(len(centers), len(widths)) else 0
+    center, width = float(centers[index]), float(widths[index])
+    if not (math.isfinite(center) and math.isfinite(width)):
+        return None
+    return center, width
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+        return list(value)
+    return [value]
+
+
+def _apply_voi_unit(modality: np.ndarray, stored: np.ndarray, dataset: Any, voi_index: int) -> np.ndarray:
+    """Modality values -> [0, 1] by the VOI LUT Sequence, the window (PS3.3 C.11.2.1.2), or the data range."""
+    if dataset.get("VOILUTSequence"):
+        return _apply_voi_lut_sequence(modality, dataset, voi_index)
+    window = _window_values(dataset, voi_index)
+    if window is None:
+        # No VOI: stretch the data's own range, as viewers do ("auto window").
+        low, high = float(modality.min()), float(modality.max())
+        return (modality - np.float32(low)) / np.float32(high - low) if high > low else np.zeros_like(modality)
+    center, width = window
+    function = (_text(dataset, "VOILUTFunction") or "LINEAR").upper()
+    if function == "SIGMOID":
+        if width <= 0:
+            raise ValueError(f"window width {width} must be > 0 for SIGMOID")
+        return (1.0 / (1.0 + np.exp(-4.0 * (modality - center) / width))).astype(np.float32)
+    if function == "LINEAR_EXACT":
+        if width <= 0:
+            raise ValueError(f"window width {width} must be > 0 for LINEAR_EXACT")
+        return np.clip((modality - np.float32(center - width / 2)) / np.float32(width), 0.0, 1.0)
+    if width < 1:
+        raise ValueError(f"window width {width} must be >= 1 for LINEAR")
+    # LINEAR: y = ((x - (c - 0.5)) / (w - 1) + 0.5), clipped (output range normalised to [0, 1]).
+    if width == 1:
+        return (modality > center - 0.5).astype(np.float32)
+    return np.clip((modality - np.float32(center - 0.5)) / np.float32(width - 1) + np.float32(0.5), 0.0, 1.0)
+
+
+def _apply_voi_lut_sequence(modality: np.ndarray, dataset: Any, voi_index: int) -> np.ndarray:
+    from pydicom.pixels import apply_voi
+
+    items = dataset.VOILUTSequence
+    index = voi_index if voi_index < len(items) else 0
+    depth = int(items[index].LUTDescriptor[2])
+    # apply_voi indexes its LUT with integers; modality values from a rescale are integral here.
+    looked_up = apply_voi(np.rint(modality).astype(np.int64), dataset, index)
+    return looked_up.astype(np.float32) / np.float32(2**depth - 1)
+
+
+def _laterality(dataset: Any) -> str | None:
+    for keyword in ("ImageLaterality", "Laterality", "FrameLaterality"):
+        value = (_text(dataset, keyword) or "").upper()
+        if value in ("L", "R", "B", "U"):
+            return value
+    return None
+
+
+VIEW_CODES = {  # SNOMED / DCM codes of ViewCodeSequence (CID 4014) -> ACR MQCM abbreviations
+    "R-10242": "CC", "399162004": "CC",
+    "R-10226": "MLO", "399368009": "MLO",
+    "R-10224": "ML", "399260004": "ML",
+    "R-10228": "LM", "399352003": "LM",
+    "R-10230": "XCCL", "399192003": "XCCL",
+    "R-1024A": "XCCM", "399101009": "XCCM",
+}
+
+
+def _view(dataset: Any) -> str | None:
+    position = (_text(dataset, "ViewPosition") or "").upper()
+    if position:
+        return position
+    sequence = dataset.get("ViewCodeSequence")
+    if sequence:
+        code = _text(sequence[0], "CodeValue") or ""
+        return VIEW_CODES.get(code, _text(sequence[0], "CodeMeaning"))
+    return None
+
+
+def _pixel_spacing(dataset: Any) -> tuple[float, float] | None:
+    # Pixel Spacing is calibrated at the breast when present; Imager Pixel Spacing is at the detector.
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = dataset.get(keyword)
+        values = _as_list(value)
+        if len(values) != 2:
+            continue
+        try:
+            row, column = float(values[0]), float(values[1])
+        except (TypeError, ValueError):
+            continue
+        if all(math.isfinite(v) and 0 < v < 10 for v in (row, column)):
+            return row, column
+    return None

@@ -1,0 +1,38 @@
+"""The exceptions the library raises; the CLI maps each to an exit code."""
+
+from __future__ import annotations
+
+
+class TrtMassError(Exception):
+    """Base of every error trt_mass raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(TrtMassError):
+    """An option or a combination of options is invalid."""
+
+    exit_code = 2
+
+
+class InputError(TrtMassError):
+    """An input file or array cannot be used; the message names it and the reason."""
+
+    exit_code = 3
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class ModelError(TrtMassError):
+    """A model artifact is missing, malformed, or does not match what it is used with."""
+
+    exit_code = 4
+
+
+class BackendUnavailableError(TrtMassError):
+    """The requested backend (e.g. TensorRT, torch) is not installed on this machine."""
+
+    exit_code = 5

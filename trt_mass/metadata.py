@@ -1,0 +1,152 @@
+"""Metadata carried by every artifact (ONNX model, later engines): what it is, where it came from.
+
+Stored as one JSON document under the ONNX metadata key "trt_mass".  Reading needs neither torch
+nor onnx: ONNX Runtime exposes the map, and `read_onnx_metadata` falls back to a tiny protobuf read
+through onnx only when it is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trt_mass.errors import ModelError
+from trt_mass.spec import GraphSpec, ModelSpec
+
+METADATA_KEY = "trt_mass"
+METADATA_FORMAT = 1
+KINDS = ("engine_graph", "network_only")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, dtype (numpy name) and static shape of one graph input or output."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
+        return cls(str(data["name"]), str(data["dtype"]), tuple(int(v) for v in data["shape"]))
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything needed to use and to audit an exported model."""
+
+    kind: str
+    model_spec: ModelSpec
+    graph_spec: GraphSpec
+    weights_sha256: str
+    init: str  # "checkpoint:<name>" or "random:seed=<s>,prior=<p>" (random weights say so)
+    precision: str = "fp32"
+    target: str = "any"
+    quantization: dict[str, Any] = field(default_factory=dict)
+    calibration_sha256: str | None = None
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ModelError(f"unknown model kind {self.kind!r}")
+
+    @property
+    def model_id(self) -> str:
+        """Short id of the weights + precision, for file names and logs."""
+        return f"{self.model_spec.arch}-{self.weights_sha256[:12]}-{self.precision}"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": METADATA_FORMAT,
+                "kind": self.kind,
+                "model_spec": self.model_spec.to_dict(),
+                "graph_spec": self.graph_spec.to_dict(),
+                "weights_sha256": self.weights_sha256,
+                "init": self.init,
+                "precision": self.precision,
+                "target": self.target,
+                "quantization": self.quantization,
+                "calibration_sha256": self.calibration_sha256,
+                "inputs": [t.to_dict() for t in self.inputs],
+                "outputs": [t.to_dict() for t in self.outputs],
+                "versions": self.versions,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<model>") -> ModelMetadata:
+        try:
+            data = json.loads(text)
+            if data.get("format") != METADATA_FORMAT:
+                raise ModelError(
+                    f"{source}: metadata format {data.get('format')}, this trt_mass reads {METADATA_FORMAT}"
+                )
+            return cls(
+                kind=data["kind"],
+                model_spec=ModelSpec.from_dict(data["model_spec"]),
+                graph_spec=GraphSpec.from_dict(data["graph_spec"]),
+                weights_sha256=data["weights_sha256"],
+                init=data["init"],
+                precision=data["precision"],
+                target=data.get("target", "any"),
+                quantization=dict(data.get("quantization", {})),
+                calibration_sha256=data.get("calibration_sha256"),
+                inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
+                outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
+                versions=dict(data.get("versions", {})),
+            )
+        except ModelError:
+            raise
+        except (ValueError, KeyError, TypeError) as error:
+            raise ModelError(f"{source}: malformed trt_mass metadata ({error})") from error
+
+    def flat_entries(self) -> dict[str, str]:
+        """Key/value pairs written beside the JSON so generic tools (Netron, onnx) show the essentials."""
+        geometry = self.graph_spec.geometry
+        return {
+            METADATA_KEY: self.to_json(),
+            "trt_mass.kind": self.kind,
+            "trt_mass.precision": self.precision,
+            "trt_mass.weights_sha256": self.weights_sha256,
+            "trt_mass.tile_hw": f"{geometry.tile_h}x{geometry.tile_w}",
+            "trt_mass.grid": str(geometry.grid),
+            "trt_mass.init": self.init,
+        }
+
+
+def metadata_from_map(entries: dict[str, str], source: str) -> ModelMetadata:
+    if METADATA_KEY not in entries:
+        raise ModelError(f"{source}: not a trt_mass model (no '{METADATA_KEY}' metadata); export it with trtmass")
+    return ModelMetadata.from_json(entries[METADATA_KEY], source)
+
+
+def read_onnx_metadata(path: str | Path) -> ModelMetadata:
+    """Metadata of an ONNX file, read through ONNX Runtime (no weights are initialised twice)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:
+        raise ModelError(f"{path}: ONNX Runtime cannot load it ({error})") from error
+    return metadata_from_map(dict(session.get_modelmeta().custom_metadata_map), str(path))
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

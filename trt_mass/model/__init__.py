@@ -1,0 +1,1 @@
+"""PyTorch side: the RetinaNet network, the engine graph around it, checkpoints.  Imports torch."""

@@ -1,0 +1,66 @@
+"""Checkpoints: weights + ModelSpec + a format version, loadable with torch.load(weights_only=True)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trt_mass.errors import ModelError
+from trt_mass.model.network import RetinaNetNetwork, set_prior_probability
+from trt_mass.spec import ModelSpec
+
+CHECKPOINT_FORMAT = 1
+
+
+def weights_sha256(network: torch.nn.Module) -> str:
+    """Hash of the state dict (names, dtypes, shapes, bytes), independent of file layout."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(network.state_dict().items()):
+        data = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def random_network(spec: ModelSpec, seed: int, prior: float = 0.01) -> RetinaNetNetwork:
+    """A network with random weights (torch's default init, seeded), class prior `prior`."""
+    torch.manual_seed(seed)
+    network = RetinaNetNetwork(spec)
+    set_prior_probability(network, prior)
+    return network.eval()
+
+
+def save_checkpoint(path: str | Path, network: RetinaNetNetwork, extra: dict[str, Any] | None = None) -> None:
+    payload = {
+        "format_version": CHECKPOINT_FORMAT,
+        "spec": network.spec.to_dict(),
+        "state_dict": network.state_dict(),
+        "extra": extra or {},
+    }
+    torch.save(payload, Path(path))
+
+
+def load_checkpoint(path: str | Path) -> tuple[RetinaNetNetwork, dict[str, Any]]:
+    """Load a checkpoint; returns (network in eval mode, the checkpoint's `extra` dict)."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as error:
+        raise ModelError(f"{path}: no such checkpoint") from error
+    except Exception as error:
+        raise ModelError(f"{path}: not a trt_mass checkpoint ({error})") from error
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise ModelError(f"{path}: not a trt_mass checkpoint (no format_version)")
+    if payload["format_version"] != CHECKPOINT_FORMAT:
+        raise ModelError(
+            f"{path}: checkpoint format {payload['format_version']}, this trt_mass reads {CHECKPOINT_FORMAT}"
+        )
+    network = RetinaNetNetwork(ModelSpec.from_dict(payload["spec"]))
+    try:
+        network.load_state_dict(payload["state_dict"])
+    except RuntimeError as error:
+        raise ModelError(f"{path}: weights do not match the spec ({error})") from error
+    return network.eval(), dict(payload.get("extra", {}))

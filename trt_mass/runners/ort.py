@@ -1,0 +1,68 @@
+"""ONNX Runtime runner: the CPU path, and the one CI tests every numeric step with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_mass.errors import ModelError
+from trt_mass.metadata import ModelMetadata, metadata_from_map
+from trt_mass.runners.base import Runner
+
+
+class OnnxRuntimeRunner(Runner):
+    """Runs a trt_mass ONNX model with ONNX Runtime.
+
+    Args:
+        model_path: the .onnx file (exported by trtmass; its metadata is required).
+        threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+        providers: execution providers, CPU by default.
+    """
+
+    backend = "ort"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        threads: int | None = None,
+        providers: tuple[str, ...] = ("CPUExecutionProvider",),
+    ) -> None:
+        super().__init__()
+        self.model_path = Path(model_path)
+        self.threads = threads
+        self.providers = providers
+        self._session: Any = None
+
+    def _activate(self) -> ModelMetadata:
+        import onnxruntime as ort
+
+        if not self.model_path.is_file():
+            raise ModelError(f"{self.model_path}: no such model file")
+        options = ort.SessionOptions()
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(self.model_path), options, providers=list(self.providers))
+        except Exception as error:
+            raise ModelError(f"{self.model_path}: ONNX Runtime cannot load it ({error})") from error
+        metadata = metadata_from_map(dict(session.get_modelmeta().custom_metadata_map), str(self.model_path))
+        session_inputs = {i.name: tuple(i.shape) for i in session.get_inputs()}
+        declared = {t.name: t.shape for t in metadata.inputs}
+        if session_inputs != declared:
+            raise ModelError(
+                f"{self.model_path}: graph inputs {session_inputs} differ from its metadata {declared}"
+            )
+        self._session = session
+        return metadata
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [t.name for t in self.metadata.outputs]
+        values = self._session.run(names, feed)
+        return dict(zip(names, values, strict=True))
+
+    def _deactivate(self) -> None:
+        self._session = None

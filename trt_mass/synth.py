@@ -1,0 +1,295 @@
+"""Synthetic mammogram phantoms as real MG DICOM files, with their ground truth.
+
+Each phantom: a compressed-breast outline with a thickness fall-off and a skin line, fatty background,
+fibroglandular texture from power-law (1/f^beta) noise, a pectoral muscle on MLO views, quantum
+noise, and (except in normals) one to three masses -- round, oval, irregular or spiculated -- of
+varied size, contrast and density.  Files mix MONOCHROME1/MONOCHROME2, uncompressed and JPEG 2000
+lossless, CC and MLO, left and right, and vendor-like sizes and pixel spacings.  Deterministic for a seed.
+
+The patient module holds obviously fake values (so tests can prove they never leak into outputs).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from trt_mass.errors import ConfigError
+
+# (manufacturer, model, rows, columns, pixel spacing mm, bits stored) -- sizes like real detectors.
+VENDORS = (
+    ("HOLOGIC, Inc.", "Selenia Dimensions (synthetic)", 4096, 3328, 0.065, 12),
+    ("GE MEDICAL SYSTEMS", "Senographe Essential (synthetic)", 3062, 2394, 0.100, 14),
+    ("SIEMENS", "Mammomat Inspiration (synthetic)", 3584, 2816, 0.085, 12),
+    ("GE MEDICAL SYSTEMS", "Senographe DS (synthetic)", 2294, 1914, 0.100, 14),
+)
+MASS_SHAPES = ("round", "oval", "irregular", "spiculated")
+FAKE_PATIENT_NAME = "Phantom^Synthetic"
+FAKE_PATIENT_ID = "SYNTH-PATIENT-0001"
+
+
+@dataclass(frozen=True)
+class MassTruth:
+    """A mass's bounding box (xyxy, original pixels) and how it was drawn."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    shape: str
+
+
+@dataclass(frozen=True)
+class Phantom:
+    """One synthetic mammogram: presentation values in [0, 1] (dense bright) and its truth."""
+
+    presentation: np.ndarray  # float32 [H, W]
+    masses: tuple[MassTruth, ...]
+    laterality: str
+    view: str
+    vendor: tuple[str, str, int, int, float, int]
+    pixel_spacing_mm: float
+
+
+def power_law_noise(rng: np.random.Generator, shape: tuple[int, int], beta: float) -> np.ndarray:
+    """Gaussian noise with power spectrum ~ 1/f^beta, normalised to zero mean, unit std."""
+    height, width = shape
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    radius = np.sqrt(fy**2 + fx**2)
+    radius[0, 0] = 1.0
+    spectrum = (rng.normal(size=radius.shape) + 1j * rng.normal(size=radius.shape)) * radius ** (-beta / 2)
+    spectrum[0, 0] = 0
+    field = np.fft.irfft2(spectrum, s=shape)
+    return ((field - field.mean()) / (field.std() + 1e-12)).astype(np.float32)
+
+
+def _upsample(field: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    image = Image.fromarray(field.astype(np.float32), mode="F")
+    return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def _breast_geometry(rng: np.random.Generator, shape: tuple[int, int], view: str) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (normalised radius r: <1 inside the breast, chest wall at x = 0), and y/x grids unused."""
+    height, width = shape
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    depth = width * rng.uniform(0.55, 0.82)  # chest wall to nipple
+    if view == "MLO":
+        centre_y = height * rng.uniform(0.40, 0.50)
+        half_height = height * rng.uniform(0.46, 0.55)
+    else:
+        centre_y = height * rng.uniform(0.45, 0.55)
+        half_height = height * rng.uniform(0.33, 0.44)
+    tilt = rng.uniform(-0.08, 0.08) if view == "CC" else rng.uniform(0.05, 0.2)
+    dy = (yy - centre_y) - tilt * xx
+    radius = np.sqrt((xx / depth) ** 2 + (dy / half_height) ** 2)
+    return radius, np.stack([yy, xx])
+
+
+def _mass_mask(rng: np.random.Generator, grid: np.ndarray, centre: tuple[float, float], radius_px: float,
+               shape: str) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Soft mask in [0, 1] of one mass, and its core's bounding box (xyxy)."""
+    yy, xx = grid
+    cy, cx = centre
+    pad = int(radius_px * 3.2) + 4
+    y0, y1 = max(0, int(cy) - pad), min(yy.shape[0], int(cy) + pad)
+    x0, x1 = max(0, int(cx) - pad), min(yy.shape[1], int(cx) + pad)
+    local_y, local_x = yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx
+    angle = np.arctan2(local_y, local_x)
+    if shape == "oval":
+        ratio, rotation = rng.uniform(0.5, 0.8), rng.uniform(0, math.pi)
+        cos_r, sin_r = math.cos(rotation), math.sin(rotation)
+        u = local_x * cos_r + local_y * sin_r
+        v = -local_x * sin_r + local_y * cos_r
+        distance = np.sqrt(u**2 + (v / ratio) ** 2)
+        boundary = np.full_like(distance, radius_px)
+    else:
+        distance = np.sqrt(local_x**2 + local_y**2)
+        boundary = np.full_like(distance, radius_px)
+        if shape in ("irregular", "spiculated"):
+            for harmonic in range(2, 7):
+                amplitude = rng.uniform(0.03, 0.16) / (harmonic - 1) ** 0.5
+                boundary = boundary * (1 + amplitude * np.cos(harmonic * angle + rng.uniform(0, 2 * math.pi)))
+    edge = max(1.0, radius_px * rng.uniform(0.08, 0.25))
+    core = 1.0 / (1.0 + np.exp((distance - boundary) / edge))
+    inside = core > 0.5
+    rows, cols = np.nonzero(inside)
+    if len(rows) == 0:
+        rows, cols = np.array([int(cy) - y0]), np.array([int(cx) - x0])
+    box = (float(cols.min() + x0), float(rows.min() + y0), float(cols.max() + x0 + 1), float(rows.max() + y0 + 1))
+    mask = np.zeros(yy.shape, np.float32)
+    profile = core * np.sqrt(np.clip(1 - (distance / (boundary * 1.3)) ** 2, 0.05, 1))
+    if shape == "spiculated":
+        for _ in range(int(rng.integers(8, 20))):
+            theta = rng.uniform(0, 2 * math.pi)
+            length = radius_px * rng.uniform(1.4, 2.8)
+            width = max(0.8, radius_px * rng.uniform(0.03, 0.07))
+            along = local_x * math.cos(theta) + local_y * math.sin(theta)
+            across = -local_x * math.sin(theta) + local_y * math.cos(theta)
+            spicule = np.exp(-(across / width) ** 2) * np.clip(1 - along / length, 0, 1) * (along > 0)
+            profile = np.maximum(profile, 0.6 * spicule)
+    mask[y0:y1, x0:x1] = profile
+    return mask, box
+
+
+def make_phantom(rng: np.random.Generator, scale: float, normal: bool) -> Phantom:
+    """Draw one phantom at `scale` times a vendor's native size (spacing grows as 1/scale)."""
+    vendor = VENDORS[int(rng.integers(len(VENDORS)))]
+    _, _, rows, columns, spacing, _ = vendor
+    shape = (max(64, round(rows * scale)), max(64, round(columns * scale)))
+    spacing_mm = spacing * rows / shape[0]
+    view = "CC" if rng.random() < 0.5 else "MLO"
+    laterality = "L" if rng.random() < 0.5 else "R"
+    radius, grid = _breast_geometry(rng, shape, view)
+    breast = radius < 1.0
+    thickness = np.sqrt(np.clip(1 - radius**2, 0, 1))
+    small = (max(32, shape[0] // 4), max(32, shape[1] // 4))
+    texture = _upsample(power_law_noise(rng, small, beta=rng.uniform(2.6, 3.2)), shape)
+    density = rng.uniform(0.15, 0.7)  # share of fibroglandular tissue (BI-RADS a..d)
+    threshold = float(np.quantile(texture[breast], 1 - density)) if breast.any() else 0.0
+    glandular = 1 / (1 + np.exp(-(texture - threshold) * 2.0))
+    glandular *= np.clip(1.2 - radius, 0, 1)  # denser towards the centre, fatty towards the skin
+    fat_level, gland_level = rng.uniform(0.22, 0.32), rng.uniform(0.25, 0.40)
+    image = (fat_level + gland_level * glandular) * (0.35 + 0.65 * thickness**0.6)
+    skin_mm = rng.uniform(1.0, 2.5)
+    skin = (radius > 1 - skin_mm / (shape[1] * spacing_mm * 0.7)) & breast
+    image = np.where(skin, image + 0.06, image)
+    if view == "MLO":
+        yy, xx = grid
+        pectoral_w, pectoral_h = shape[1] * rng.uniform(0.25, 0.45), shape[0] * rng.uniform(0.35, 0.6)
+        pectoral = (xx / pectoral_w + yy / pectoral_h) < 1
+        muscle = (rng.uniform(0.42, 0.55) + 0.04 * texture) * (1 - 0.25 * xx / pectoral_w)
+        image = np.where(pectoral, muscle, image)
+        breast = breast | pectoral
+    masses = []
+    if not normal:
+        candidates = np.argwhere(breast & (radius < 0.75) & (radius > 0.15))
+        for _ in range(int(rng.integers(1, 4))):
+            if len(candidates) == 0:
+                break
+            cy, cx = candidates[int(rng.integers(len(candidates)))]
+            radius_px = rng.uniform(4.0, 15.0) / spacing_mm
+            kind = MASS_SHAPES[int(rng.integers(len(MASS_SHAPES)))]
+            mask, box = _mass_mask(rng, grid, (float(cy), float(cx)), radius_px, kind)
+            image = image + rng.uniform(0.10, 0.30) * mask
+            masses.append(MassTruth(*box, shape=kind))
+    image = np.where(breast, image, 0.02 + 0.01 * texture)  # air: nearly black
+    image = image + rng.normal(0, rng.uniform(0.004, 0.012), size=shape)
+    presentation = np.clip(image, 0, 1).astype(np.float32)
+    if laterality == "R":  # chest wall on the right for right breasts
+        presentation = np.ascontiguousarray(presentation[:, ::-1])
+        width = shape[1]
+        masses = [MassTruth(width - m.x2, m.y1, width - m.x1, m.y2, m.shape) for m in masses]
+    return Phantom(presentation, tuple(masses), laterality, view, vendor, spacing_mm)
+
+
+def _uid(seed: int, index: int, what: str) -> str:
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(prefix=None, entropy_srcs=["trt_mass synth", str(seed), str(index), what]))
+
+
+def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, voi_function: str = "LINEAR") -> object:
+    """A For-Presentation MG dataset (uncompressed) holding the phantom."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from trt_mass.dicom_io import MG_FOR_PRESENTATION
+
+    manufacturer, model, _, _, _, bits = phantom.vendor
+    max_value = 2**bits - 1
+    low, high = int(max_value * 0.05), int(max_value * 0.95)
+    values = phantom.presentation if photometric == "MONOCHROME2" else 1.0 - phantom.presentation
+    stored = np.rint(low + values * (high - low)).astype(np.uint16)
+    sop_uid = _uid(seed, index, "sop")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MG_FOR_PRESENTATION
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MG_FOR_PRESENTATION
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyInstanceUID = _uid(seed, index // 4, "study")
+    ds.SeriesInstanceUID = _uid(seed, index, "series")
+    ds.PatientName = FAKE_PATIENT_NAME
+    ds.PatientID = FAKE_PATIENT_ID
+    ds.PatientBirthDate = "19600101"
+    ds.PatientSex = "F"
+    ds.AccessionNumber = "SYNTHACC0001"
+    ds.StudyDate = ds.ContentDate = "20260101"
+    ds.StudyTime = ds.ContentTime = "120000"
+    ds.Modality = "MG"
+    ds.Manufacturer = manufacturer
+    ds.ManufacturerModelName = model
+    ds.BodyPartExamined = "BREAST"
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.ImageType = ["DERIVED", "PRIMARY"]
+    ds.SeriesNumber, ds.InstanceNumber = 1, index + 1
+    ds.ImageLaterality = phantom.laterality
+    ds.ViewPosition = phantom.view
+    code = Dataset()
+    code.CodeValue = "399162004" if phantom.view == "CC" else "399368009"
+    code.CodingSchemeDesignator = "SCT"
+    code.CodeMeaning = "cranio-caudal" if phantom.view == "CC" else "medio-lateral oblique"
+    ds.ViewCodeSequence = Sequence([code])
+    ds.PatientOrientation = ["P", "L" if phantom.laterality == "R" else "R"] if phantom.view == "CC" else ["A", "FR"]
+    spacing = f"{phantom.pixel_spacing_mm:.6f}"
+    ds.ImagerPixelSpacing = [spacing, spacing]
+    ds.PixelSpacing = [spacing, spacing]
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
+    ds.PresentationLUTShape = "IDENTITY" if photometric == "MONOCHROME2" else "INVERSE"
+    ds.WindowCenter = f"{(low + high) / 2 + 0.5:.1f}"
+    ds.WindowWidth = str(high - low + 1)
+    ds.VOILUTFunction = voi_function
+    ds.BurnedInAnnotation = "NO"
+    ds.PixelData = stored.tobytes()
+    return ds
+
+
+def write_phantoms(out_dir: str | Path, count: int, seed: int, scale: float = 1.0,
+                   normal_fraction: float = 0.3, progress: bool = False) -> list[Path]:
+    """Write `count` phantoms as DICOM files plus OUT_DIR/truth.csv; returns the file paths."""
+    from pydicom.uid import JPEG2000Lossless
+
+    if count < 1:
+        raise ConfigError("count must be at least 1")
+    if not 0.01 <= scale <= 1.0:
+        raise ConfigError("scale must be in [0.01, 1]")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    rows: list[list[object]] = []
+    for index in range(count):
+        normal = rng.random() < normal_fraction
+        phantom = make_phantom(rng, scale, normal)
+        photometric = "MONOCHROME1" if rng.random() < 0.4 else "MONOCHROME2"
+        voi_function = "SIGMOID" if rng.random() < 0.2 else "LINEAR"
+        ds = phantom_dataset(phantom, seed, index, photometric, voi_function)
+        if rng.random() < 0.4:
+            ds.compress(JPEG2000Lossless, generate_instance_uid=False)  # type: ignore[attr-defined]
+        path = out_dir / f"synth_{index:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)  # type: ignore[attr-defined]
+        paths.append(path)
+        for mass in phantom.masses:
+            rows.append([path.name, ds.SOPInstanceUID,  # type: ignore[attr-defined]
+                         round(mass.x1, 1), round(mass.y1, 1), round(mass.x2, 1), round(mass.y2, 1)])
+        if progress:
+            print(f"\rsynth {index + 1}/{count}", end="", flush=True)
+    if progress:
+        print()
+    with open(out_dir / "truth.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "sop_instance_uid", "x1", "y1", "x2", "y2"])
+        writer.writerows(rows)
+    return paths
