@@ -27,17 +27,16 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	mkdir -p out/demo/images
+	$(VENV)/bin/trtmass synth out/demo/dicom --count 4 --seed 0 --scale 0.25
 	$(VENV)/bin/trtmass export --init random --arch resnet18 --head-width 64 --seed 0 --tile 256x224 \
 		-o out/demo/random-resnet18.onnx
-	$(PY) -c "import numpy as np; from PIL import Image; r = np.random.default_rng(0); \
-		[Image.fromarray((r.random((h, w)) * 65535).astype(np.uint16)).save(f'out/demo/images/img{i}.png') \
-		 for i, (h, w) in enumerate([(1200, 900), (800, 1000)])]"
-	$(VENV)/bin/trtmass detect out/demo/images --model out/demo/random-resnet18.onnx --out out/demo/results
-	@echo "results: out/demo/results/*.json (random weights: the pipeline runs, the findings mean nothing)"
+	$(VENV)/bin/trtmass detect out/demo/dicom --model out/demo/random-resnet18.onnx --out out/demo/results \
+		--overlay --truth out/demo/dicom/truth.csv -v
+	@echo "JSON + overlays in out/demo/results (random weights: the pipeline runs, its findings mean nothing)"
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_graph_overhead.py --arch resnet50 --tile 768x640 --runs 5
+	$(PY) -m benchmarks.bench_graph_overhead --arch resnet50 --tile 768x640 --runs 5
+	$(PY) -m benchmarks.bench_load_canvas --runs 7
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -51,8 +51,9 @@ def test_detect_writes_json_and_keeps_going_after_a_bad_file(tiny_model: TinyMod
     assert "3 file(s)" in result.stdout and "1 refused" in result.stdout
     for name, hw in (("sixteen", [900, 700]), ("eight", [500, 800])):
         record = json.loads((out / f"{name}.json").read_text())
-        assert record["image_hw"] == hw and record["backend"] == "ort" and record["precision"] == "fp32"
+        assert record["image"]["image_hw"] == hw and record["image"]["pixel_spacing_mm"] == [0.1, 0.1]
+        assert record["model"]["backend"] == "ort" and record["model"]["precision"] == "fp32"
         for finding in record["findings"]:
             assert 0 <= finding["x1"] <= finding["x2"] <= hw[1] and 0 <= finding["y1"] <= finding["y2"] <= hw[0]
             assert finding["area_mm2"] >= 24.5
-    assert not list(out.glob("*.tmp"))
+    assert not list(out.glob(".*.tmp"))

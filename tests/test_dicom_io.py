@@ -12,11 +12,11 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     HTJ2KLossless,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGLossless,
     JPEGLSLossless,
@@ -180,3 +180,16 @@ def test_unsupported_syntax_names_the_decoder_package(tmp_path: Path) -> None:
             "try:\n    load_mammogram(sys.argv[1])\nexcept InputError as e:\n    print(e)\nelse:\n    print('LOADED')")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
     assert "j2k.dcm" in out and "pylibjpeg-openjpeg" in out, out
+
+
+def test_decoder_panic_becomes_input_error(tmp_path: Path) -> None:
+    """Found by the fuzz test: a corrupt RLE run makes pylibjpeg-rle (Rust) panic, a BaseException."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = encode(mg_dataset(stored_ramp(40, 32)), RLELossless)
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    frame[66] = 0x81  # a replicate run that overruns the segment
+    ds.PixelData = encapsulate([bytes(frame)])
+    path = write(ds, tmp_path / "panic.dcm")
+    with pytest.raises(InputError, match=r"panic\.dcm"):
+        load_mammogram(path)

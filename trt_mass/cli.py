@@ -37,7 +37,7 @@ def _maps_errors(command: F) -> F:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="trt_mass")
 def main() -> None:
-    """Mammogram mass detection with a RetinaNet: export the engine graph, inspect it, detect."""
+    """Mammogram mass detection with a RetinaNet: export the engine graph, inspect it, detect, make phantoms."""
 
 
 def _graph_spec(tile: str, grid: int, **thresholds: Any) -> Any:
@@ -112,71 +112,62 @@ def info(model: Path) -> None:
     click.echo(json.dumps(json.loads(read_onnx_metadata(model).to_json()), indent=2))
 
 
-def _collect_inputs(inputs: tuple[Path, ...]) -> list[Path]:
-    from trt_mass.raster import RASTER_SUFFIXES
-
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            files.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in RASTER_SUFFIXES))
-        else:
-            files.append(item)
-    return files
-
-
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Engine-graph ONNX.")
 @click.option("--backend", type=click.Choice(["ort", "auto"]), default="ort", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              show_default=True, help="Folder for <name>.json results.")
+              show_default=True, help="Folder for <sop uid or name>.json results.")
+@click.option("--overlay", is_flag=True, help="Also write a downscaled PNG with the boxes and scores.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="truth.csv (trtmass synth's format): ground truth drawn on the overlays in green.")
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
-@click.option("--pixel-spacing", type=float, default=None, help="Pixel spacing in mm (rasters carry none).")
+@click.option("--pixel-spacing", type=float, default=None,
+              help="Pixel spacing in mm for inputs that carry none (PNG/TIFF).")
+@click.option("-v", "--verbose", is_flag=True, help="One line per file.")
 @_maps_errors
-def detect(inputs: tuple[Path, ...], model: Path, backend: str, out_dir: Path, threads: int | None,
-           pixel_spacing: float | None) -> None:
-    """Detect masses in PNG/TIFF mammograms (files or folders); writes one JSON per image."""
-    from trt_mass.pipeline import Detector
-    from trt_mass.raster import read_raster
+def detect(inputs: tuple[Path, ...], model: Path, backend: str, out_dir: Path, overlay: bool, truth: Path | None,
+           threads: int | None, pixel_spacing: float | None, verbose: bool) -> None:
+    """Detect masses in mammograms: DICOM, PNG or TIFF files, or folders of them."""
+    from trt_mass.detect import DetectConfig, FileOutcome, run_detect
+    from trt_mass.inputs import collect_inputs
 
-    files = _collect_inputs(inputs)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    refused = 0
-    total_findings = 0
-    started = time.perf_counter()
-    spacing = None if pixel_spacing is None else (pixel_spacing, pixel_spacing)
-    with Detector(model, backend=backend, threads=threads) as detector:
-        metadata = detector.metadata
-        for path in files:
-            try:
-                result = detector.detect(read_raster(path), pixel_spacing_mm=spacing, source=str(path))
-            except InputError as error:
-                refused += 1
-                click.echo(f"trtmass: refused {error}", err=True)
-                continue
-            total_findings += len(result.findings)
-            record = {
-                "source": path.name,
-                "model_id": metadata.model_id,
-                "weights_sha256": metadata.weights_sha256,
-                "backend": detector.runner.backend,
-                "precision": metadata.precision,
-                "image_hw": list(result.letterbox.original_hw),
-                "findings": [f.to_dict() for f in result.findings],
-                "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
-            }
-            target = out_dir / f"{path.stem}.json"
-            temporary = target.with_suffix(".json.tmp")
-            temporary.write_text(json.dumps(record, indent=2))
-            temporary.replace(target)
-            click.echo(f"{path}: {len(result.findings)} finding(s) -> {target}")
-    click.echo(
-        f"summary: {len(files)} file(s), {total_findings} finding(s), {refused} refused, "
-        f"{time.perf_counter() - started:.1f} s"
-    )
-    if refused:
+    files = collect_inputs(inputs)
+    if not files:
+        raise ConfigError("no DICOM, PNG or TIFF files found in the inputs")
+    config = DetectConfig(model=model, out_dir=out_dir, backend=backend, threads=threads, overlay=overlay,
+                          truth=truth, pixel_spacing_mm=pixel_spacing)
+
+    def report(outcome: FileOutcome) -> None:
+        if outcome.error is not None:
+            click.echo(f"\ntrtmass: refused {outcome.error}", err=True)
+        elif verbose:
+            click.echo(f"{outcome.path}: {outcome.findings} finding(s) -> {outcome.result_path}")
+
+    with click.progressbar(files, label="detect", file=sys.stderr) as bar:
+        summary = run_detect(bar, config, on_file=report)
+    click.echo(summary.line())
+    click.echo(f"results in {out_dir}" + (" (with .overlay.png pictures)" if overlay else ""))
+    if summary.refused:
         sys.exit(InputError.exit_code)
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--count", type=int, default=8, show_default=True, help="How many phantoms.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Fraction of the vendors' native sizes (e.g. 0.125 for fast tests); spacing grows to match.")
+@click.option("--normal-fraction", type=float, default=0.3, show_default=True, help="Share of images without masses.")
+@_maps_errors
+def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: float) -> None:
+    """Write synthetic MG DICOM phantoms and OUT_DIR/truth.csv (boxes in original pixels)."""
+    from trt_mass.synth import write_phantoms
+
+    started = time.perf_counter()
+    paths = write_phantoms(out_dir, count, seed, scale=scale, normal_fraction=normal_fraction)
+    click.echo(f"wrote {len(paths)} phantom(s) and truth.csv to {out_dir} in {time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":

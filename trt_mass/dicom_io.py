@@ -12,6 +12,7 @@ Patient-identifying attributes are never read into the Mammogram, logged or prin
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,12 +111,19 @@ def load_mammogram(path: str | Path, voi_index: int = 0) -> Mammogram:
     """
     source = str(path)
     try:
-        return _load(Path(path), voi_index)
+        with warnings.catch_warnings():
+            # pydicom's warnings about odd values may quote header values: keep them out of logs.
+            warnings.simplefilter("ignore")
+            return _load(Path(path), voi_index)
     except InputError:
         raise
     except MemoryError as error:
         raise InputError(source, "not enough memory to decode the pixel data") from error
-    except Exception as error:  # a malformed file must never escape as another exception type
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as error:
+        # A malformed file must never escape as another exception type; that includes decoder
+        # plugins written in Rust, whose panics (pyo3 PanicException) derive from BaseException.
         raise InputError(source, f"malformed DICOM ({type(error).__name__}: {error})") from error
 
 
@@ -169,7 +177,9 @@ def _check_header(dataset: Any, source: str) -> None:
     if intent == "FOR PROCESSING":
         raise InputError(source, "Presentation Intent Type is FOR PROCESSING; send the FOR PRESENTATION image")
     if sop_class not in MAMMOGRAPHY_SOP_CLASSES and modality != "MG":
-        raise InputError(source, f"not a mammogram (modality {modality or 'missing'}, SOP class {sop_class or 'missing'})")
+        raise InputError(
+            source, f"not a mammogram (modality {modality or 'missing'}, SOP class {sop_class or 'missing'})"
+        )
     if "PixelData" not in dataset:
         for keyword in ("FloatPixelData", "DoubleFloatPixelData"):
             if keyword in dataset:
@@ -274,7 +284,7 @@ def _window_values(dataset: Any, voi_index: int) -> tuple[float, float] | None:
 def _as_list(value: Any) -> list[Any]:
     if value is None or value == "":
         return []
-    if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+    if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
         return list(value)
     return [value]
 

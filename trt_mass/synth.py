@@ -12,7 +12,9 @@ The patient module holds obviously fake values (so tests can prove they never le
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,11 +139,15 @@ def _mass_mask(rng: np.random.Generator, grid: np.ndarray, centre: tuple[float, 
     return mask, box
 
 
-def make_phantom(rng: np.random.Generator, scale: float, normal: bool) -> Phantom:
-    """Draw one phantom at `scale` times a vendor's native size (spacing grows as 1/scale)."""
-    vendor = VENDORS[int(rng.integers(len(VENDORS)))]
+def make_phantom(rng: np.random.Generator, scale: float, normal: bool, vendor_index: int | None = None,
+                 shape_hw: tuple[int, int] | None = None) -> Phantom:
+    """Draw one phantom at `scale` times a vendor's native size (spacing grows as 1/scale).
+
+    `vendor_index` picks a vendor of VENDORS and `shape_hw` overrides the size (benchmarks).
+    """
+    vendor = VENDORS[int(rng.integers(len(VENDORS))) if vendor_index is None else vendor_index]
     _, _, rows, columns, spacing, _ = vendor
-    shape = (max(64, round(rows * scale)), max(64, round(columns * scale)))
+    shape = shape_hw or (max(64, round(rows * scale)), max(64, round(columns * scale)))
     spacing_mm = spacing * rows / shape[0]
     view = "CC" if rng.random() < 0.5 else "MLO"
     laterality = "L" if rng.random() < 0.5 else "R"
@@ -189,16 +195,16 @@ def make_phantom(rng: np.random.Generator, scale: float, normal: bool) -> Phanto
 
 
 def _uid(seed: int, index: int, what: str) -> str:
-    from pydicom.uid import generate_uid
-
-    return str(generate_uid(prefix=None, entropy_srcs=["trt_mass synth", str(seed), str(index), what]))
+    """A deterministic UID under 2.25 (PS3.5 B.2: a UUID as an integer), from a hash of the inputs."""
+    digest = hashlib.sha256(f"trt_mass synth|{seed}|{index}|{what}".encode()).digest()
+    return f"2.25.{uuid.UUID(bytes=digest[:16], version=4).int}"
 
 
 def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, voi_function: str = "LINEAR") -> object:
     """A For-Presentation MG dataset (uncompressed) holding the phantom."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.uid import UID, ExplicitVRLittleEndian
 
     from trt_mass.dicom_io import MG_FOR_PRESENTATION
 
@@ -207,9 +213,9 @@ def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, v
     low, high = int(max_value * 0.05), int(max_value * 0.95)
     values = phantom.presentation if photometric == "MONOCHROME2" else 1.0 - phantom.presentation
     stored = np.rint(low + values * (high - low)).astype(np.uint16)
-    sop_uid = _uid(seed, index, "sop")
+    sop_uid = UID(_uid(seed, index, "sop"))
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MG_FOR_PRESENTATION
+    meta.MediaStorageSOPClassUID = UID(MG_FOR_PRESENTATION)
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
@@ -249,7 +255,8 @@ def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, v
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
     ds.PresentationLUTShape = "IDENTITY" if photometric == "MONOCHROME2" else "INVERSE"
     ds.WindowCenter = f"{(low + high) / 2 + 0.5:.1f}"
-    ds.WindowWidth = str(high - low + 1)
+    # A sigmoid over the same width would lift air to 0.12; vendors using SIGMOID window tighter.
+    ds.WindowWidth = str(high - low + 1) if voi_function == "LINEAR" else str(int(0.7 * (high - low)))
     ds.VOILUTFunction = voi_function
     ds.BurnedInAnnotation = "NO"
     ds.PixelData = stored.tobytes()

@@ -1,0 +1,56 @@
+"""Result writers: per-image JSON and overlay PNG, each written to a temporary name and renamed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from trt_mass.geometry import Finding
+
+OVERLAY_MAX_SIDE = 1024
+FINDING_COLOUR = (255, 64, 32)
+TRUTH_COLOUR = (40, 220, 90)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` so that a reader sees either nothing or the whole file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def render_overlay(pixels: np.ndarray, findings: list[Finding], truth_xyxy: np.ndarray | None = None) -> Image.Image:
+    """A downscaled 8-bit RGB picture with the findings (and ground truth) drawn; boxes in original px."""
+    height, width = pixels.shape
+    scale = min(1.0, OVERLAY_MAX_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    gray = Image.fromarray(np.ascontiguousarray(pixels >> 8).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)
+    picture = gray.convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    line = max(1, round(max(size) / 400))
+    if truth_xyxy is not None:
+        for x1, y1, x2, y2 in np.asarray(truth_xyxy).reshape(-1, 4) * scale:
+            draw.rectangle([x1, y1, x2, y2], outline=TRUTH_COLOUR, width=line)
+    for finding in findings:
+        box = [finding.x1 * scale, finding.y1 * scale, finding.x2 * scale, finding.y2 * scale]
+        draw.rectangle(box, outline=FINDING_COLOUR, width=line)
+        draw.text((box[0] + 2, max(0, box[1] - 12)), f"{finding.score:.2f}", fill=FINDING_COLOUR)
+    return picture
+
+
+def write_overlay(path: Path, picture: Image.Image) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    picture.save(temporary, format="PNG")
+    os.replace(temporary, path)
