@@ -114,8 +114,8 @@ def info(model: Path) -> None:
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Engine-graph ONNX.")
+@click.option("--model", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Engine-graph ONNX (default: the bundled demo model).")
 @click.option("--backend", type=click.Choice(["ort", "auto"]), default="ort", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder for <sop uid or name>.json results.")
@@ -125,19 +125,25 @@ def info(model: Path) -> None:
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--pixel-spacing", type=float, default=None,
               help="Pixel spacing in mm for inputs that carry none (PNG/TIFF).")
+@click.option("--dicom-out", default="", help="DICOM results for DICOM inputs: any of sr,gsps,sc (comma-separated).")
 @click.option("-v", "--verbose", is_flag=True, help="One line per file.")
 @_maps_errors
-def detect(inputs: tuple[Path, ...], model: Path, backend: str, out_dir: Path, overlay: bool, truth: Path | None,
-           threads: int | None, pixel_spacing: float | None, verbose: bool) -> None:
+def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, out_dir: Path, overlay: bool, truth: Path | None,
+           threads: int | None, pixel_spacing: float | None, dicom_out: str, verbose: bool) -> None:
     """Detect masses in mammograms: DICOM, PNG or TIFF files, or folders of them."""
     from trt_mass.detect import DetectConfig, FileOutcome, run_detect
+    from trt_mass.dicom_out import parse_kinds
     from trt_mass.inputs import collect_inputs
 
     files = collect_inputs(inputs)
     if not files:
         raise ConfigError("no DICOM, PNG or TIFF files found in the inputs")
+    if model is None:
+        from trt_mass.bundled import default_model
+
+        model = default_model()
     config = DetectConfig(model=model, out_dir=out_dir, backend=backend, threads=threads, overlay=overlay,
-                          truth=truth, pixel_spacing_mm=pixel_spacing)
+                          truth=truth, pixel_spacing_mm=pixel_spacing, dicom_out=parse_kinds(dicom_out))
 
     def report(outcome: FileOutcome) -> None:
         if outcome.error is not None:
@@ -168,6 +174,112 @@ def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: f
     started = time.perf_counter()
     paths = write_phantoms(out_dir, count, seed, scale=scale, normal_fraction=normal_fraction)
     click.echo(f"wrote {len(paths)} phantom(s) and truth.csv to {out_dir} in {time.perf_counter() - started:.1f} s")
+
+
+@main.command()
+@click.argument("root", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Engine-graph ONNX.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="TOML file with the settings (see systemd/trtmass-watch.toml).")
+@click.option("--polling/--inotify", default=None, help="Poll (network shares) instead of inotify.")
+@click.option("--backend", type=click.Choice(["ort", "auto"]), default=None)
+@click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
+@click.option("--delete-done/--keep-done", default=None, help="Delete processed inputs instead of moving them.")
+@click.option("--overlay/--no-overlay", default=None, help="Also write overlay PNGs.")
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default=None)
+@click.option("--dicom-out", default=None, help="DICOM results: any of sr,gsps,sc, or 'none' (default: all three).")
+@_maps_errors
+def watch(root: Path | None, model: Path | None, config_file: Path | None, polling: bool | None,
+          backend: str | None, threads: int | None, delete_done: bool | None, overlay: bool | None,
+          log_format: str | None, dicom_out: str | None) -> None:
+    """Watch ROOT/incoming and turn every complete mammogram into ROOT/results/<SOP UID>.json.
+
+    Settings: flags > TRTMASS_WATCH_* environment > --config TOML > defaults.  SIGTERM finishes the
+    current file and exits; a restart picks up anything left in processing/.
+    """
+    import signal
+
+    from trt_mass.daemon.config import load_config
+    from trt_mass.daemon.service import WatchService
+
+    flags = {"root": root, "model": model, "polling": polling, "backend": backend, "threads": threads,
+             "delete_done": delete_done, "overlay": overlay, "log_format": log_format, "dicom_out": dicom_out}
+    config = load_config(flags, config_file)
+    service = WatchService(config)
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: service.request_stop())
+    sys.exit(service.run())
+
+
+@main.command("eval")
+@click.option("--model", "models", required=True, multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Engine-graph ONNX (repeat, or use --compare, to put several on one plot).")
+@click.option("--compare", "compare", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Further models or precision variants to measure on the same data.")
+@click.option("--data", required=True, help="DIR with truth.csv, mias:DIR or inbreast:DIR.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--criterion", type=click.Choice(["iou", "centre"]), default="iou", show_default=True,
+              help="Hit: IoU >= --iou (the paper) or detection centre inside the ground-truth box.")
+@click.option("--iou", "iou_threshold", type=float, default=0.2, show_default=True)
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Patient resamples for the CIs (0: none).")
+@click.option("--threads", type=int, default=None)
+@click.option("--folds", type=int, default=None, help="Evaluate only the patient-wise test fold --fold of K.")
+@click.option("--fold", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold assignment (as in train).")
+@_maps_errors
+def evaluate(models: tuple[Path, ...], compare: tuple[Path, ...], data: str, out_dir: Path, criterion: str,
+             iou_threshold: float, bootstrap: int, threads: int | None, folds: int | None, fold: int,
+             seed: int) -> None:
+    """FROC and related figures of a model on a labelled data set (JSON, CSV and PNG plots)."""
+    from trt_mass.eval.run import EvalConfig, run_eval
+
+    config = EvalConfig(models=models + compare, data=data, out_dir=out_dir, criterion=criterion,
+                        iou_threshold=iou_threshold, bootstrap=bootstrap, threads=threads, folds=folds, fold=fold,
+                        seed=seed)
+    report = run_eval(config, progress=True)
+    for name, summary in report["models"].items():
+        points = ", ".join(f"{p}: {v['tpr']:.3f}" for p, v in summary["tpr_at_fppi"].items())
+        click.echo(f"{name}: {summary['images']} images, {summary['lesions']} lesions; TPR at FPPI {points}")
+    click.echo(f"report: {out_dir}/eval.json, froc.csv, tpr_at_fppi.csv, froc.png, tpr_vs_iou.png, fp_normals.png")
+
+
+@main.command()
+@click.option("--data", "data", required=True, multiple=True,
+              help="Data set spec (repeatable): DIR with truth.csv, mias:DIR or inbreast:DIR.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for checkpoints (epochNNN.pt, last.pt).")
+@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet50", show_default=True)
+@click.option("--head-width", type=int, default=256, show_default=True)
+@click.option("--tile", default="768x640", show_default=True, help="View size HEIGHTxWIDTH (as exported).")
+@click.option("--grid", type=int, default=5, show_default=True)
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--lr", type=float, default=1e-5, show_default=True, help="Adam learning rate (the paper: 1e-5).")
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--folds", type=int, default=None, help="Patient-wise K-fold: train on all folds but --fold.")
+@click.option("--fold", type=int, default=0, show_default=True)
+@click.option("--init", "init_checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Start from this checkpoint (fine-tuning).")
+@click.option("--backbone-weights", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A torchvision ResNet state dict (e.g. ImageNet weights you provide; nothing is downloaded).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_maps_errors
+def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile: str, grid: int, epochs: int,
+          lr: float, batch_size: int, folds: int | None, fold: int, init_checkpoint: Path | None,
+          backbone_weights: Path | None, resume: bool, device: str, seed: int) -> None:
+    """Train the RetinaNet on labelled mammograms (focal loss, Adam), one checkpoint per epoch."""
+    from trt_mass.spec import ModelSpec, TileGeometry, parse_hw
+    from trt_mass.train import TrainConfig
+    from trt_mass.train import train as run_training
+
+    tile_h, tile_w = parse_hw(tile)
+    config = TrainConfig(data=data, out_dir=out_dir, spec=ModelSpec(arch=arch, head_width=head_width),
+                         geometry=TileGeometry(tile_h, tile_w, grid), epochs=epochs, lr=lr, batch_size=batch_size,
+                         folds=folds, fold=fold, init=init_checkpoint, backbone_weights=backbone_weights,
+                         resume=resume, device=device, seed=seed)
+    last = run_training(config)
+    click.echo(f"checkpoint: {last}; export it with: trtmass export {last} --tile {tile} --grid {grid} -o model.onnx")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ import numpy as np
 
 from trt_mass.dicom_io import Mammogram
 from trt_mass.errors import InputError
+from trt_mass.geometry import Finding
 from trt_mass.inputs import read_image, read_truth
+from trt_mass.metadata import ModelMetadata
 from trt_mass.pipeline import DetectionResult, Detector
 from trt_mass.writers import render_overlay, write_json, write_overlay
 
@@ -34,6 +36,7 @@ class DetectConfig:
     overlay: bool = False
     truth: Path | None = None
     pixel_spacing_mm: float | None = None
+    dicom_out: tuple[str, ...] = ()
 
 
 @dataclass
@@ -79,6 +82,18 @@ def result_record(mammogram: Mammogram, result: DetectionResult, detector: Detec
         },
         "timings_ms": {k: round(v, 2) for k, v in timings_ms.items()},
     }
+
+
+def dicom_outputs(path: Path, mammogram: Mammogram, findings: list[Finding], metadata: ModelMetadata,
+                  out_dir: Path, kinds: tuple[str, ...]) -> dict[str, str] | None:
+    """Write the CAD SR / GSPS / SC of a DICOM input; None for rasters (nothing to reference)."""
+    from trt_mass.dicom_out import ModelIdentity, write_dicom_outputs
+
+    if mammogram.sop_instance_uid is None:
+        return None
+    identity = ModelIdentity(metadata.weights_sha256, metadata.model_id, metadata.precision)
+    written = write_dicom_outputs(path, mammogram.pixels, findings, identity, out_dir, kinds)
+    return {kind: target.name for kind, target in written.items()}
 
 
 def _result_stem(mammogram: Mammogram, path: Path, used: set[str]) -> str:
@@ -127,8 +142,12 @@ def _detect_one(path: Path, detector: Detector, config: DetectConfig, truth: dic
     if config.overlay:
         boxes = truth.get(mammogram.sop_instance_uid or "", truth.get(path.name))
         write_overlay(config.out_dir / f"{stem}.overlay.png", render_overlay(mammogram.pixels, result.findings, boxes))
-    timings["write_ms"] = 1000 * (time.perf_counter() - write_started)
+    record = result_record(mammogram, result, detector, timings, spacing)
+    if config.dicom_out:
+        record["dicom_outputs"] = dicom_outputs(path, mammogram, result.findings, detector.metadata, config.out_dir,
+                                                config.dicom_out)
+    record["timings_ms"]["write_ms"] = round(1000 * (time.perf_counter() - write_started), 2)
     result_path = config.out_dir / f"{stem}.json"
-    write_json(result_path, result_record(mammogram, result, detector, timings, spacing))
+    write_json(result_path, record)
     outcome.result_path = result_path
     outcome.findings = len(result.findings)

@@ -32,7 +32,7 @@ VENDORS = (
 )
 MASS_SHAPES = ("round", "oval", "irregular", "spiculated")
 FAKE_PATIENT_NAME = "Phantom^Synthetic"
-FAKE_PATIENT_ID = "SYNTH-PATIENT-0001"
+FAKE_PATIENT_ID = "SYNTH-PATIENT-"  # + a number: four images (one study) per phantom patient
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def _mass_mask(rng: np.random.Generator, grid: np.ndarray, centre: tuple[float, 
                 amplitude = rng.uniform(0.03, 0.16) / (harmonic - 1) ** 0.5
                 boundary = boundary * (1 + amplitude * np.cos(harmonic * angle + rng.uniform(0, 2 * math.pi)))
     edge = max(1.0, radius_px * rng.uniform(0.08, 0.25))
-    core = 1.0 / (1.0 + np.exp((distance - boundary) / edge))
+    core = 1.0 / (1.0 + np.exp(np.clip((distance - boundary) / edge, -60.0, 60.0)))
     inside = core > 0.5
     rows, cols = np.nonzero(inside)
     if len(rows) == 0:
@@ -225,16 +225,30 @@ def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, v
     ds.StudyInstanceUID = _uid(seed, index // 4, "study")
     ds.SeriesInstanceUID = _uid(seed, index, "series")
     ds.PatientName = FAKE_PATIENT_NAME
-    ds.PatientID = FAKE_PATIENT_ID
+    ds.PatientID = f"{FAKE_PATIENT_ID}{index // 4:04d}"
     ds.PatientBirthDate = "19600101"
     ds.PatientSex = "F"
     ds.AccessionNumber = "SYNTHACC0001"
+    ds.StudyID = "SYNTH1"
+    ds.ReferringPhysicianName = ""
     ds.StudyDate = ds.ContentDate = "20260101"
     ds.StudyTime = ds.ContentTime = "120000"
     ds.Modality = "MG"
     ds.Manufacturer = manufacturer
     ds.ManufacturerModelName = model
     ds.BodyPartExamined = "BREAST"
+    region = Dataset()
+    region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning = "76752008", "SCT", "Breast"
+    ds.AnatomicRegionSequence = Sequence([region])
+    ds.PixelIntensityRelationship = "LOG"
+    ds.PixelIntensityRelationshipSign = 1
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", "1", "US"
+    ds.LossyImageCompression = "00"
+    ds.DetectorType = "DIRECT"
+    ds.PositionerType = "MAMMOGRAPHIC"
+    ds.BreastImplantPresent = "NO"
+    ds.OrganExposed = "BREAST"
+    ds.AcquisitionContextSequence = Sequence([])
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.ImageType = ["DERIVED", "PRIMARY"]
     ds.SeriesNumber, ds.InstanceNumber = 1, index + 1
@@ -244,6 +258,7 @@ def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, v
     code.CodeValue = "399162004" if phantom.view == "CC" else "399368009"
     code.CodingSchemeDesignator = "SCT"
     code.CodeMeaning = "cranio-caudal" if phantom.view == "CC" else "medio-lateral oblique"
+    code.ViewModifierCodeSequence = Sequence([])
     ds.ViewCodeSequence = Sequence([code])
     ds.PatientOrientation = ["P", "L" if phantom.laterality == "R" else "R"] if phantom.view == "CC" else ["A", "FR"]
     spacing = f"{phantom.pixel_spacing_mm:.6f}"

@@ -31,15 +31,20 @@ def write_json(path: Path, record: dict[str, Any]) -> None:
     write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
-def render_overlay(pixels: np.ndarray, findings: list[Finding], truth_xyxy: np.ndarray | None = None) -> Image.Image:
-    """A downscaled 8-bit RGB picture with the findings (and ground truth) drawn; boxes in original px."""
+def downscaled_rgb(pixels: np.ndarray, max_side: int) -> tuple[Image.Image, float]:
+    """The uint16 image as 8-bit RGB with its long side at most `max_side`; (picture, scale)."""
     height, width = pixels.shape
-    scale = min(1.0, OVERLAY_MAX_SIDE / max(height, width))
+    scale = min(1.0, max_side / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     gray = Image.fromarray(np.ascontiguousarray(pixels >> 8).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)
-    picture = gray.convert("RGB")
+    return gray.convert("RGB"), scale
+
+
+def render_overlay(pixels: np.ndarray, findings: list[Finding], truth_xyxy: np.ndarray | None = None) -> Image.Image:
+    """A downscaled 8-bit RGB picture with the findings (and ground truth) drawn; boxes in original px."""
+    picture, scale = downscaled_rgb(pixels, OVERLAY_MAX_SIDE)
     draw = ImageDraw.Draw(picture)
-    line = max(1, round(max(size) / 400))
+    line = max(1, round(max(picture.size) / 400))
     if truth_xyxy is not None:
         for x1, y1, x2, y2 in np.asarray(truth_xyxy).reshape(-1, 4) * scale:
             draw.rectangle([x1, y1, x2, y2], outline=TRUTH_COLOUR, width=line)

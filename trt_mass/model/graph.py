@@ -110,6 +110,10 @@ class Postprocess(nn.Module):
         boxes_view = boxes_view.reshape(num_views, top_k, 4)
         limits = torch.tensor([geometry.tile_w, geometry.tile_h] * 2, dtype=torch.float32)
         boxes_view = torch.minimum(boxes_view.clamp(min=0.0), limits.to(boxes_view.device))
+        # A box that clipping flattened (less than a pixel wide or high) is no detection; dropping it
+        # also keeps zero-area ties out of NMS and of the merge's largest-box choice.
+        sizes = boxes_view[..., 2:] - boxes_view[..., :2]
+        top_scores = top_scores * ((sizes[..., 0] >= 1.0) & (sizes[..., 1] >= 1.0)).to(top_scores.dtype)
         boxes_canvas = boxes_view * self.view_scale + self.view_offset
         keep = view_nms(boxes_canvas, top_scores, spec.nms_iou, spec.score_threshold, spec.max_per_view)
         candidate_scores = (top_scores * keep).reshape(-1)

@@ -1,0 +1,54 @@
+"""Data sets: patient-wise folds never leak; the INbreast XML reader; the CSV and MIAS layouts."""
+
+from __future__ import annotations
+
+import plistlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trt_mass.datasets import Sample, inbreast_mass_boxes, load_dataset, patient_folds
+from trt_mass.synth import write_phantoms
+
+MIAS = Path(__file__).parents[1].parent / "shared" / "data" / "mini-mias-train"
+
+
+def test_patient_folds_never_leak() -> None:
+    samples = [Sample(Path(f"{i}.png"), f"{i}", f"p{i // 3}") for i in range(50)]
+    seen_test: set[str] = set()
+    for fold in range(5):
+        train, test = patient_folds(samples, 5, fold, seed=1)
+        assert len(train) + len(test) == 50
+        assert not {s.patient_id for s in train} & {s.patient_id for s in test}
+        seen_test |= {s.image_id for s in test}
+    assert len(seen_test) == 50, "every image is tested in exactly one fold"
+
+
+def test_inbreast_xml_reader(tmp_path: Path) -> None:
+    document = {"Images": [{"ImageIndex": 0, "NumberOfROIs": 2, "ROIs": [
+        {"Name": "Mass", "Point_px": ["(100.0, 200.0)", "(150.5, 210.0)", "(120.0, 260.0)"]},
+        {"Name": "Calcification", "Point_px": ["(10, 10)"]},
+    ]}]}
+    xml = tmp_path / "22670094.xml"
+    with open(xml, "wb") as handle:
+        plistlib.dump(document, handle)
+    boxes = inbreast_mass_boxes(xml)
+    # min/max 100..150.5 x 200..260, enlarged by 10 % of width and height in total.
+    assert np.allclose(boxes, [[100 - 2.525, 200 - 3.0, 150.5 + 2.525, 260 + 3.0]])
+
+
+def test_csv_dataset_from_phantoms(tmp_path: Path) -> None:
+    write_phantoms(tmp_path, 8, seed=2, scale=0.05, normal_fraction=0.4)
+    samples = load_dataset(str(tmp_path))
+    assert len(samples) == 8
+    assert any(s.normal for s in samples) and any(len(s.boxes) for s in samples)
+    assert len({s.patient_id for s in samples}) == 2, "four phantoms per phantom patient"
+    assert all("SYNTH" not in s.patient_id for s in samples), "patient IDs are hashed"
+
+
+@pytest.mark.skipif(not MIAS.is_dir(), reason="../shared/data/mini-mias-train is not present")
+def test_mias_layout() -> None:
+    samples = load_dataset(f"mias:{MIAS}")
+    assert len(samples) == 210 and sum(len(s.boxes) > 0 for s in samples) == 38
+    assert all(s.path.is_file() and s.pixel_spacing_mm == 0.2 for s in samples)

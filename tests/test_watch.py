@@ -1,0 +1,296 @@
+"""The watch daemon as a real process on real folders: arrivals, crashes, SIGTERM, sd_notify, retries."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from tests.dicom_factory import mg_dataset, stored_ramp, write
+from trt_mass.synth import write_phantoms
+
+FAST = {"TRTMASS_WATCH_POLL_INTERVAL_S": "0.1", "TRTMASS_WATCH_STABLE_POLLS": "2",
+        "TRTMASS_WATCH_SETTLE_S": "0.15", "TRTMASS_WATCH_RETRY_INITIAL_S": "0.2", "TRTMASS_WATCH_RETRY_MAX_S": "1",
+        "TRTMASS_WATCH_STATUS_INTERVAL_S": "0.3", "TRTMASS_WATCH_THREADS": "1", "TRTMASS_WATCH_LOG_FORMAT": "json"}
+
+
+@pytest.fixture(scope="module")
+def watch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    from tests.conftest import structured_random_network
+    from trt_mass.export import ExportOptions, export_onnx
+    from trt_mass.spec import GraphSpec, TileGeometry
+
+    path = tmp_path_factory.mktemp("watch_model") / "tiny.onnx"
+    export_onnx(structured_random_network(0, 0.001), "random", ExportOptions(GraphSpec(
+        geometry=TileGeometry(128, 96, 5), max_candidates=128, pre_nms_top_k=300)), path)
+    return path
+
+
+class Daemon:
+    def __init__(self, root: Path, model: Path, polling: bool = False, env: dict[str, str] | None = None) -> None:
+        self.root, self.model, self.polling = root, model, polling
+        self.env = {**os.environ, **FAST, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = root.parent / f"{root.name}.log"
+
+    def start(self) -> Daemon:
+        command = [sys.executable, "-m", "trt_mass.cli", "watch", str(self.root), "--model", str(self.model)]
+        if self.polling:
+            command.append("--polling")
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _folder(root: Path, name: str) -> list[str]:
+    folder = root / name
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def _make_arrivals(staging: Path, count: int, seed: int) -> tuple[list[Path], dict[str, str], set[str]]:
+    """count files: valid phantoms, duplicates, corrupt, truncated, non-MG, multi-frame.
+
+    Returns (files, {invalid file name: expected reason fragment}, SOP UIDs that must get a result).
+    """
+    rng = random.Random(seed)
+    valid_count = int(count * 0.72)
+    phantoms = write_phantoms(staging / "valid", valid_count, seed=seed, scale=0.05, normal_fraction=0.3)
+    files = list(phantoms)
+    invalid: dict[str, str] = {}
+    sops = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in phantoms}
+    odd = staging / "odd"
+    odd.mkdir()
+    kinds = ["duplicate", "corrupt", "truncated", "nonmg", "multiframe"]
+    for index in range(count - valid_count):
+        kind = kinds[index % len(kinds)]
+        path = odd / f"{kind}_{index:03d}.dcm"
+        source = rng.choice(phantoms)
+        if kind == "duplicate":
+            shutil.copyfile(source, path)
+        elif kind == "corrupt":
+            path.write_bytes(bytes(rng.getrandbits(8) for _ in range(3000)))
+            invalid[path.name] = "not a DICOM file"
+        elif kind == "truncated":
+            data = source.read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+            invalid[path.name] = ""
+        elif kind == "nonmg":
+            write(mg_dataset(stored_ramp(), Modality="CT", SOPClassUID="1.2.840.10008.5.1.4.1.1.2"), path)
+            invalid[path.name] = "not a mammogram"
+        else:
+            write(mg_dataset(np.vstack([stored_ramp()] * 2), NumberOfFrames=2, Rows=48), path)
+            invalid[path.name] = "multi-frame"
+        files.append(path)
+    rng.shuffle(files)
+    return files, invalid, sops
+
+
+def _deliver(path: Path, incoming: Path, rng: random.Random) -> None:
+    """Write a file into incoming/ the way scanners and PACS do: at once, slowly, or as .part + rename."""
+    data = path.read_bytes()
+    how = rng.choice(["direct", "slow", "part"])
+    target = incoming / path.name
+    if how == "direct":
+        target.write_bytes(data)
+    elif how == "slow":
+        with open(target, "wb") as handle:
+            for start in range(0, len(data), max(1, len(data) // 4)):
+                handle.write(data[start : start + max(1, len(data) // 4)])
+                handle.flush()
+                time.sleep(rng.uniform(0.05, 0.4))
+    else:
+        part = incoming / f"{path.name}.part"
+        with open(part, "wb") as handle:
+            handle.write(data[: len(data) // 2])
+            handle.flush()
+            time.sleep(rng.uniform(0.05, 0.3))
+            handle.write(data[len(data) // 2 :])
+        os.replace(part, target)
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
+def test_arrivals_with_crashes_lose_nothing(tmp_path: Path, watch_model: Path, polling: bool) -> None:
+    files, invalid, sops = _make_arrivals(tmp_path / "staging", 200, seed=11 if polling else 12)
+    root = tmp_path / "root"
+    (root / "incoming").mkdir(parents=True)
+    daemon = Daemon(root, watch_model, polling=polling).start()
+    rng = random.Random(5)
+    delivered = threading.Event()
+
+    def writer(batch: list[Path], seed: int) -> None:
+        local = random.Random(seed)
+        for path in batch:
+            _deliver(path, root / "incoming", local)
+            time.sleep(local.uniform(0, 0.05))
+
+    threads = [threading.Thread(target=writer, args=(files[i::4], i)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for _ in range(4):  # SIGKILL at random moments while files arrive, then restart
+        time.sleep(rng.uniform(1.5, 4.0))
+        daemon.kill()
+        daemon.start()
+    for thread in threads:
+        thread.join()
+    delivered.set()
+    expected_results = {f"{sop}.json" for sop in sops}
+    _wait_for(lambda: not _folder(root, "incoming") and not _folder(root, "processing")
+              and expected_results <= set(_folder(root, "results")), 240, "the daemon to drain")
+    assert daemon.terminate() == 0
+
+    results = _folder(root, "results")
+    json_results = {n for n in results if n.endswith(".json")}
+    assert json_results == expected_results, "every valid mammogram exactly one result, nothing else"
+    dicom_objects = set()
+    for name in json_results:
+        record = json.loads((root / "results" / name).read_text())
+        assert record["image"]["sop_instance_uid"] == name[: -len(".json")]
+        assert set(record["dicom_outputs"]) == {"sr", "gsps", "sc"}, "watch writes all three by default"
+        dicom_objects |= set(record["dicom_outputs"].values())
+    assert set(results) == json_results | dicom_objects, "no stray or partial files in results/"
+    failed = set(_folder(root, "failed"))
+    for name, reason in invalid.items():
+        assert name in failed and f"{name}.error.json" in failed, name
+        report = json.loads((root / "failed" / f"{name}.error.json").read_text())
+        assert reason in report["reason"] and report["model"] == str(watch_model)
+    assert len(failed) == 2 * len(invalid), "only the invalid files failed"
+    done = _folder(root, "done")
+    assert len(done) == len(files) - len(invalid), "every valid input (duplicates too) is in done/"
+    for folder in ("incoming", "processing", "results", "failed"):
+        assert not [n for n in _folder(root, folder) if n.startswith(".") or n.endswith((".tmp", ".part"))]
+    log = daemon.log.read_text()
+    assert log.count('"event": "model_loaded"') == 5, "four SIGKILLs and restarts happened"
+    status = json.loads((root / "status.json").read_text())
+    assert status["state"] == "stopped" and status["mode"] == ("polling" if polling else "inotify")
+
+
+def test_sigterm_mid_file_exits_cleanly_and_loses_nothing(tmp_path: Path, watch_model: Path) -> None:
+    staging = tmp_path / "staging"
+    # Full-size-ish JPEG 2000 phantoms so that a file is in flight when SIGTERM arrives.
+    paths = write_phantoms(staging, 6, seed=3, scale=0.6, normal_fraction=0.0)
+    root = tmp_path / "root"
+    (root / "incoming").mkdir(parents=True)
+    daemon = Daemon(root, watch_model).start()
+    for path in paths:
+        shutil.copyfile(path, root / "incoming" / path.name)
+    _wait_for(lambda: bool(_folder(root, "processing")), 60, "a file in processing/")
+    assert daemon.terminate() == 0
+    names = {p.name for p in paths}
+    remaining = set(_folder(root, "incoming")) | set(_folder(root, "done"))
+    assert remaining == names and not _folder(root, "processing") and not _folder(root, "failed")
+    log = daemon.log.read_text()
+    assert '"event": "stopped"' in log
+    daemon.start()  # what was left is processed after a restart
+    _wait_for(lambda: len(_folder(root, "done")) == len(paths), 120, "the rest to be processed")
+    assert daemon.terminate() == 0
+    assert len([n for n in _folder(root, "results") if n.endswith(".json")]) == len(paths)
+    assert len([n for n in _folder(root, "results") if n.endswith(".sr.dcm")]) == len(paths)
+
+
+def test_sd_notify_reaches_the_socket(tmp_path: Path, watch_model: Path) -> None:
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(30)
+    root = tmp_path / "root"
+    daemon = Daemon(root, watch_model, env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"}).start()
+    messages: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (any("READY=1" in m for m in messages)
+                                                   and sum("WATCHDOG=1" in m for m in messages) >= 2):
+            messages.append(listener.recv(4096).decode())
+        assert daemon.terminate() == 0
+        while not any("STOPPING=1" in m for m in messages):
+            messages.append(listener.recv(4096).decode())
+    finally:
+        listener.close()
+    ready = next(m for m in messages if "READY=1" in m)
+    assert "STATUS=watching" in ready
+    assert sum("WATCHDOG=1" in m for m in messages) >= 2
+
+
+def test_failing_model_is_retried_and_good_studies_wait(tmp_path: Path, watch_model: Path) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not a model yet")
+    root = tmp_path / "root"
+    (root / "incoming").mkdir(parents=True)
+    paths = write_phantoms(tmp_path / "staging", 2, seed=8, scale=0.05, normal_fraction=0.0)
+    daemon = Daemon(root, model).start()
+    for path in paths:
+        shutil.copyfile(path, root / "incoming" / path.name)
+    _wait_for(lambda: (root / "status.json").exists()
+              and "model_unavailable" in (json.loads((root / "status.json").read_text())["last_error"] or ""),
+              30, "the model failure to be reported")
+    time.sleep(1.0)
+    assert not _folder(root, "failed") and not _folder(root, "results")
+    shutil.copyfile(watch_model, model)  # the engine comes back
+    _wait_for(lambda: len(_folder(root, "done")) == 2, 60, "processing after recovery")
+    assert daemon.terminate() == 0
+    assert not _folder(root, "failed") and len([n for n in _folder(root, "results") if n.endswith(".json")]) == 2
+    assert "model_unavailable" in daemon.log.read_text()
+
+
+def test_unwritable_results_keep_the_input_queued(tmp_path: Path, watch_model: Path) -> None:
+    root = tmp_path / "root"
+    daemon = Daemon(root, watch_model).start()
+    _wait_for(lambda: (root / "results").is_dir() and (root / "status.json").exists(), 30, "the daemon")
+    (root / "results").rename(root / "results.away")
+    (root / "results").write_text("a file where the results folder should be")  # every write now fails
+    path = write_phantoms(tmp_path / "staging", 1, seed=2, scale=0.05, normal_fraction=0.0)[0]
+    shutil.copyfile(path, root / "incoming" / path.name)
+    _wait_for(lambda: "results_not_writable" in daemon.log.read_text(), 30, "the write failure to be reported")
+    assert _folder(root, "processing") == [path.name] and not _folder(root, "failed")
+    (root / "results").unlink()
+    (root / "results.away").rename(root / "results")
+    _wait_for(lambda: _folder(root, "done") == [path.name], 30, "the retry to succeed")
+    assert daemon.terminate() == 0
+    assert len([n for n in _folder(root, "results") if n.endswith(".json")]) == 1
+
+
+def test_unit_file_verifies(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed: the unit file was NOT verified")
+    unit = (Path(__file__).parents[1] / "systemd" / "trtmass-watch.service").read_text()
+    trtmass = Path(sys.executable).with_name("trtmass")
+    unit = unit.replace("/opt/trtmass/venv/bin/trtmass", str(trtmass))
+    target = tmp_path / "trtmass-watch.service"
+    target.write_text(unit)
+    result = subprocess.run([analyze, "verify", str(target)], capture_output=True, text=True)
+    # The service user does not exist on a build machine; everything else must be clean.
+    problems = [line for line in (result.stdout + result.stderr).splitlines()
+                if "trtmass-watch.service" in line and not any(word in line for word in ("User", "Group"))]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr

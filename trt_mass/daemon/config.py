@@ -1,0 +1,141 @@
+"""Typed configuration of `trtmass watch`: defaults < TOML file < TRTMASS_WATCH_* environment < flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from trt_mass.errors import ConfigError
+
+ENV_PREFIX = "TRTMASS_WATCH_"
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """Every setting of the daemon (keys of the TOML file and, upper-cased, of TRTMASS_WATCH_*).
+
+    Attributes:
+        root: the watched tree; the folders below default to root/<name> (one filesystem, so that
+            moves are atomic renames).
+        polling: poll instead of inotify (network shares: SMB/NFS deliver no inotify events).
+        poll_interval_s: time between polls (and between checks of an inotify-announced file).
+        stable_polls: a polled file is taken when size and mtime stayed the same this many polls.
+        settle_s: an inotify-announced file must keep its size and mtime this long before it is taken.
+        rescan_s: inotify mode also rescans incoming/ this often, in case an event was missed.
+        delete_done: delete processed inputs instead of moving them to done/.
+        queue_size: decoded images waiting for the engine (backpressure for the reader).
+        retry_initial_s, retry_max_s: backoff while the model or the result folder fails.
+        status_interval_s: how often the status file is rewritten when idle.
+        log_format: "plain" or "json".
+        dicom_out: DICOM results for DICOM inputs, any of "sr,gsps,sc" (all by default), or "none".
+    """
+
+    root: Path
+    model: Path | None = None
+    backend: str = "ort"
+    threads: int | None = None
+    incoming: Path | None = None
+    processing: Path | None = None
+    done: Path | None = None
+    results: Path | None = None
+    failed: Path | None = None
+    status_file: Path | None = None
+    polling: bool = False
+    poll_interval_s: float = 1.0
+    stable_polls: int = 3
+    settle_s: float = 0.3
+    rescan_s: float = 30.0
+    delete_done: bool = False
+    overlay: bool = False
+    queue_size: int = 2
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 60.0
+    status_interval_s: float = 5.0
+    log_format: str = "plain"
+    dicom_out: str = "sr,gsps,sc"
+
+    def __post_init__(self) -> None:
+        from trt_mass.dicom_out import parse_kinds
+
+        if self.dicom_out.strip().lower() != "none":
+            parse_kinds(self.dicom_out)
+        if self.log_format not in ("plain", "json"):
+            raise ConfigError(f"log_format must be plain or json, got {self.log_format!r}")
+        if self.poll_interval_s <= 0 or self.stable_polls < 1 or self.queue_size < 1:
+            raise ConfigError("poll_interval_s > 0, stable_polls >= 1 and queue_size >= 1 are required")
+        if self.retry_initial_s <= 0 or self.retry_max_s < self.retry_initial_s:
+            raise ConfigError("retry_initial_s must be > 0 and <= retry_max_s")
+
+    def folder(self, name: str) -> Path:
+        value = getattr(self, name)
+        return Path(value) if value is not None else self.root / name
+
+    @property
+    def dicom_kinds(self) -> tuple[str, ...]:
+        from trt_mass.dicom_out import parse_kinds
+
+        return () if self.dicom_out.strip().lower() == "none" else parse_kinds(self.dicom_out)
+
+    @property
+    def status_path(self) -> Path:
+        return self.status_file or self.root / "status.json"
+
+
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(WatchConfig)}
+
+
+def _convert(key: str, value: Any) -> Any:
+    kind = str(FIELD_TYPES[key])
+    if value is None:
+        return None
+    if "Path" in kind:
+        return Path(str(value))
+    if kind.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{key}: expected a boolean, got {value!r}")
+    try:
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{key}: expected a number, got {value!r}") from error
+    return str(value)
+
+
+def load_config(flags: dict[str, Any], config_file: Path | None = None,
+                environ: dict[str, str] | None = None) -> WatchConfig:
+    """Merge defaults, the TOML file, the environment and the flags (None = not given)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"{config_file}: cannot read the watch config ({error})") from error
+        section = data.get("watch", data)
+        for key, value in section.items():
+            if key not in FIELD_TYPES:
+                raise ConfigError(f"{config_file}: unknown key {key!r}")
+            values[key] = _convert(key, value)
+    environ = dict(os.environ if environ is None else environ)
+    for key in FIELD_TYPES:
+        env_value = environ.get(ENV_PREFIX + key.upper())
+        if env_value is not None:
+            values[key] = _convert(key, env_value)
+    for key, value in flags.items():
+        if value is not None:
+            values[key] = _convert(key, value)
+    if values.get("root") is None:
+        raise ConfigError("no watch root: give ROOT, root = ... in the config file, or TRTMASS_WATCH_ROOT")
+    return WatchConfig(**values)

@@ -1,0 +1,167 @@
+"""Finding complete files in incoming/: inotify events (watchdog) or polling, then a completeness check."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".filepart", ".swp")
+# A file that never parses is still taken after this many times the normal wait, and then fails
+# with its reason in failed/ (a corrupt file must not sit in incoming/ for ever).
+GRACE_FACTOR = 5
+
+
+def is_temporary(name: str) -> bool:
+    lower = name.lower()
+    return name.startswith(".") or lower.endswith(TEMPORARY_SUFFIXES) or lower.endswith("~")
+
+
+def looks_complete(path: Path) -> bool:
+    """True when the file parses as a whole: a DICOM dataset with all its pixel data, or an image."""
+    from trt_mass.dicom_io import is_dicom_file
+
+    try:
+        if is_dicom_file(path):
+            import pydicom
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # "End of file reached before delimiter" = still arriving
+                dataset = pydicom.dcmread(path)
+            pixels = dataset.get("PixelData")
+            if pixels is None:
+                return True
+            if not dataset.file_meta.TransferSyntaxUID.is_compressed:
+                expected = int(dataset.Rows) * int(dataset.Columns) * int(dataset.BitsAllocated) // 8
+                expected *= int(dataset.get("NumberOfFrames", 1) or 1)
+                return len(pixels) >= expected
+            return True
+        from PIL import Image
+
+        with Image.open(path) as image:
+            image.load()
+        return True
+    except Exception:
+        return False
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    changed_at: float
+    stable_polls: int = 0
+    triggered: bool = False
+
+
+class Discovery:
+    """Tracks files in `folder` and says which are ready to take.
+
+    inotify mode: a close-write or moved-to event marks a file; it is ready once its size and mtime
+    have not changed for `settle_s` and it parses.  Polling mode: ready once size and mtime stayed
+    the same for `stable_polls` polls and it parses.  Either way a stable file that never parses is
+    taken after GRACE_FACTOR times the wait, so that it fails with a reason instead of lingering.
+    """
+
+    def __init__(self, folder: Path, polling: bool, stable_polls: int, settle_s: float, rescan_s: float) -> None:
+        self.folder = folder
+        self.polling = polling
+        self.stable_polls = stable_polls
+        self.settle_s = settle_s
+        self.rescan_s = rescan_s
+        self._seen: dict[str, _Seen] = {}
+        self._events: set[str] = set()
+        self._lock = threading.Lock()
+        self._observer: Any = None
+        self._last_rescan = 0.0
+
+    def start(self) -> None:
+        if self.polling:
+            return
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        discovery = self
+
+        class Handler(FileSystemEventHandler):
+            def on_closed(self, event: Any) -> None:
+                discovery._mark(Path(str(event.src_path)))
+
+            def on_moved(self, event: Any) -> None:
+                discovery._mark(Path(str(event.dest_path)))
+
+        self._observer = Observer()
+        self._observer.schedule(Handler(), str(self.folder), recursive=False)
+        self._observer.start()
+        self._last_rescan = 0.0  # first tick scans what arrived while we were down
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+
+    def _mark(self, path: Path) -> None:
+        if path.parent == self.folder and not is_temporary(path.name):
+            with self._lock:
+                self._events.add(path.name)
+
+    def pending_count(self) -> int:
+        return len(self._seen)
+
+    def forget(self, name: str) -> None:
+        self._seen.pop(name, None)
+
+    def ready(self, now: float | None = None) -> list[str]:
+        """Names that can be taken now, oldest change first."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            events, self._events = self._events, set()
+        if self.polling or now - self._last_rescan >= self.rescan_s:
+            self._last_rescan = now
+            names = {p.name for p in self._list()}
+            for name in list(self._seen):
+                if name not in names:
+                    del self._seen[name]
+            triggered = names if not self.polling else set()
+        else:
+            names = set(self._seen) | events
+            triggered = events
+        ready = []
+        for name in sorted(names, key=lambda n: self._seen[n].changed_at if n in self._seen else now):
+            if self._update(name, now, name in triggered):
+                ready.append(name)
+        return ready
+
+    def _list(self) -> list[Path]:
+        try:
+            return [p for p in self.folder.iterdir() if not is_temporary(p.name) and p.is_file()]
+        except OSError:
+            return []
+
+    def _update(self, name: str, now: float, triggered: bool) -> bool:
+        try:
+            stat = (self.folder / name).stat()
+        except OSError:
+            self._seen.pop(name, None)
+            return False
+        seen = self._seen.get(name)
+        if seen is None or (seen.size, seen.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+            self._seen[name] = _Seen(stat.st_size, stat.st_mtime_ns, now, 0, triggered or bool(seen and seen.triggered))
+            return False
+        seen.stable_polls += 1
+        seen.triggered = seen.triggered or triggered
+        if self.polling:
+            waited_enough = seen.stable_polls >= self.stable_polls
+            grace_over = seen.stable_polls >= self.stable_polls * GRACE_FACTOR
+        else:
+            if not seen.triggered:
+                return False
+            waited_enough = now - seen.changed_at >= self.settle_s
+            grace_over = now - seen.changed_at >= max(self.settle_s, 1.0) * GRACE_FACTOR
+        if not waited_enough:
+            return False
+        return grace_over or looks_complete(self.folder / name)

@@ -1,0 +1,157 @@
+"""Labelled data sets for training and evaluation, and patient-wise K-fold splits.
+
+Specs (`--data`):
+- `DIR` or `csv:DIR`: images (DICOM/PNG/TIFF) with DIR/truth.csv (file, sop_instance_uid, x1, y1, x2, y2,
+  optional patient_id; `trtmass synth` writes it). Images without rows are normals.
+- `mias:DIR`: the mini-MIAS layout (images/, images.csv, mass_boxes.csv).
+- `inbreast:DIR`: INbreast (AllDICOMs/*.dcm, AllXML/*.xml); masses only; boxes from the ROI polygons'
+  min/max, enlarged by 10 % in width and height as the paper does.
+Boxes are xyxy in original pixels.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import plistlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from trt_mass.errors import ConfigError, InputError
+from trt_mass.inputs import collect_inputs
+
+MIAS_PIXEL_SPACING_MM = 0.2  # mini-MIAS: 200 um
+
+
+@dataclass
+class Sample:
+    """One labelled image.
+
+    Attributes:
+        boxes: [G, 4] xyxy original pixels (masses); empty for images without a mass.
+        normal: True when the image has no finding at all (used for FP-per-normal-image figures).
+        pixel_spacing_mm: for sources that carry none (rasters); DICOM files use their own.
+    """
+
+    path: Path
+    image_id: str
+    patient_id: str
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    normal: bool = True
+    pixel_spacing_mm: float | None = None
+
+
+def load_dataset(spec: str) -> list[Sample]:
+    kind, _, location = spec.partition(":") if ":" in spec and spec.split(":", 1)[0] in (
+        "csv", "mias", "inbreast") else ("csv", "", spec)
+    root = Path(location)
+    if not root.is_dir():
+        raise ConfigError(f"data set folder {root} does not exist")
+    loaders = {"csv": _load_csv, "mias": _load_mias, "inbreast": _load_inbreast}
+    samples = loaders[kind](root)
+    if not samples:
+        raise ConfigError(f"no images found for data set {spec}")
+    return samples
+
+
+def _dicom_patient(path: Path) -> str | None:
+    from trt_mass.dicom_io import is_dicom_file
+
+    if not is_dicom_file(path):
+        return None
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "StudyInstanceUID"])
+    except Exception:
+        return None
+    # Patient ID only groups images for splits; it is hashed so it never travels further.
+    value = str(header.get("PatientID") or header.get("StudyInstanceUID") or "")
+    return hashlib.sha256(value.encode()).hexdigest()[:16] if value else None
+
+
+def _load_csv(root: Path) -> list[Sample]:
+    truth_path = root / "truth.csv"
+    if not truth_path.is_file():
+        raise ConfigError(f"{root}: no truth.csv (file, sop_instance_uid, x1, y1, x2, y2[, patient_id])")
+    boxes: dict[str, list[list[float]]] = {}
+    patients: dict[str, str] = {}
+    try:
+        with open(truth_path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                boxes.setdefault(row["file"], []).append([float(row[k]) for k in ("x1", "y1", "x2", "y2")])
+                if row.get("patient_id"):
+                    patients[row["file"]] = row["patient_id"]
+    except (KeyError, ValueError) as error:
+        raise InputError(str(truth_path), f"malformed truth CSV ({error})") from error
+    samples = []
+    for path in collect_inputs([root]):
+        name = path.name
+        patient = patients.get(name) or _dicom_patient(path) or path.stem
+        found = np.asarray(boxes.get(name, []), dtype=np.float64).reshape(-1, 4)
+        samples.append(Sample(path, name, patient, found, normal=len(found) == 0))
+    return samples
+
+
+def _load_mias(root: Path) -> list[Sample]:
+    boxes: dict[str, list[list[float]]] = {}
+    with open(root / "mass_boxes.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            boxes.setdefault(row["image"], []).append([float(row[k]) for k in ("x1", "y1", "x2", "y2")])
+    samples = []
+    with open(root / "images.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            found = np.asarray(boxes.get(row["image"], []), dtype=np.float64).reshape(-1, 4)
+            samples.append(Sample(root / "images" / f"{row['image']}.png", row["image"], str(row["patient"]), found,
+                                  normal=row["findings"].strip().upper() == "NORM",
+                                  pixel_spacing_mm=MIAS_PIXEL_SPACING_MM))
+    return samples
+
+
+def inbreast_mass_boxes(xml_path: Path, enlarge: float = 0.1) -> np.ndarray:
+    """Mass boxes [K, 4] of one INbreast XML (plist): ROI polygon min/max, enlarged by `enlarge` per side pair."""
+    try:
+        with open(xml_path, "rb") as handle:
+            document = plistlib.load(handle)
+        rois = document["Images"][0]["ROIs"]
+    except (OSError, plistlib.InvalidFileException, KeyError, IndexError, ValueError) as error:
+        raise InputError(str(xml_path), f"not an INbreast ROI file ({error})") from error
+    result = []
+    for roi in rois:
+        if str(roi.get("Name", "")).strip().lower() != "mass":
+            continue
+        points = np.array([[float(v) for v in p.strip("() ").split(",")[:2]] for p in roi.get("Point_px", [])])
+        if len(points) == 0:
+            continue
+        x1, y1 = points.min(axis=0)
+        x2, y2 = points.max(axis=0)
+        dx, dy = (x2 - x1) * enlarge / 2, (y2 - y1) * enlarge / 2
+        result.append([x1 - dx, y1 - dy, x2 + dx, y2 + dy])
+    return np.asarray(result, dtype=np.float64).reshape(-1, 4)
+
+
+def _load_inbreast(root: Path) -> list[Sample]:
+    samples = []
+    for path in sorted((root / "AllDICOMs").glob("*.dcm")):
+        number, patient = path.stem.split("_")[:2]
+        xml = root / "AllXML" / f"{number}.xml"
+        found = inbreast_mass_boxes(xml) if xml.exists() else np.zeros((0, 4))
+        samples.append(Sample(path, path.name, patient, found, normal=not xml.exists()))
+    return samples
+
+
+def patient_fold(patient_id: str, folds: int, seed: int = 0) -> int:
+    """The fold of a patient: a hash, so it does not depend on which other data sets are combined."""
+    digest = hashlib.sha256(f"{seed}|{patient_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
+def patient_folds(samples: list[Sample], folds: int, fold: int, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+    """(train, test) for fold `fold` of `folds`: every patient's images fall on one side only."""
+    if not 0 <= fold < folds or folds < 2:
+        raise ConfigError(f"fold must be in 0..{folds - 1} with at least 2 folds")
+    test = [s for s in samples if patient_fold(s.patient_id, folds, seed) == fold]
+    train = [s for s in samples if patient_fold(s.patient_id, folds, seed) != fold]
+    return train, test

@@ -1,0 +1,1 @@
+"""Evaluation: FROC analysis of detections against ground-truth boxes (NumPy only)."""

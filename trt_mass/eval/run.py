@@ -1,0 +1,166 @@
+"""`trtmass eval`: run the detection pipeline over a labelled data set and measure it (FROC and more)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_mass.datasets import Sample, load_dataset
+from trt_mass.errors import ConfigError, InputError
+from trt_mass.eval.froc import FPPI_POINTS, ImageResult, bootstrap_tpr, froc_curve
+
+IOU_SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    models: tuple[Path, ...]  # the first is the model under test; the others are compared with it
+    data: str
+    out_dir: Path
+    criterion: str = "iou"
+    iou_threshold: float = 0.2
+    bootstrap: int = 1000
+    backend: str = "ort"
+    threads: int | None = None
+    folds: int | None = None  # with fold: evaluate only that patient-wise test fold (as held out by train)
+    fold: int = 0
+    seed: int = 0
+
+
+def detect_samples(model: Path, samples: Sequence[Sample], backend: str = "ort", threads: int | None = None,
+                   progress: bool = False) -> tuple[list[ImageResult], list[str]]:
+    """Findings of every sample through the same pipeline as `trtmass detect`; (results, refusals)."""
+    from trt_mass.inputs import read_image
+    from trt_mass.pipeline import Detector
+
+    results, refused = [], []
+    with Detector(model, backend=backend, threads=threads) as detector:
+        for index, sample in enumerate(samples):
+            try:
+                mammogram = read_image(sample.path)
+            except InputError as error:
+                refused.append(str(error))
+                continue
+            spacing = mammogram.pixel_spacing_mm
+            if spacing is None and sample.pixel_spacing_mm is not None:
+                spacing = (sample.pixel_spacing_mm, sample.pixel_spacing_mm)
+            findings = detector.detect(mammogram.pixels, pixel_spacing_mm=spacing, source=str(sample.path)).findings
+            boxes = np.array([[f.x1, f.y1, f.x2, f.y2] for f in findings], dtype=np.float64).reshape(-1, 4)
+            scores = np.array([f.score for f in findings], dtype=np.float64)
+            results.append(ImageResult(sample.image_id, sample.patient_id, boxes, scores, sample.boxes))
+            if progress:
+                print(f"\reval {Path(model).name}: {index + 1}/{len(samples)}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return results, refused
+
+
+def summarize(images: list[ImageResult], normal_ids: set[str], criterion: str, iou_threshold: float,
+              bootstrap: int) -> dict[str, Any]:
+    """Every figure of the report for one model, as plain data."""
+    curve = froc_curve(images, criterion, iou_threshold)
+    intervals = bootstrap_tpr(images, FPPI_POINTS, criterion, iou_threshold, resamples=bootstrap) if bootstrap else {}
+    normals = [i for i in images if i.image_id in normal_ids]
+    normal_scores = np.sort(np.concatenate([i.det_scores for i in normals]) if normals else np.zeros(0))[::-1]
+    thresholds = np.round(np.arange(0.1, 1.0, 0.05), 2)
+    return {
+        "images": len(images),
+        "lesions": curve.num_lesions,
+        "criterion": criterion,
+        "iou_threshold": iou_threshold if criterion == "iou" else None,
+        "tpr_at_fppi": {str(p): {"tpr": curve.tpr_at(p),
+                                 "ci95": list(intervals[p]) if p in intervals else None} for p in FPPI_POINTS},
+        "froc": {"threshold": curve.thresholds.tolist(), "fppi": curve.fppi.tolist(), "tpr": curve.tpr.tolist()},
+        "tpr_at_1fppi_vs_min_iou": {str(t): froc_curve(images, "iou", t).tpr_at(1.0) for t in IOU_SWEEP},
+        "normal_images": len(normals),
+        "fp_per_normal_image_vs_threshold": {
+            str(t): float((normal_scores >= t).sum() / max(1, len(normals))) for t in thresholds},
+    }
+
+
+def run_eval(config: EvalConfig, progress: bool = False) -> dict[str, Any]:
+    samples = load_dataset(config.data)
+    if config.folds:
+        from trt_mass.datasets import patient_folds
+
+        _, samples = patient_folds(samples, config.folds, config.fold, config.seed)
+    normal_ids = {s.image_id for s in samples if s.normal}
+    report: dict[str, Any] = {"data": config.data, "samples": len(samples), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                              "models": {}}
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    for model in config.models:
+        from trt_mass.metadata import read_onnx_metadata
+
+        metadata = read_onnx_metadata(model)
+        images, refused = detect_samples(model, samples, config.backend, config.threads, progress)
+        if not images:
+            raise ConfigError(f"every image of {config.data} was refused: {refused[:3]}")
+        summary = summarize(images, normal_ids, config.criterion, config.iou_threshold, config.bootstrap)
+        summary.update(model=str(model), model_id=metadata.model_id, precision=metadata.precision, refused=refused)
+        report["models"][metadata.model_id if metadata.model_id not in report["models"] else str(model)] = summary
+    write_report(config.out_dir, report)
+    return report
+
+
+def write_report(out_dir: Path, report: dict[str, Any]) -> None:
+    (out_dir / "eval.json").write_text(json.dumps(report, indent=2))
+    with open(out_dir / "tpr_at_fppi.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model", "fppi", "tpr", "ci95_low", "ci95_high"])
+        for name, summary in report["models"].items():
+            for point, value in summary["tpr_at_fppi"].items():
+                low, high = value["ci95"] or (None, None)
+                writer.writerow([name, point, round(value["tpr"], 4), low, high])
+    with open(out_dir / "froc.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model", "threshold", "fppi", "tpr"])
+        for name, summary in report["models"].items():
+            froc = summary["froc"]
+            for row in zip(froc["threshold"], froc["fppi"], froc["tpr"], strict=True):
+                writer.writerow([name, *(round(v, 6) for v in row)])
+    _plots(out_dir, report)
+
+
+def _plots(out_dir: Path, report: dict[str, Any]) -> None:
+    models = report["models"]
+    criterion = next(iter(models.values()))["criterion"]
+    froc = {name: (m["froc"]["fppi"], m["froc"]["tpr"]) for name, m in models.items()}
+    _plot(out_dir / "froc.png", froc, "false positives per image", "TPR", f"FROC ({criterion})",
+          step=True, xscale="symlog", xlim=(0, 4), ylim=(0, 1.02))
+    sweep = {name: ([float(k) for k in m["tpr_at_1fppi_vs_min_iou"]], list(m["tpr_at_1fppi_vs_min_iou"].values()))
+             for name, m in models.items()}
+    _plot(out_dir / "tpr_vs_iou.png", sweep, "minimum IoU for a hit", "TPR at 1 FPPI", "TPR against minimum IoU",
+          ylim=(0, 1.02))
+    normals = {name: ([float(k) for k in m["fp_per_normal_image_vs_threshold"]],
+                      list(m["fp_per_normal_image_vs_threshold"].values())) for name, m in models.items()}
+    _plot(out_dir / "fp_normals.png", normals, "score threshold", "false positives per normal image",
+          "False positives on normal images")
+
+
+def _plot(path: Path, series: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabel: str, title: str,
+          step: bool = False, **axes: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    for name, (x, y) in series.items():
+        if step:
+            axis.step(x, y, where="post", label=name)
+        else:
+            axis.plot(x, y, marker=".", label=name)
+    axis.set(xlabel=xlabel, ylabel=ylabel, title=title, **axes)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
