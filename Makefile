@@ -60,8 +60,10 @@ demo-model: $(STAMP)
 	$(VENV)/bin/trtmass synth out/demo-model/phantoms-train --count 240 --seed 100 --scale 0.25
 	$(VENV)/bin/trtmass synth out/demo-model/phantoms-test --count 50 --seed 200 --scale 0.25
 	$(VENV)/bin/trtmass train --data out/demo-model/phantoms-train --data mias:../shared/data/mini-mias-train \
-		--folds 5 --fold 0 $(DEMO_MODEL_ARGS) --epochs $(or $(EPOCHS),8) --lr 3e-4 --batch-size 8 \
-		--out out/demo-model/run
+		--folds 5 --fold 0 $(DEMO_MODEL_ARGS) --epochs 8 --lr 3e-4 --batch-size 8 --out out/demo-model/run
+	# (the shipped model: the run was then resumed for two more epochs)
+	$(VENV)/bin/trtmass train --data out/demo-model/phantoms-train --data mias:../shared/data/mini-mias-train \
+		--folds 5 --fold 0 $(DEMO_MODEL_ARGS) --epochs 10 --lr 3e-4 --batch-size 8 --out out/demo-model/run --resume
 	$(VENV)/bin/trtmass export out/demo-model/run/last.pt --tile 256x224 -o trt_mass/data/demo-model.onnx
 	$(VENV)/bin/trtmass eval --model trt_mass/data/demo-model.onnx --data out/demo-model/phantoms-test \
 		--out out/demo-model/eval-phantoms

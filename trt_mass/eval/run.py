@@ -134,7 +134,8 @@ def _plots(out_dir: Path, report: dict[str, Any]) -> None:
     criterion = next(iter(models.values()))["criterion"]
     froc = {name: (m["froc"]["fppi"], m["froc"]["tpr"]) for name, m in models.items()}
     _plot(out_dir / "froc.png", froc, "false positives per image", "TPR", f"FROC ({criterion})",
-          step=True, xscale="symlog", xlim=(0, 4), ylim=(0, 1.02))
+          step=True, xscale="symlog", xlim=(0, 4), ylim=(0, 1.02), xticks=[0, *FPPI_POINTS],
+          xticklabels=["0", *(f"{p:g}" for p in FPPI_POINTS)])
     sweep = {name: ([float(k) for k in m["tpr_at_1fppi_vs_min_iou"]], list(m["tpr_at_1fppi_vs_min_iou"].values()))
              for name, m in models.items()}
     _plot(out_dir / "tpr_vs_iou.png", sweep, "minimum IoU for a hit", "TPR at 1 FPPI", "TPR against minimum IoU",
