@@ -58,7 +58,10 @@ def test_train_checkpoint_export_parity(tmp_path: Path) -> None:
     network, extra = load_checkpoint(out / "last.pt")
     assert extra["epoch"] == 3, "resume continued from epoch 2"
     onnx_path = tmp_path / "trained.onnx"
-    subprocess.run([*cli, "export", str(out / "last.pt"), "--tile", "128x96", "-o", str(onnx_path)], check=True)
+    mismatch = subprocess.run([*cli, "export", str(out / "last.pt"), "--tile", "256x224", "-o", str(onnx_path)],
+                              capture_output=True, text=True)
+    assert mismatch.returncode == 2 and "trained with --tile 128x96" in mismatch.stderr
+    subprocess.run([*cli, "export", str(out / "last.pt"), "-o", str(onnx_path)], check=True)  # tile as trained
     # The trained weights through ONNX Runtime give the PyTorch graph's detections.
     spec = GraphSpec(geometry=TileGeometry(128, 96, 5))
     canvas = np.random.default_rng(3).integers(0, 65535, size=(1, 1, *spec.geometry.canvas_hw), dtype=np.uint16)

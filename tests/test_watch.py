@@ -294,3 +294,17 @@ def test_unit_file_verifies(tmp_path: Path) -> None:
     problems = [line for line in (result.stdout + result.stderr).splitlines()
                 if "trtmass-watch.service" in line and not any(word in line for word in ("User", "Group"))]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+def test_watch_defaults_to_the_bundled_model_and_reads_config_layers(tmp_path: Path) -> None:
+    from trt_mass.bundled import BUNDLED_MODEL
+    from trt_mass.daemon.config import load_config
+    from trt_mass.daemon.service import WatchService
+
+    toml = tmp_path / "watch.toml"
+    toml.write_text('[watch]\nroot = "/nowhere"\npoll_interval_s = 2.5\nstable_polls = 4\n')
+    config = load_config({"root": tmp_path / "root", "polling": True}, toml,
+                         environ={"TRTMASS_WATCH_STABLE_POLLS": "6", "TRTMASS_WATCH_DELETE_DONE": "yes"})
+    assert config.root == tmp_path / "root", "flags override the file"
+    assert config.poll_interval_s == 2.5 and config.stable_polls == 6 and config.delete_done and config.polling
+    assert WatchService(config).config.model == BUNDLED_MODEL

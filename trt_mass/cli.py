@@ -59,8 +59,10 @@ def _graph_spec(tile: str, grid: int, **thresholds: Any) -> Any:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--random-prior", type=float, default=0.01, show_default=True,
               help="Initial class probability of random weights (the paper: 0.01).")
-@click.option("--tile", default="768x640", show_default=True, help="View size HEIGHTxWIDTH (canvas pixels).")
-@click.option("--grid", type=int, default=5, show_default=True, help="Tiles per side (odd; 50 %% overlap).")
+@click.option("--tile", default=None,
+              help="View size HEIGHTxWIDTH (canvas pixels) [default: the checkpoint's training tile, else 768x640].")
+@click.option("--grid", type=int, default=None,
+              help="Tiles per side (odd; 50 %% overlap) [default: as trained, else 5].")
 @click.option("--pre-nms-top-k", type=int, default=1000, show_default=True)
 @click.option("--nms-iou", type=float, default=0.1, show_default=True)
 @click.option("--max-per-view", type=int, default=300, show_default=True)
@@ -75,10 +77,9 @@ def _graph_spec(tile: str, grid: int, **thresholds: Any) -> Any:
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
 @_maps_errors
 def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, head_width: int, seed: int,
-           random_prior: float, tile: str, grid: int, network_only: bool, no_simplify: bool,
+           random_prior: float, tile: str | None, grid: int | None, network_only: bool, no_simplify: bool,
            **thresholds: Any) -> None:
     """Export CHECKPOINT (or random weights) as the engine-graph ONNX."""
-    spec = _graph_spec(tile, grid, **thresholds)
     if init_mode == "checkpoint" and checkpoint is None:
         raise ConfigError("give a CHECKPOINT, or --init random for random weights")
     if init_mode == "random" and checkpoint is not None:
@@ -87,12 +88,20 @@ def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, hea
     from trt_mass.model.checkpoint import load_checkpoint, random_network
     from trt_mass.spec import ModelSpec
 
+    trained: dict[str, Any] = {}
     if checkpoint is not None:
-        network, _ = load_checkpoint(checkpoint)
+        network, extra = load_checkpoint(checkpoint)
+        trained = dict(extra.get("geometry") or {})
         init = f"checkpoint:{checkpoint.name}"
     else:
         network = random_network(ModelSpec(arch=arch, head_width=head_width), seed, random_prior)
         init = f"random:seed={seed},prior={random_prior}"
+    trained_tile = f"{trained['tile_h']}x{trained['tile_w']}" if trained else None
+    for name, given, as_trained in (("--tile", tile, trained_tile), ("--grid", grid, trained.get("grid"))):
+        if given is not None and as_trained is not None and str(given) != str(as_trained):
+            raise ConfigError(f"{checkpoint} was trained with {name} {as_trained}; exporting it with {given} would "
+                              "change the scale the network sees (retrain or fine-tune at that geometry)")
+    spec = _graph_spec(tile or trained_tile or "768x640", grid or trained.get("grid") or 5, **thresholds)
     started = time.perf_counter()
     metadata = export_onnx(network, init, ExportOptions(spec, network_only, not no_simplify), output)
     click.echo(

@@ -189,9 +189,10 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         if progress:
             print(file=sys.stderr)
         network.eval()
-        save_checkpoint(config.out_dir / f"epoch{epoch + 1:03d}.pt", network.cpu(),
-                        {"epoch": epoch + 1, "loss": total / max(1, steps), "data": list(config.data)})
-        save_checkpoint(last, network, {"epoch": epoch + 1, "loss": total / max(1, steps), "data": list(config.data)})
+        extra = {"epoch": epoch + 1, "loss": total / max(1, steps), "data": list(config.data),
+                 "geometry": config.geometry.to_dict()}  # export takes the views' geometry from here
+        save_checkpoint(config.out_dir / f"epoch{epoch + 1:03d}.pt", network.cpu(), extra)
+        save_checkpoint(last, network, extra)
         torch.save(optimizer.state_dict(), config.out_dir / "optimizer.pt")
         network = network.to(device).train()
     return last
