@@ -44,3 +44,20 @@ def max_iou_to(box: np.ndarray, boxes: np.ndarray) -> float:
     if len(boxes) == 0:
         return 0.0
     return float(box_iou(box[None], boxes).max())
+
+
+def blob_canvas(canvas_hw: tuple[int, int], seed: int) -> np.ndarray:
+    """uint16 [1, 1, H, W]: blobs over a faint texture.
+
+    Free of constant regions on purpose: anchors that see identical pixels get exactly tied scores,
+    and TopK/NMS may order ties differently per backend (both answers are right).
+    """
+    canvas_h, canvas_w = canvas_hw
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:canvas_h, 0:canvas_w]
+    image = np.zeros((canvas_h, canvas_w))
+    for _ in range(12):
+        cy, cx, radius = rng.uniform(0, canvas_h), rng.uniform(0, canvas_w), rng.uniform(10, 80)
+        image += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))
+    image += rng.uniform(0.02, 0.08, size=image.shape)
+    return (np.clip(image, 0, 1) * 65535).astype(np.uint16)[None, None]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TinyModel
-from tests.helpers import match_as_sets
+from tests.helpers import blob_canvas, match_as_sets
 from trt_mass.merge_oracle import box_iou, merge_oracle
 from trt_mass.runners.ort import OnnxRuntimeRunner
 
@@ -22,19 +22,11 @@ def _canvas(model: TinyModel, seed: int, kind: str) -> np.ndarray:
     Both are free of constant regions on purpose: anchors that see identical pixels get exactly tied
     scores, and TopK/NMS may order ties differently per backend (both answers are right).
     """
+    if kind == "blobs":
+        return blob_canvas(model.graph_spec.geometry.canvas_hw, seed)
     canvas_h, canvas_w = model.graph_spec.geometry.canvas_hw
     rng = np.random.default_rng(seed)
-    if kind == "blobs":
-        yy, xx = np.mgrid[0:canvas_h, 0:canvas_w]
-        image = np.zeros((canvas_h, canvas_w))
-        for _ in range(12):
-            cy, cx, radius = rng.uniform(0, canvas_h), rng.uniform(0, canvas_w), rng.uniform(10, 80)
-            image += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))
-        image += rng.uniform(0.02, 0.08, size=image.shape)
-        canvas = (np.clip(image, 0, 1) * 65535).astype(np.uint16)
-    else:
-        canvas = rng.integers(0, 65535, size=(canvas_h, canvas_w), dtype=np.uint16)
-    return canvas[None, None]
+    return rng.integers(0, 65535, size=(canvas_h, canvas_w), dtype=np.uint16)[None, None]
 
 
 def _torch_outputs(model: TinyModel, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

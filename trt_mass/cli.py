@@ -7,31 +7,16 @@ error's exit code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from trt_mass.errors import ConfigError, InputError, TrtMassError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _maps_errors(command: F) -> F:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except TrtMassError as error:
-            click.echo(f"trtmass: error: {error}", err=True)
-            sys.exit(error.exit_code)
-
-    return wrapper  # type: ignore[return-value]
+from trt_mass.cli_errors import maps_errors as _maps_errors
+from trt_mass.errors import ConfigError, InputError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,7 +110,11 @@ def info(model: Path) -> None:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Engine-graph ONNX (default: the bundled demo model).")
-@click.option("--backend", type=click.Choice(["ort", "auto"]), default="ort", show_default=True)
+@click.option("--backend", type=click.Choice(["ort", "trt", "auto"]), default="ort", show_default=True,
+              help="ort: ONNX Runtime; trt: the model's TensorRT engine (same folder) or an engine file; auto: "
+                   "TensorRT when an engine for this GPU exists, else ONNX Runtime.")
+@click.option("--allow-engine-host-code", is_flag=True,
+              help="Allow version-compatible TensorRT engines (their embedded runtime runs as host code).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder for <sop uid or name>.json results.")
 @click.option("--overlay", is_flag=True, help="Also write a downscaled PNG with the boxes and scores.")
@@ -137,8 +126,9 @@ def info(model: Path) -> None:
 @click.option("--dicom-out", default="", help="DICOM results for DICOM inputs: any of sr,gsps,sc (comma-separated).")
 @click.option("-v", "--verbose", is_flag=True, help="One line per file.")
 @_maps_errors
-def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, out_dir: Path, overlay: bool, truth: Path | None,
-           threads: int | None, pixel_spacing: float | None, dicom_out: str, verbose: bool) -> None:
+def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_engine_host_code: bool, out_dir: Path,
+           overlay: bool, truth: Path | None, threads: int | None, pixel_spacing: float | None, dicom_out: str,
+           verbose: bool) -> None:
     """Detect masses in mammograms: DICOM, PNG or TIFF files, or folders of them."""
     from trt_mass.detect import DetectConfig, FileOutcome, run_detect
     from trt_mass.dicom_out import parse_kinds
@@ -151,8 +141,13 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, out_dir: 
         from trt_mass.bundled import default_model
 
         model = default_model()
+    from trt_mass.runners import resolve_backend
+
+    backend, model, reason = resolve_backend(backend, model, allow_engine_host_code=allow_engine_host_code)
+    click.echo(f"backend: {backend} ({reason})", err=True)
     config = DetectConfig(model=model, out_dir=out_dir, backend=backend, threads=threads, overlay=overlay,
-                          truth=truth, pixel_spacing_mm=pixel_spacing, dicom_out=parse_kinds(dicom_out))
+                          truth=truth, pixel_spacing_mm=pixel_spacing, dicom_out=parse_kinds(dicom_out),
+                          allow_engine_host_code=allow_engine_host_code)
 
     def report(outcome: FileOutcome) -> None:
         if outcome.error is not None:
@@ -191,7 +186,10 @@ def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: f
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="TOML file with the settings (see systemd/trtmass-watch.toml).")
 @click.option("--polling/--inotify", default=None, help="Poll (network shares) instead of inotify.")
-@click.option("--backend", type=click.Choice(["ort", "auto"]), default=None)
+@click.option("--backend", type=click.Choice(["ort", "trt", "auto"]), default=None,
+              help="ort, trt (the model's engine in its folder) or auto (TensorRT when an engine fits this GPU).")
+@click.option("--allow-engine-host-code/--no-engine-host-code", default=None,
+              help="Allow version-compatible TensorRT engines (their embedded runtime runs as host code).")
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--delete-done/--keep-done", default=None, help="Delete processed inputs instead of moving them.")
 @click.option("--overlay/--no-overlay", default=None, help="Also write overlay PNGs.")
@@ -199,8 +197,8 @@ def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: f
 @click.option("--dicom-out", default=None, help="DICOM results: any of sr,gsps,sc, or 'none' (default: all three).")
 @_maps_errors
 def watch(root: Path | None, model: Path | None, config_file: Path | None, polling: bool | None,
-          backend: str | None, threads: int | None, delete_done: bool | None, overlay: bool | None,
-          log_format: str | None, dicom_out: str | None) -> None:
+          backend: str | None, allow_engine_host_code: bool | None, threads: int | None, delete_done: bool | None,
+          overlay: bool | None, log_format: str | None, dicom_out: str | None) -> None:
     """Watch ROOT/incoming and turn every complete mammogram into ROOT/results/<SOP UID>.json.
 
     Settings: flags > TRTMASS_WATCH_* environment > --config TOML > defaults.  SIGTERM finishes the
@@ -212,7 +210,8 @@ def watch(root: Path | None, model: Path | None, config_file: Path | None, polli
     from trt_mass.daemon.service import WatchService
 
     flags = {"root": root, "model": model, "polling": polling, "backend": backend, "threads": threads,
-             "delete_done": delete_done, "overlay": overlay, "log_format": log_format, "dicom_out": dicom_out}
+             "delete_done": delete_done, "overlay": overlay, "log_format": log_format, "dicom_out": dicom_out,
+             "allow_engine_host_code": allow_engine_host_code}
     config = load_config(flags, config_file)
     service = WatchService(config)
     for signal_number in (signal.SIGTERM, signal.SIGINT):
@@ -289,6 +288,21 @@ def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile
                          resume=resume, device=device, seed=seed)
     last = run_training(config)
     click.echo(f"checkpoint: {last}; export it with: trtmass export {last} --tile {tile} --grid {grid} -o model.onnx")
+
+from trt_mass.cli_quant import calib, compare, quantize  # noqa: E402
+
+main.add_command(calib)
+main.add_command(quantize)
+main.add_command(compare)
+
+from trt_mass.cli_engine import build_engine, engine_info  # noqa: E402
+
+main.add_command(build_engine)
+main.add_command(engine_info)
+
+from trt_mass.cli_bench import bench  # noqa: E402
+
+main.add_command(bench)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ class DetectConfig:
     truth: Path | None = None
     pixel_spacing_mm: float | None = None
     dicom_out: tuple[str, ...] = ()
+    allow_engine_host_code: bool = False
 
 
 @dataclass
@@ -113,7 +114,8 @@ def run_detect(paths: Iterable[Path], config: DetectConfig,
     config.out_dir.mkdir(parents=True, exist_ok=True)
     summary = DetectSummary()
     used: set[str] = set()
-    with Detector(config.model, backend=config.backend, threads=config.threads) as detector:
+    with Detector(config.model, backend=config.backend, threads=config.threads,
+                  allow_engine_host_code=config.allow_engine_host_code) as detector:
         for path in paths:
             outcome = FileOutcome(path)
             try:

@@ -36,3 +36,9 @@ class BackendUnavailableError(TrtMassError):
     """The requested backend (e.g. TensorRT, torch) is not installed on this machine."""
 
     exit_code = 5
+
+
+class AccuracyRegressionError(TrtMassError):
+    """A variant under test loses more sensitivity than allowed (`trtmass compare`)."""
+
+    exit_code = 6

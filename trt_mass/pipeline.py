@@ -5,17 +5,21 @@ No torch here: this is the runtime path (detect, watch, bench on ONNX Runtime).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
 from trt_mass.errors import ModelError
 from trt_mass.geometry import CanvasBuilder, Finding, Letterbox, findings_from_canvas
 from trt_mass.metadata import ModelMetadata
-from trt_mass.runners import Runner, make_runner
+from trt_mass.runners import Runner, make_runner, resolve_backend
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,9 +39,23 @@ class Detector:
             result = detector.detect(image_uint16, pixel_spacing_mm=(0.07, 0.07))
     """
 
-    def __init__(self, model_path: str | Path, backend: str = "ort", threads: int | None = None) -> None:
-        options = {"threads": threads} if backend in ("ort", "auto") else {}
-        self.runner: Runner = make_runner(backend, model_path, **options)
+    def __init__(self, model_path: str | Path, backend: str = "ort", threads: int | None = None, *,
+                 model_dir: str | Path | None = None, allow_engine_host_code: bool = False) -> None:
+        """`backend`: "ort", "trt" (an engine, or an .onnx whose engine is in `model_dir`) or "auto".
+
+        `model_dir`: the folder TensorRT engines are looked up in and loaded from (default: the model's).
+        `allow_engine_host_code`: allow version-compatible engines (their lean runtime runs as host code).
+        The backend picked and why are in `backend_reason` (and logged).
+        """
+        backend, artifact, self.backend_reason = resolve_backend(
+            backend, model_path, model_dir=model_dir, allow_engine_host_code=allow_engine_host_code)
+        options: dict[str, Any] = {}
+        if backend == "ort":
+            options = {"threads": threads}
+        elif backend == "trt":
+            options = {"model_dir": model_dir, "allow_engine_host_code": allow_engine_host_code}
+        log.info("backend %s (%s)", backend, self.backend_reason)
+        self.runner: Runner = make_runner(backend, artifact, **options)
         self._canvas: CanvasBuilder | None = None
 
     @property

@@ -13,6 +13,7 @@ import tomllib
 from trt_mass.errors import ConfigError
 
 ENV_PREFIX = "TRTMASS_WATCH_"
+BACKENDS = ("ort", "trt", "auto")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class WatchConfig:
         status_interval_s: how often the status file is rewritten when idle.
         log_format: "plain" or "json".
         dicom_out: DICOM results for DICOM inputs, any of "sr,gsps,sc" (all by default), or "none".
+        backend: "ort", "trt" (the engine of `model` in its folder, or an engine file) or "auto".
+        allow_engine_host_code: allow version-compatible TensorRT engines (their lean runtime runs as host code).
     """
 
     root: Path
@@ -58,10 +61,13 @@ class WatchConfig:
     status_interval_s: float = 5.0
     log_format: str = "plain"
     dicom_out: str = "sr,gsps,sc"
+    allow_engine_host_code: bool = False
 
     def __post_init__(self) -> None:
         from trt_mass.dicom_out import parse_kinds
 
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.dicom_out.strip().lower() != "none":
             parse_kinds(self.dicom_out)
         if self.log_format not in ("plain", "json"):

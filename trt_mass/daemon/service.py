@@ -156,7 +156,8 @@ class WatchService:
         while not self._stop.is_set():
             try:
                 detector = Detector(self.config.model, backend=self.config.backend,  # type: ignore[arg-type]
-                                    threads=self.config.threads).open()
+                                    threads=self.config.threads,
+                                    allow_engine_host_code=self.config.allow_engine_host_code).open()
             except Exception as error:  # a failing model is retried, never fatal
                 self._report_failure("model_unavailable", error, delay)
                 if first:
@@ -168,7 +169,8 @@ class WatchService:
             self._detector = detector
             self._model_hash = detector.metadata.weights_sha256
             self.log.event("model_loaded", model=str(self.config.model), model_id=detector.metadata.model_id,
-                           backend=detector.runner.backend, precision=detector.metadata.precision)
+                           backend=detector.runner.backend, backend_reason=detector.backend_reason,
+                           precision=detector.metadata.precision)
             status = f"watching {self.folders['incoming']} with {detector.metadata.model_id}"
             self.notifier.ready(status) if first else self.notifier.status(status)
             self._write_status("running")
@@ -395,7 +397,7 @@ class WatchService:
             "last_error": self.counters.last_error,
             "model": str(self.config.model),
             "model_id": metadata.model_id if metadata else None,
-            "backend": self.config.backend,
+            "backend": self._detector.runner.backend if self._detector is not None else self.config.backend,
             "mode": "polling" if self.config.polling else "inotify",
         }
         # The status file is informative; its failure must not stop processing.

@@ -1,0 +1,213 @@
+"""--backend auto / trt: which backend and artifact are picked, and why; build-engine and detect on the CLI.
+
+The selection logic is tested two ways: on this machine as it is (no TensorRT here: ONNX Runtime with the
+reason), and with an injected BackendEnvironment (a GPU and a TensorRT version as data, no fake tensorrt
+module) against real sidecar files, so the TensorRT branches are covered without a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from tests.conftest import TinyModel
+from tests.engine_helpers import A2000, ADA2000, T1000, TRT, export_tiny_int32, write_engine_pair
+from trt_mass.cli import main
+from trt_mass.daemon.config import load_config
+from trt_mass.errors import BackendUnavailableError, ConfigError, ModelError
+from trt_mass.metadata import file_sha256
+from trt_mass.pipeline import Detector
+from trt_mass.runners import BackendEnvironment, make_runner, resolve_backend, select_backend
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+no_tensorrt = pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed here; these tests state its absence")
+HERE = BackendEnvironment(TRT, A2000)
+
+
+@pytest.fixture(scope="module")
+def tiny_int32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_tiny_int32(tmp_path_factory.getbasetemp() / "int32-models")
+
+
+def _onnx(folder: Path, content: bytes = b"an onnx file, hashed only") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.onnx"
+    path.write_bytes(content)
+    return path
+
+
+# ------------------------------------------------------------------------------------- this machine
+@no_tensorrt
+def test_auto_without_tensorrt_is_onnxruntime(tmp_path: Path) -> None:
+    onnx = _onnx(tmp_path)
+    assert select_backend(onnx) == ("ort", onnx, "tensorrt is not installed")
+    # a real sidecar and engine bytes for this very ONNX change nothing without TensorRT
+    write_engine_pair(tmp_path, file_sha256(onnx))
+    assert select_backend(onnx) == ("ort", onnx, "tensorrt is not installed")
+    assert resolve_backend("auto", onnx)[0] == "ort"
+
+
+@no_tensorrt
+def test_backend_trt_without_tensorrt_fails_with_the_reason(tmp_path: Path) -> None:
+    onnx = _onnx(tmp_path)
+    write_engine_pair(tmp_path, file_sha256(onnx))
+    with pytest.raises(BackendUnavailableError, match="--backend trt: tensorrt is not installed"):
+        resolve_backend("trt", onnx)
+    with pytest.raises(BackendUnavailableError, match="tensorrt is not installed"):
+        make_runner("trt", onnx).activate()
+    # an engine given directly goes to the TensorRT runner, which needs tensorrt to load anything
+    with pytest.raises(BackendUnavailableError, match="tensorrt is not installed"):
+        make_runner("trt", tmp_path / "model.plan").activate()
+
+
+def test_explicit_backends(tmp_path: Path) -> None:
+    onnx = _onnx(tmp_path)
+    assert resolve_backend("ort", onnx) == ("ort", onnx, "requested with --backend ort")
+    with pytest.raises(ConfigError, match="is a TensorRT engine"):
+        resolve_backend("ort", tmp_path / "model.plan")
+    with pytest.raises(ConfigError, match="unknown backend 'tensorflow'"):
+        resolve_backend("tensorflow", onnx)
+    assert select_backend(tmp_path / "model.plan", environment=HERE)[:2] == ("trt", tmp_path / "model.plan")
+
+
+# ------------------------------------------------------------------------- injected environments
+def test_auto_picks_the_matching_engine(tmp_path: Path) -> None:
+    onnx = _onnx(tmp_path)
+    engine, _ = write_engine_pair(tmp_path, file_sha256(onnx))
+    backend, artifact, reason = select_backend(onnx, environment=HERE)
+    assert (backend, artifact) == ("trt", engine)
+    assert reason.startswith("TensorRT engine model.plan matches this GPU (NVIDIA RTX A2000 12GB")
+
+
+def test_auto_explains_every_fallback(tmp_path: Path) -> None:
+    onnx = _onnx(tmp_path)
+    assert select_backend(onnx, environment=BackendEnvironment(None, None, "no CUDA GPU (no CUDA GPU found)")) == (
+        "ort", onnx, "no CUDA GPU (no CUDA GPU found)")
+    assert select_backend(onnx, environment=HERE) == ("ort", onnx, f"no engine for this model in {tmp_path}")
+    # an engine of another ONNX is not this model's engine
+    write_engine_pair(tmp_path, "99" * 32, name="other.plan")
+    assert select_backend(onnx, environment=HERE)[2] == f"no engine for this model in {tmp_path}"
+    # a broken sidecar is skipped, not fatal
+    (tmp_path / "junk.plan").write_bytes(b"x")
+    (tmp_path / "junk.plan.json").write_text("{broken")
+    assert select_backend(onnx, environment=HERE)[0] == "ort"
+    # this model's engine, built for another GPU
+    write_engine_pair(tmp_path, file_sha256(onnx), gpu=T1000)
+    backend, artifact, reason = select_backend(onnx, environment=HERE)
+    assert (backend, artifact) == ("ort", onnx)
+    assert reason.startswith("engine model.plan was built for NVIDIA T1000 8GB (compute capability 7.5")
+    rebuild = f"rebuild with: trtmass build-engine {onnx} --profile a2000-ada2000-int8 -o {tmp_path / 'model.plan'}"
+    assert rebuild in reason
+
+
+def test_auto_prefers_a_usable_engine_among_several(tmp_path: Path) -> None:
+    onnx = _onnx(tmp_path)
+    write_engine_pair(tmp_path, file_sha256(onnx), name="a-t1000.plan", gpu=T1000)
+    good, _ = write_engine_pair(tmp_path, file_sha256(onnx), name="b-ada.plan", gpu=ADA2000)
+    assert select_backend(onnx, environment=BackendEnvironment(TRT, ADA2000))[:2] == ("trt", good)
+
+
+def test_auto_checks_tensorrt_version_hash_and_host_code(tmp_path: Path) -> None:
+    onnx = _onnx(tmp_path)
+    engine, _ = write_engine_pair(tmp_path, file_sha256(onnx), tensorrt_version="11.3.0.1")
+    assert "TensorRT 11.4.1.5" in select_backend(onnx, environment=HERE)[2]
+    engine, _ = write_engine_pair(tmp_path, file_sha256(onnx), version_compatible=True)
+    assert "--allow-engine-host-code" in select_backend(onnx, environment=HERE)[2]
+    assert select_backend(onnx, environment=HERE, allow_engine_host_code=True)[0] == "trt"
+    engine.write_bytes(b"tampered")
+    assert "differs from the sidecar" in select_backend(onnx, environment=HERE, allow_engine_host_code=True)[2]
+
+
+def test_auto_looks_in_the_model_directory(tmp_path: Path) -> None:
+    onnx = _onnx(tmp_path / "onnx")
+    engine, _ = write_engine_pair(tmp_path / "engines", file_sha256(onnx))
+    assert select_backend(onnx, environment=HERE)[0] == "ort"
+    assert select_backend(onnx, tmp_path / "engines", environment=HERE)[:2] == ("trt", engine)
+
+
+# ---------------------------------------------------------------------------- runners and detector
+@no_tensorrt
+def test_make_runner_and_detector_auto(tiny_model: TinyModel) -> None:
+    runner = make_runner("auto", tiny_model.onnx_path, threads=1, model_dir=tiny_model.onnx_path.parent,
+                         allow_engine_host_code=False)
+    assert runner.backend == "ort"
+    detector = Detector(tiny_model.onnx_path, backend="auto", threads=1)
+    assert detector.runner.backend == "ort" and detector.backend_reason == "tensorrt is not installed"
+    assert Detector(tiny_model.onnx_path).backend_reason == "requested with --backend ort"
+
+
+def test_watch_config_knows_the_backends(tmp_path: Path) -> None:
+    for backend in ("ort", "trt", "auto"):
+        assert load_config({"root": tmp_path, "backend": backend}, environ={}).backend == backend
+    with pytest.raises(ConfigError, match="backend must be one of ort, trt, auto"):
+        load_config({"root": tmp_path, "backend": "cuda"}, environ={})
+    config = load_config({"root": tmp_path}, environ={"TRTMASS_WATCH_ALLOW_ENGINE_HOST_CODE": "yes"})
+    assert config.allow_engine_host_code is True
+
+
+# ------------------------------------------------------------------------------------------- CLI
+@no_tensorrt
+def test_detect_auto_prints_the_backend_and_why(tiny_model: TinyModel, tmp_path: Path) -> None:
+    image = tmp_path / "in" / "mammo.png"
+    image.parent.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, size=(300, 200), dtype=np.uint8)).save(image)
+    result = CliRunner().invoke(main, ["detect", str(image.parent), "--model", str(tiny_model.onnx_path),
+                                       "--backend", "auto", "--out", str(tmp_path / "out"), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "backend: ort (tensorrt is not installed)" in result.stderr
+    assert (tmp_path / "out" / "mammo.json").is_file()
+    refused = CliRunner().invoke(main, ["detect", str(image.parent), "--model", str(tiny_model.onnx_path),
+                                        "--backend", "trt", "--out", str(tmp_path / "out2")])
+    assert refused.exit_code == BackendUnavailableError.exit_code
+    assert "--backend trt: tensorrt is not installed" in refused.stderr
+
+
+@no_tensorrt
+def test_build_engine_without_tensorrt_exits_5(tiny_int32: Path, tmp_path: Path) -> None:
+    profile = tmp_path / "fp32-test.toml"
+    profile.write_text('precisions = ["fp32"]\nworkspace_mib = 256\n')
+    result = CliRunner().invoke(main, ["build-engine", str(tiny_int32), "--profile", str(profile),
+                                       "-o", str(tmp_path / "tiny.plan")])
+    assert result.exit_code == 5, result.output
+    assert "trtmass: error: tensorrt is not installed" in result.stderr
+    assert "pip install 'trt_mass[gpu]'" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "tiny.plan").exists() and not (tmp_path / "tiny.plan.json").exists()
+
+
+def test_build_engine_refuses_before_needing_tensorrt(tiny_model: TinyModel, tiny_int32: Path,
+                                                      tmp_path: Path) -> None:
+    out = str(tmp_path / "x.plan")
+    uint16 = CliRunner().invoke(main, ["build-engine", str(tiny_model.onnx_path), "--profile", "t400-t1000-fp16",
+                                       "-o", out])
+    assert uint16.exit_code == ModelError.exit_code
+    assert "TensorRT has no uint16" in uint16.stderr and "--canvas-dtype int32" in uint16.stderr
+    fp32 = CliRunner().invoke(main, ["build-engine", str(tiny_int32), "--profile", "a2000-ada2000-int8", "-o", out])
+    assert fp32.exit_code == ModelError.exit_code
+    assert "is a fp32 model but profile 'a2000-ada2000-int8' builds int8 / fp16 only" in fp32.stderr
+    bad_profile = CliRunner().invoke(main, ["build-engine", str(tiny_int32), "--profile", "rtx9090", "-o", out])
+    assert bad_profile.exit_code == ConfigError.exit_code and "no build profile 'rtx9090'" in bad_profile.stderr
+    same = CliRunner().invoke(main, ["build-engine", str(tiny_int32), "--profile", "t400-t1000-fp16",
+                                     "-o", str(tiny_int32)])
+    assert same.exit_code == ConfigError.exit_code and "name the engine file" in same.stderr
+
+
+def test_engine_info_prints_the_sidecar_and_the_checks(tmp_path: Path) -> None:
+    onnx = _onnx(tmp_path)
+    engine, _ = write_engine_pair(tmp_path, file_sha256(onnx))
+    result = CliRunner().invoke(main, ["engine-info", str(engine)])
+    assert "built for:   NVIDIA RTX A2000 12GB (compute capability 8.6), TensorRT 11.4.1.5" in result.output
+    assert "[ok] location" in result.output and "[ok] sha256" in result.output
+    if not HAS_TENSORRT:
+        assert result.exit_code == ModelError.exit_code
+        assert "[FAIL] tensorrt: tensorrt is not installed" in result.output
+        assert f"to rebuild here: trtmass build-engine {onnx}" in result.output
+    as_json = CliRunner().invoke(main, ["engine-info", str(engine), "--json"])
+    assert '"source_onnx_sha256"' in as_json.output and '"checks"' in as_json.output
+    missing = CliRunner().invoke(main, ["engine-info", str(tmp_path / "none.plan")])
+    assert missing.exit_code == ModelError.exit_code and "no sidecar" in missing.stderr

@@ -1,0 +1,275 @@
+"""FP16/INT8 variants of a tiny model: graph structure, metadata, agreement with fp32, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from tests.conftest import TinyModel, _export
+from trt_mass.calib import CalibrationSet, load_manifest, make_manifest
+from trt_mass.cli import main
+from trt_mass.errors import ConfigError, InputError, ModelError
+from trt_mass.geometry import CanvasBuilder
+from trt_mass.inputs import read_image
+from trt_mass.merge_oracle import box_iou
+from trt_mass.quantize import QuantizeOptions, network_node_names, quantize_model, tensorrt_qdq_problems
+from trt_mass.runners.ort import OnnxRuntimeRunner
+from trt_mass.spec import TileGeometry
+from trt_mass.synth import write_phantoms
+
+# Stated tolerances of each variant against fp32 on held-out images, judged on the fp32 findings
+# scoring >= score_floor: `located` = share with a variant finding at IoU >= 0.5, `recall` = share
+# with such a finding whose score is within score_tol, and the median score change.
+#
+# Random tiny networks give hundreds of overlapping candidates per image, so the cross-view merge is
+# chaotic there: a score moved by 0.02 lets a box join or leave a cluster and the cluster's largest
+# box jumps.  fp16 (network only; decode in fp32) still keeps > 90 % of the findings; int8 keeps the
+# scores (median change ~0.02-0.03) but only about half of the merged boxes.  The trained demo model
+# (few, separated findings, like a real detector) is held to the tighter int8 figures.
+TOLERANCES = {
+    "random": {
+        "fp16": {"score_floor": 0.1, "score_tol": 0.01, "min_located": 0.88, "min_recall": 0.85,
+                 "max_median_score_diff": 0.002},
+        "int8": {"score_floor": 0.1, "score_tol": 0.05, "min_located": 0.3, "min_recall": 0.2,
+                 "max_median_score_diff": 0.05},
+    },
+    "trained": {
+        "fp16": {"score_floor": 0.1, "score_tol": 0.01, "min_located": 0.95, "min_recall": 0.95,
+                 "max_median_score_diff": 0.002},
+        "int8": {"score_floor": 0.1, "score_tol": 0.05, "min_located": 0.8, "min_recall": 0.75,
+                 "max_median_score_diff": 0.03},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("quant-images")
+    write_phantoms(folder, 10, seed=5, scale=0.08, normal_fraction=0.3)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def calibration(images: Path, tmp_path_factory: pytest.TempPathFactory) -> CalibrationSet:
+    manifest = tmp_path_factory.mktemp("calib") / "tiny.toml"
+    make_manifest(str(images), 6, 0, manifest)
+    return load_manifest(manifest)
+
+
+@pytest.fixture(scope="module")
+def second_shape(models_dir: Path) -> TinyModel:
+    """The tiny network of `tiny_model` (it finds things on phantoms) at a second, landscape geometry."""
+    return _export(models_dir, "tiny_landscape", TileGeometry(192, 288, 3), prior=0.001, seed=0)
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_model: TinyModel, second_shape: TinyModel, calibration: CalibrationSet,
+             tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], Path]:
+    """Every variant of both tiny geometries: (model name, precision, target) -> path."""
+    out = tmp_path_factory.mktemp("variants")
+    paths = {}
+    for model in (tiny_model, second_shape):
+        for precision, target in (("fp16", "tensorrt"), ("int8", "tensorrt"), ("int8", "cpu")):
+            path = out / f"{model.onnx_path.stem}-{precision}-{target}.onnx"
+            quantize_model(model.onnx_path, path, QuantizeOptions(precision, target, cache_dir=out / "cache"),
+                           calibration if precision == "int8" else None)
+            paths[(model.onnx_path.stem, precision, target)] = path
+    return paths
+
+
+def _held_out_canvases(model_path: Path, images: Path, calibration: CalibrationSet) -> list[np.ndarray]:
+    with OnnxRuntimeRunner(model_path) as runner:
+        spec = runner.metadata.graph_spec
+    used = {p.resolve() for p in calibration.paths()}
+    builder = CanvasBuilder(spec.geometry, spec.canvas_dtype)
+    canvases = []
+    for path in sorted(images.glob("*.dcm")):
+        if path.resolve() not in used:
+            builder.fill(read_image(path).pixels)
+            canvases.append(builder.canvas.copy())
+    return canvases
+
+
+def _findings(path: Path, canvases: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    with OnnxRuntimeRunner(path) as runner:
+        outputs = [runner.infer({"canvas": canvas}) for canvas in canvases]
+    return [(o["boxes"][o["scores"] > 0], o["scores"][o["scores"] > 0]) for o in outputs]
+
+
+def agreement_with_fp32(reference: list[tuple[np.ndarray, np.ndarray]], variant: list[tuple[np.ndarray, np.ndarray]],
+                        score_floor: float, score_tol: float) -> dict[str, float]:
+    """Share of fp32 findings (score >= score_floor) that the variant has too: a finding with IoU >= 0.5
+    and a score within score_tol.  Sets, not indices: merged findings have no stable order."""
+    wanted = found = located = 0
+    diffs = []
+    for (boxes_a, scores_a), (boxes_b, scores_b) in zip(reference, variant, strict=True):
+        iou = box_iou(boxes_a, boxes_b) if len(boxes_a) and len(boxes_b) else np.zeros((len(boxes_a), 0))
+        for i in np.flatnonzero(scores_a >= score_floor):
+            wanted += 1
+            close = np.flatnonzero(iou[i] >= 0.5)
+            if len(close):
+                located += 1
+                diff = float(np.abs(scores_b[close] - scores_a[i]).min())
+                diffs.append(diff)
+                found += diff <= score_tol
+    return {"wanted": wanted, "located": located / max(1, wanted), "recall": found / max(1, wanted),
+            "median_score_diff": float(np.median(diffs)) if diffs else 1.0}
+
+
+@pytest.mark.parametrize("model_name", ["tiny", "tiny_landscape"])
+@pytest.mark.parametrize("precision,target", [("fp16", "tensorrt"), ("int8", "tensorrt"), ("int8", "cpu")])
+def test_variant_agrees_with_fp32(model_name: str, precision: str, target: str, tiny_model: TinyModel,
+                                  second_shape: TinyModel, variants: dict[tuple[str, str, str], Path],
+                                  images: Path, calibration: CalibrationSet) -> None:
+    source = {"tiny": tiny_model, "tiny_landscape": second_shape}[model_name].onnx_path
+    canvases = _held_out_canvases(source, images, calibration)
+    reference = _findings(source, canvases)
+    _assert_agrees(reference, _findings(variants[(model_name, precision, target)], canvases),
+                   TOLERANCES["random"][precision])
+
+
+def _assert_agrees(reference: list[tuple[np.ndarray, np.ndarray]], variant: list[tuple[np.ndarray, np.ndarray]],
+                   tolerance: dict[str, float]) -> None:
+    measured = agreement_with_fp32(reference, variant, tolerance["score_floor"], tolerance["score_tol"])
+    assert measured["wanted"] >= 5, "the held-out images give too few findings to judge"
+    assert measured["located"] >= tolerance["min_located"], measured
+    assert measured["recall"] >= tolerance["min_recall"], measured
+    assert measured["median_score_diff"] <= tolerance["max_median_score_diff"], measured
+
+
+def test_trained_model_variants_agree(tmp_path: Path) -> None:
+    from trt_mass.bundled import default_model
+
+    source = default_model()
+    images = tmp_path / "images"
+    write_phantoms(images, 10, seed=77, scale=0.25, normal_fraction=0.2)
+    calibration = make_manifest(str(images), 5, 0, tmp_path / "calib.toml")
+    canvases = _held_out_canvases(source, images, calibration)
+    reference = _findings(source, canvases)
+    for precision, target in (("fp16", "tensorrt"), ("int8", "tensorrt"), ("int8", "cpu")):
+        path = tmp_path / f"demo-{precision}-{target}.onnx"
+        quantize_model(source, path, QuantizeOptions(precision, target), calibration if precision == "int8" else None)
+        _assert_agrees(reference, _findings(path, canvases), TOLERANCES["trained"][precision])
+
+
+def _initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
+
+
+@pytest.mark.parametrize("model_name", ["tiny", "tiny_landscape"])
+def test_int8_for_tensorrt_is_symmetric_with_per_channel_weights(
+        model_name: str, variants: dict[tuple[str, str, str], Path]) -> None:
+    model = onnx.load(str(variants[(model_name, "int8", "tensorrt")]))
+    initializers = _initializers(model)
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) > 20
+    for node in qdq:  # every zero point present, int8 and 0: TensorRT's symmetric scheme
+        zero_point = initializers[node.input[2]]
+        assert zero_point.dtype == np.int8 and not zero_point.any(), node.name
+    dq_by_output = {n.output[0]: n for n in qdq if n.op_type == "DequantizeLinear"}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    for conv in convs:
+        weight_dq = dq_by_output[conv.input[1]]
+        weight = initializers[weight_dq.input[0]]
+        scale = initializers[weight_dq.input[1]]
+        axis = next((a.i for a in weight_dq.attribute if a.name == "axis"), 1)
+        assert weight.dtype == np.int8 and scale.shape == (weight.shape[0],) and axis == 0, conv.name
+        assert conv.input[0] in dq_by_output, f"{conv.name}: activation not quantized"
+        if len(conv.input) > 2:  # biases stay float: TensorRT has no int32 Q/DQ
+            assert conv.input[2] in initializers and initializers[conv.input[2]].dtype == np.float32
+    assert tensorrt_qdq_problems(model) == []
+    # decode, NMS and merge stay fp32: no Q/DQ feeds them
+    post = [n for n in model.graph.node if n.op_type in ("NonMaxSuppression", "TopK", "Exp", "Sigmoid")]
+    assert post and not any(i in dq_by_output for n in post for i in n.input)
+
+
+def test_int8_for_cpu_uses_unsigned_activations(variants: dict[tuple[str, str, str], Path]) -> None:
+    model = onnx.load(str(variants[("tiny", "int8", "cpu")]))
+    initializers = _initializers(model)
+    zero_points = [initializers[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.uint8 for z in zero_points)
+    assert tensorrt_qdq_problems(model)  # not a TensorRT graph, and the check says so
+
+
+def test_fp16_keeps_decode_and_merge_in_fp32(variants: dict[tuple[str, str, str], Path],
+                                             tiny_model: TinyModel) -> None:
+    model = onnx.load(str(variants[("tiny", "fp16", "tensorrt")]))
+    initializers = _initializers(model)
+    conv_weights = [initializers[n.input[1]] for n in model.graph.node if n.op_type == "Conv"]
+    assert conv_weights and all(w.dtype == np.float16 for w in conv_weights)
+    source = onnx.load(str(tiny_model.onnx_path))
+    network = network_node_names(source.graph)
+    post_initializers = {i for n in source.graph.node if n.name not in network for i in n.input} & set(initializers)
+    float_post = [name for name in post_initializers if initializers[name].dtype.kind == "f"]
+    assert float_post and all(initializers[name].dtype == np.float32 for name in float_post)
+    inputs = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    outputs = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
+    assert inputs == {"canvas": onnx.TensorProto.UINT16}
+    assert outputs == {"boxes": onnx.TensorProto.FLOAT, "scores": onnx.TensorProto.FLOAT}
+
+
+def test_variant_metadata_records_precision_target_method_and_set(
+        variants: dict[tuple[str, str, str], Path], calibration: CalibrationSet, tiny_model: TinyModel) -> None:
+    from trt_mass.metadata import file_sha256, read_onnx_metadata
+
+    source = read_onnx_metadata(tiny_model.onnx_path)
+    for (name, precision, target), path in variants.items():
+        if name != "tiny":
+            continue
+        metadata = read_onnx_metadata(path)
+        assert (metadata.precision, metadata.target) == (precision, target)
+        assert metadata.weights_sha256 == source.weights_sha256 and metadata.graph_spec == source.graph_spec
+        assert metadata.quantization["source_onnx_sha256"] == file_sha256(tiny_model.onnx_path)
+        assert metadata.model_id.endswith(f"-{precision}-{target}")
+        if precision == "int8":
+            assert metadata.calibration_sha256 == calibration.content_sha256
+            assert metadata.quantization["method"] == "minmax"
+            assert metadata.quantization["calibration_images"] == len(calibration.images)
+        else:
+            assert metadata.calibration_sha256 is None
+
+
+def test_refusals(tiny_model: TinyModel, variants: dict[tuple[str, str, str], Path], calibration: CalibrationSet,
+                  tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a calibration set"):
+        quantize_model(tiny_model.onnx_path, tmp_path / "x.onnx", QuantizeOptions("int8", "tensorrt"))
+    with pytest.raises(ConfigError, match="takes no calibration set"):
+        quantize_model(tiny_model.onnx_path, tmp_path / "x.onnx", QuantizeOptions("fp16", "tensorrt"), calibration)
+    with pytest.raises(ModelError, match="already a fp16 variant"):
+        quantize_model(variants[("tiny", "fp16", "tensorrt")], tmp_path / "x.onnx", QuantizeOptions("fp16", "cpu"))
+    with pytest.raises(ConfigError, match="reduce-range"):
+        QuantizeOptions("int8", "tensorrt", reduce_range=True)
+    with pytest.raises(ConfigError, match="method"):
+        QuantizeOptions("int8", "cpu", method="magic")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_quantize_with_a_changed_calibration_image_is_refused(tiny_model: TinyModel, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    write_phantoms(images, 3, seed=9, scale=0.05)
+    manifest = tmp_path / "calib" / "set.toml"
+    runner = CliRunner()
+    made = runner.invoke(main, ["calib", "make", "--from", str(images), "--count", "3", "-o", str(manifest)])
+    assert made.exit_code == 0, made.output
+    shown = runner.invoke(main, ["calib", "show", str(manifest), "--verify"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["images"] == 3
+    out = tmp_path / "int8.onnx"
+    ok = runner.invoke(main, ["quantize", str(tiny_model.onnx_path), "--precision", "int8", "--target", "cpu",
+                              "--calib", str(manifest), "--method", "entropy", "-o", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert "cache written" in ok.output and list((manifest.parent / "cache").glob("set-entropy-*.json"))
+    again = runner.invoke(main, ["quantize", str(tiny_model.onnx_path), "--precision", "int8", "--target", "cpu",
+                                 "--calib", str(manifest), "--method", "entropy", "-o", str(out)])
+    assert again.exit_code == 0 and "cache hit" in again.output
+    victim = sorted(images.glob("*.dcm"))[0]
+    victim.write_bytes(victim.read_bytes()[:-16] + bytes(16))
+    refused = runner.invoke(main, ["quantize", str(tiny_model.onnx_path), "--precision", "int8", "--target",
+                                   "cpu", "--calib", str(manifest), "-o", str(tmp_path / "y.onnx")])
+    assert refused.exit_code == InputError.exit_code and victim.name in refused.output
+    assert not (tmp_path / "y.onnx").exists()

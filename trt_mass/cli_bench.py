@@ -1,0 +1,91 @@
+"""`trtmass bench`: the click command (the library is trt_mass.bench).  Imports nothing heavy at load time."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from trt_mass.cli_errors import maps_errors as _maps_errors
+from trt_mass.errors import ConfigError
+
+
+@click.command()
+@click.option("--model", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Engine-graph model (.onnx; for --backend trt what the TensorRT runner loads).")
+@click.option("--backend", type=click.Choice(["ort", "trt", "torch", "auto"]), default="ort", show_default=True,
+              help="ort: ONNX Runtime; trt: TensorRT; torch: the same graph's PyTorch modules, one batched call.")
+@click.option("--input", "input_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of DICOM/PNG/TIFF mammograms (read from disk every run).")
+@click.option("--synthetic", type=int, default=None,
+              help="Write N synthetic phantoms to a temporary folder and read them from there [default: 4].")
+@click.option("--synthetic-scale", type=float, default=1.0, show_default=True,
+              help="Phantom size as a fraction of the vendors' native sizes (1.0: full-size mammograms).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the phantoms.")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Untimed mammograms per pipeline first.")
+@click.option("--runs", type=int, default=10, show_default=True,
+              help="Timed mammograms per pipeline, cycling through the inputs.")
+@click.option("--threads", type=int, default=None,
+              help="ONNX Runtime intra-op threads (and torch's, for --backend torch and the baseline).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Device of --backend torch (auto: cuda when available).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The checkpoint the model was exported from (torch backend / baseline of trained models).")
+@click.option("--baseline", is_flag=True,
+              help="Also time the paper's way (PyTorch eager, 26 views one by one, merge in Python) on the same "
+                   "inputs, interleaved, and print ours / baseline per stage.")
+@click.option("--baseline-model", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Take the baseline's weights from this model (e.g. the fp32 model an int8 one was made from).")
+@click.option("--baseline-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Device of the baseline (auto: the GPU when ours runs on one, else the CPU).")
+@click.option("--pixel-spacing", type=float, default=None, help="Pixel spacing in mm for PNG/TIFF inputs.")
+@click.option("--cov-threshold", type=float, default=10.0, show_default=True,
+              help="Warn when a coefficient of variation exceeds this many percent (a noisy machine).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the full report (schema trt_mass.bench/1) here.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report as Markdown here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a histogram of end-to-end latencies (PNG; needs matplotlib).")
+@_maps_errors
+def bench(model: Path, backend: str, input_dir: Path | None, synthetic: int | None, synthetic_scale: float, seed: int,
+          warmup: int, runs: int, threads: int | None, device: str, checkpoint: Path | None, baseline: bool,
+          baseline_model: Path | None, baseline_device: str, pixel_spacing: float | None, cov_threshold: float,
+          json_path: Path | None, markdown_path: Path | None, plot_path: Path | None) -> None:
+    """Latency of the whole pipeline per stage (read+decode, canvas, copies, inference, post-processing+writing)
+    and end to end, with the machine, the model and, with --baseline, the ratio to the paper's way of running it.
+
+    Stages that do not exist on a backend (host/device copies on the CPU) are reported as n/a.
+    """
+    from trt_mass.bench import BenchConfig, markdown, run_bench, summary_lines, write_plot, write_report_json
+
+    if input_dir is not None and synthetic is not None:
+        raise ConfigError("give --input or --synthetic, not both")
+    if input_dir is None and synthetic is None:
+        synthetic = 4
+    config = BenchConfig(
+        model=model, backend=backend, inputs=input_dir, synthetic=synthetic, synthetic_scale=synthetic_scale,
+        seed=seed, warmup=warmup, runs=runs, threads=threads, device=device, checkpoint=checkpoint,
+        baseline=baseline, baseline_model=baseline_model, baseline_device=baseline_device,
+        pixel_spacing_mm=pixel_spacing, cov_threshold=cov_threshold / 100.0,
+        command=shlex.join(["trtmass", *sys.argv[1:]]),
+    )
+    if not model.is_file():
+        raise ConfigError(f"{model}: no such model file")
+    with click.progressbar(length=(warmup + runs) * (2 if baseline else 1), label="bench",
+                           file=sys.stderr) as bar:
+        report = run_bench(config, progress=lambda done, total, what: bar.update(1))
+    for line in summary_lines(report):
+        click.echo(line)
+    if json_path is not None:
+        write_report_json(report, json_path)
+        click.echo(f"report: {json_path}")
+    if markdown_path is not None:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(markdown(report))
+        click.echo(f"markdown: {markdown_path}")
+    if plot_path is not None:
+        write_plot(report, plot_path)
+        click.echo(f"plot: {plot_path}")

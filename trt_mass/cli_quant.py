@@ -1,0 +1,129 @@
+"""CLI of precision variants: `trtmass calib make|show`, `trtmass quantize`, `trtmass compare`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from trt_mass.cli_errors import maps_errors as _maps_errors
+
+
+@click.group()
+def calib() -> None:
+    """Calibration sets for INT8 variants (manifests in calib/)."""
+
+
+@calib.command("make")
+@click.option("--from", "source", required=True,
+              help="Images: DIR (with truth.csv for mass/normal strata, or any folder), mias:DIR or inbreast:DIR.")
+@click.option("--count", type=int, required=True, help="How many images to choose.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Manifest to write, e.g. calib/NAME.toml.")
+@click.option("--name", default=None, help="Set name [default: the manifest's file name].")
+@_maps_errors
+def calib_make(source: str, count: int, seed: int, output: Path, name: str | None) -> None:
+    """Choose a stratified calibration set and write its manifest with a content hash."""
+    from trt_mass.calib import make_manifest
+
+    calibration = make_manifest(source, count, seed, output, name)
+    strata = ", ".join(f"{k}: {v['chosen']}/{v['available']}" for k, v in sorted(calibration.strata.items()))
+    click.echo(f"wrote {output}: {len(calibration.images)} images, content sha256 {calibration.content_sha256[:16]}…")
+    click.echo(f"strata (finding|vendor|view: chosen/available): {strata}")
+
+
+@calib.command("show")
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--verify", is_flag=True, help="Also re-hash every image (exit 3 when one changed or is missing).")
+@_maps_errors
+def calib_show(manifest: Path, verify: bool) -> None:
+    """Print a calibration set and check its hash (and, with --verify, its images)."""
+    from trt_mass.calib import load_manifest
+
+    calibration = load_manifest(manifest)
+    if verify:
+        calibration.verify()
+    click.echo(json.dumps({"name": calibration.name, "root": str(calibration.root),
+                           "images": len(calibration.images), "content_sha256": calibration.content_sha256,
+                           "selection": calibration.selection, "strata": calibration.strata,
+                           "verified_images": verify}, indent=2))
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--precision", required=True, type=click.Choice(["fp16", "int8"]))
+@click.option("--target", required=True, type=click.Choice(["tensorrt", "cpu"]),
+              help="Who runs it: TensorRT (symmetric Q/DQ) or ONNX Runtime on a CPU (fastest INT8 there).")
+@click.option("--calib", "manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Calibration manifest (INT8 only), from `trtmass calib make`.")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="INT8 activation calibration.")
+@click.option("--reduce-range", is_flag=True, help="INT8 for CPUs without VNNI (7-bit weights); cpu target only.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Calibration-range cache [default: cache/ beside the manifest; git-ignored].")
+@click.option("--no-cache", is_flag=True, help="Recalibrate and write no cache.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_maps_errors
+def quantize(model: Path, precision: str, target: str, manifest: Path | None, method: str, reduce_range: bool,
+             cache_dir: Path | None, no_cache: bool, output: Path) -> None:
+    """Write the FP16 or INT8 variant of an fp32 engine-graph MODEL."""
+    from trt_mass.calib import load_manifest
+    from trt_mass.quantize import QuantizeOptions, describe, quantize_model
+
+    calibration = load_manifest(manifest) if manifest is not None else None
+    if calibration is not None and not no_cache and cache_dir is None:
+        cache_dir = manifest.parent / "cache" if manifest is not None else None
+    options = QuantizeOptions(precision, target, method, reduce_range, None if no_cache else cache_dir)
+    started = time.perf_counter()
+    metadata = quantize_model(model, output, options, calibration, progress=True)
+    cache = metadata.quantization.get("calibration_cache")
+    click.echo(f"wrote {output}: {describe(metadata)} in {time.perf_counter() - started:.1f} s"
+               + (f"; calibration set {calibration.name} ({calibration.content_sha256[:12]}…), cache {cache}"
+                  if calibration else ""))
+
+
+@click.command()
+@click.argument("model_a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("model_b", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", required=True, help="Labelled images: DIR with truth.csv, mias:DIR or inbreast:DIR.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for compare.json.")
+@click.option("--max-tpr-drop", type=float, default=0.02, show_default=True,
+              help="Fail (exit 6) when TPR at 1 FPPI drops by more than this from A to B.")
+@click.option("--match-iou", type=float, default=0.5, show_default=True,
+              help="Findings of A and B are the same finding at this IoU.")
+@click.option("--criterion", type=click.Choice(["iou", "centre"]), default="iou", show_default=True)
+@click.option("--iou", "iou_threshold", type=float, default=0.2, show_default=True, help="Hit criterion vs truth.")
+@click.option("--bootstrap", type=int, default=0, show_default=True, help="Patient resamples for CIs.")
+@click.option("--threads", type=int, default=None)
+@_maps_errors
+def compare(model_a: Path, model_b: Path, data: str, out_dir: Path | None, max_tpr_drop: float, match_iou: float,
+            criterion: str, iou_threshold: float, bootstrap: int, threads: int | None) -> None:
+    """Agreement and FROC delta of MODEL_B (e.g. an INT8 variant) against MODEL_A on labelled data."""
+    from trt_mass.compare import CompareConfig, enforce_gate, run_compare
+
+    config = CompareConfig(model_a, model_b, data, out_dir, criterion, iou_threshold, match_iou, max_tpr_drop,
+                           bootstrap, threads=threads)
+    report = run_compare(config, progress=True)
+    agreement, accuracy = report["agreement"], report["accuracy"]
+    for name in ("a", "b"):
+        model = report["models"][name]
+        click.echo(f"{name.upper()}: {model['model_id']} ({model['target']}), "
+                   f"{1000 * model['seconds_per_image']:.0f} ms/image")
+    click.echo(f"agreement: {agreement['matched']} findings matched, {agreement['only_a']} only in A, "
+               f"{agreement['only_b']} only in B (Dice {agreement['dice']:.3f}); score |diff| max "
+               f"{_fmt(agreement['score_abs_diff']['max'])}, box corner |diff| max "
+               f"{_fmt(agreement['box_corner_max_abs_diff_px']['max'])} px")
+    points = ", ".join(f"{p}: {v['a']:.3f}->{v['b']:.3f}" for p, v in accuracy["tpr_at_fppi"].items())
+    click.echo(f"TPR at FPPI ({accuracy['lesions']} lesions): {points}")
+    gate = report["gate"]
+    click.echo(f"gate: TPR at 1 FPPI drop {gate['drop']:+.3f} (allowed {gate['max_drop']}): "
+               f"{'passed' if gate['passed'] else 'FAILED'} {gate['note']}".rstrip())
+    enforce_gate(report)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"

@@ -1,0 +1,341 @@
+"""FP16 and INT8 variants of an exported fp32 model (TensorRT 11 takes precision from the ONNX).
+
+Only the network (backbone, FPN, heads: the nodes from the first to the last Conv) changes
+precision; canvas handling, anchor decode, NMS and the cross-view merge stay fp32, because decoded
+coordinates in fp16 step by 2 px at 2048 px.  Every variant is a normal ONNX file that ONNX Runtime
+runs, so its accuracy is measured on the CPU (`trtmass compare`).
+
+Needs onnx and onnxruntime (its quantization tools); not torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trt_mass.calib import CalibrationSet, CanvasReader
+from trt_mass.errors import ConfigError, ModelError
+from trt_mass.metadata import ModelMetadata, file_sha256, metadata_from_map
+from trt_mass.versions import package_versions
+
+PRECISIONS = ("fp16", "int8")
+TARGETS = ("tensorrt", "cpu")
+METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class Int8Scheme:
+    """How INT8 is laid out for one target, and why."""
+
+    activation_type: str  # "QInt8" | "QUInt8"
+    weight_type: str
+    per_channel: bool
+    activation_symmetric: bool
+    quantize_bias: bool
+    why: str
+
+
+# One table of targets; quantize never rewrites what it says (a user who wants another scheme picks another target).
+INT8_SCHEMES: dict[str, Int8Scheme] = {
+    "tensorrt": Int8Scheme(
+        "QInt8", "QInt8", per_channel=True, activation_symmetric=True, quantize_bias=False,
+        why="TensorRT explicit quantization: symmetric int8 (every zero point 0), per-channel weight scales; "
+            "biases stay float (TensorRT has no int32 Q/DQ and fuses float biases itself)",
+    ),
+    "cpu": Int8Scheme(
+        "QUInt8", "QInt8", per_channel=True, activation_symmetric=False, quantize_bias=True,
+        why="ONNX Runtime on x86: u8 activations x s8 weights fuse into QLinearConv (about 3x fp32 here); "
+            "s8 x s8 activations barely beat fp32",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """What variant to make.
+
+    Attributes:
+        precision: "fp16" or "int8".
+        target: "tensorrt" (the ONNX an engine is built from) or "cpu" (ONNX Runtime).
+        method: INT8 activation calibration: "minmax", "entropy" or "percentile".
+        reduce_range: INT8 for CPUs without VNNI (7-bit weights, avoids u8 x s8 saturation).
+        cache_dir: where calibration ranges are cached (None: no cache).
+    """
+
+    precision: str
+    target: str
+    method: str = "minmax"
+    reduce_range: bool = False
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.target not in TARGETS:
+            raise ConfigError(f"target {self.target!r}: choose one of {', '.join(TARGETS)}")
+        if self.method not in METHODS:
+            raise ConfigError(f"calibration method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.reduce_range and (self.precision != "int8" or self.target != "cpu"):
+            raise ConfigError("--reduce-range applies to --precision int8 --target cpu only")
+
+
+def network_node_names(graph: Any) -> set[str]:
+    """Names of the network's nodes: every node on a path from the first Conv to the last.
+
+    That is backbone, FPN and heads (Conv, Relu, Add, MaxPool, Resize); the view slicing before
+    and the reshapes, decode, NMS and merge after are not in it.
+    """
+    producers = {output: node for node in graph.node for output in node.output}
+    consumers: dict[str, list[Any]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    if not convs:
+        raise ModelError("the model has no Conv node: not a trt_mass RetinaNet graph")
+
+    def reach(step: Callable[[Any], Iterable[Any]]) -> set[str]:
+        seen: set[str] = set()
+        stack = list(convs)
+        while stack:
+            node = stack.pop()
+            if node.name not in seen:
+                seen.add(node.name)
+                stack.extend(step(node))
+        return seen
+
+    upstream = reach(lambda n: [producers[i] for i in n.input if i in producers])
+    downstream = reach(lambda n: [c for o in n.output for c in consumers[o]])
+    return upstream & downstream
+
+
+def _name_nodes(model: Any) -> None:
+    """Give every node a unique name (quantization selects nodes by name)."""
+    used: set[str] = set()
+    for index, node in enumerate(model.graph.node):
+        if not node.name or node.name in used:
+            node.name = f"{node.op_type}_trtmass_{index}"
+        used.add(node.name)
+
+
+def _source_metadata(model: Any, source: Path) -> ModelMetadata:
+    entries = {prop.key: prop.value for prop in model.metadata_props}
+    metadata = metadata_from_map(entries, str(source))
+    if metadata.precision != "fp32":
+        raise ModelError(f"{source} is already a {metadata.precision} variant; quantize the fp32 export")
+    return metadata
+
+
+def _write_metadata(model: Any, metadata: ModelMetadata) -> None:
+    del model.metadata_props[:]
+    for key, value in metadata.flat_entries().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def quantize_model(source: Path, output: Path, options: QuantizeOptions,
+                   calibration: CalibrationSet | None = None, progress: bool = False) -> ModelMetadata:
+    """Write the `options.precision` variant of the fp32 model `source` to `output`; return its metadata.
+
+    INT8 needs a calibration set (verified against its manifest first); FP16 takes none.
+    """
+    import onnx
+
+    if options.precision == "int8" and calibration is None:
+        raise ConfigError("--precision int8 needs a calibration set (--calib calib/NAME.toml; make one with "
+                          "`trtmass calib make`)")
+    if options.precision == "fp16" and calibration is not None:
+        raise ConfigError("--precision fp16 takes no calibration set; drop --calib")
+    if not source.is_file():
+        raise ModelError(f"{source}: no such model file")
+    model = onnx.load(str(source))
+    metadata = _source_metadata(model, source)
+    _name_nodes(model)
+    network_nodes = network_node_names(model.graph)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp.onnx")
+    if options.precision == "fp16":
+        quantization = _to_fp16(model, network_nodes, tmp)
+    else:
+        assert calibration is not None
+        calibration.verify()
+        quantization = _to_int8(model, metadata, network_nodes, options, calibration, source, tmp, progress)
+    quantization["source_onnx_sha256"] = file_sha256(source)
+    variant = onnx.load(str(tmp))
+    if options.precision == "int8" and options.target == "tensorrt":
+        problems = tensorrt_qdq_problems(variant)
+        if problems:
+            tmp.unlink()
+            raise ModelError(f"the INT8 graph is not TensorRT explicit quantization: {problems[:3]}")
+    variant_metadata = dataclasses.replace(
+        metadata,
+        precision=options.precision,
+        target=options.target,
+        quantization=quantization,
+        calibration_sha256=calibration.content_sha256 if calibration else None,
+        versions={**metadata.versions, **package_versions(("onnx", "onnxruntime"))},
+    )
+    _write_metadata(variant, variant_metadata)
+    onnx.save(variant, str(tmp))
+    _check_loads(tmp, metadata)
+    tmp.replace(output)
+    return variant_metadata
+
+
+def _to_fp16(model: Any, network_nodes: set[str], path: Path) -> dict[str, Any]:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    keep_fp32 = [node.name for node in model.graph.node if node.name not in network_nodes]
+    converted = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_fp32)
+    onnx.save(converted, str(path))
+    return {"tool": "onnxruntime.transformers.float16", "fp16_nodes": len(network_nodes),
+            "fp32_nodes": len(keep_fp32), "scope": "backbone, FPN and heads in fp16; decode, NMS, merge in fp32"}
+
+
+@contextmanager
+def _quiet_ort_advice() -> Any:
+    """ONNX Runtime's quantizer logs advice to pre-process on the root logger; our graph is already optimised."""
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "pre-process" not in record.getMessage()
+
+    drop = _Drop()
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
+def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], options: QuantizeOptions,
+             calibration: CalibrationSet, source: Path, path: Path, progress: bool) -> dict[str, Any]:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    scheme = INT8_SCHEMES[options.target]
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[options.method]
+    cache = _cache_path(options, calibration, source, scheme)
+    reader = CanvasReader(calibration, metadata.graph_spec.geometry, metadata.graph_spec.canvas_dtype,
+                          metadata.inputs[0].name, progress)
+    named = path.with_name(path.name + ".named.onnx")
+    onnx.save(model, str(named))
+    cached = cache is not None and cache.is_file()
+    try:
+        with _quiet_ort_advice():
+            quantize_static(
+                str(named), str(path), None if cached else reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=scheme.per_channel,
+                reduce_range=options.reduce_range,
+                activation_type=getattr(QuantType, scheme.activation_type),
+                weight_type=getattr(QuantType, scheme.weight_type),
+                nodes_to_quantize=sorted(network_nodes),
+                calibrate_method=method,
+                calibration_cache_path=str(cache) if cache else None,
+                extra_options={
+                    "ActivationSymmetric": scheme.activation_symmetric,
+                    "WeightSymmetric": True,
+                    "QuantizeBias": scheme.quantize_bias,
+                    # one image per calibration pass: bounded memory for entropy/percentile histograms
+                    "CalibStridedMinMax": 1,
+                },
+            )
+    except (ValueError, RuntimeError) as error:
+        raise ModelError(f"{source}: ONNX Runtime quantization failed ({error})") from error
+    finally:
+        named.unlink(missing_ok=True)
+        if progress and not cached:
+            print(file=sys.stderr)
+    return {
+        "tool": "onnxruntime.quantization.quantize_static",
+        "format": "QDQ",
+        "method": options.method,
+        "activation_type": scheme.activation_type,
+        "weight_type": scheme.weight_type,
+        "per_channel": scheme.per_channel,
+        "activation_symmetric": scheme.activation_symmetric,
+        "weight_symmetric": True,
+        "quantize_bias": scheme.quantize_bias,
+        "reduce_range": options.reduce_range,
+        "why": scheme.why,
+        "calibration_set": calibration.name,
+        "calibration_images": len(calibration.images),
+        "calibration_cache": "hit" if cached else ("written" if cache else "none"),
+        "quantized_scope": "backbone, FPN and heads; decode, NMS, merge in fp32",
+    }
+
+
+def _cache_path(options: QuantizeOptions, calibration: CalibrationSet, source: Path, scheme: Int8Scheme) -> Path | None:
+    """Calibration ranges are keyed by everything they depend on: model file, image set, method, scheme."""
+    if options.cache_dir is None:
+        return None
+    key = hashlib.sha256("\n".join([
+        file_sha256(source), calibration.content_sha256, options.method, repr(scheme), str(options.reduce_range),
+        package_versions(("onnxruntime",)).get("onnxruntime", ""),
+    ]).encode()).hexdigest()
+    return options.cache_dir / f"{calibration.name}-{options.method}-{key[:16]}.json"
+
+
+def _check_loads(path: Path, source_metadata: ModelMetadata) -> None:
+    """The variant must load in ONNX Runtime with the source's inputs and outputs."""
+    from trt_mass.runners.ort import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(path, threads=1) as runner:
+        if runner.metadata.inputs != source_metadata.inputs or runner.metadata.outputs != source_metadata.outputs:
+            raise ModelError(f"{path}: the variant's inputs/outputs differ from the source's")
+
+
+def tensorrt_qdq_problems(model: Any) -> list[str]:
+    """Why `model` is not TensorRT-style explicit INT8 (empty when it is).
+
+    TensorRT needs symmetric quantization (every zero point 0, int8) and takes per-channel weight
+    scales along the output-channel axis of Conv weights.
+    """
+    from onnx import numpy_helper
+
+    initializers = {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
+    problems = []
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if not qdq:
+        return ["no QuantizeLinear/DequantizeLinear nodes"]
+    for node in qdq:
+        if len(node.input) < 3 or node.input[2] not in initializers:
+            problems.append(f"{node.name}: no constant zero point")
+            continue
+        zero_point = initializers[node.input[2]]
+        if zero_point.dtype.name != "int8" or zero_point.any():
+            problems.append(f"{node.name}: zero point {zero_point.dtype.name} {zero_point.ravel()[:4]}")
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        weight_dq = next((n for n in qdq if n.op_type == "DequantizeLinear" and node.input[1] in n.output), None)
+        if weight_dq is None:
+            problems.append(f"{node.name}: weight is not quantized")
+            continue
+        scale = initializers.get(weight_dq.input[1])
+        weight = initializers.get(weight_dq.input[0])
+        if scale is None or weight is None or scale.ndim != 1 or scale.shape[0] != weight.shape[0]:
+            problems.append(f"{node.name}: weight scale is not per output channel")
+    return problems
+
+
+def describe(metadata: ModelMetadata) -> str:
+    quantization = metadata.quantization
+    details = ", ".join(f"{k} {quantization[k]}" for k in ("method", "activation_type", "per_channel")
+                        if k in quantization)
+    return f"{metadata.model_id} for {metadata.target}" + (f" ({details})" if details else "")
+
+
+__all__ = ["INT8_SCHEMES", "QuantizeOptions", "network_node_names", "quantize_model", "tensorrt_qdq_problems"]

@@ -1,0 +1,234 @@
+"""TensorRT runner: a checked engine (.plan + sidecar), one CUDA stream, static device and pinned host buffers.
+
+Written against the TensorRT 11 Python API (name-based I/O: num_io_tensors, get_tensor_name,
+get_tensor_mode, set_tensor_address, execute_async_v3) and cuda-python's runtime bindings, following
+NVIDIA/TensorRT samples/python/common_runtime.py (cudaMallocHost / cudaMalloc / cudaMemcpyAsync /
+execute_async_v3 / cudaStreamSynchronize).  Not run on a GPU in this repository's CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_mass.errors import ModelError
+from trt_mass.metadata import ModelMetadata
+from trt_mass.runners.base import Runner
+
+
+@dataclass
+class _Binding:
+    name: str
+    is_input: bool
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nbytes: int
+    device: int = 0
+    host_pointer: int = 0
+    host: np.ndarray | None = None
+
+
+class TensorRTRunner(Runner):
+    """Runs a TensorRT engine built by `trtmass build-engine`.
+
+    Before anything is deserialized the engine must pass the sidecar checks (trt_mass.engine.sidecar):
+    inside `model_dir` (symlinks resolved), SHA-256 equal to the sidecar's (on the very bytes that are
+    deserialized), built for this GPU and this TensorRT, and no engine host code unless
+    `allow_engine_host_code`.
+
+    Args:
+        model_path: the engine file (model.plan, with model.plan.json beside it).
+        model_dir: the only folder engines are loaded from (default: the folder of `model_path` as given).
+        allow_engine_host_code: allow version-compatible engines, whose embedded lean runtime runs as host
+            code when loaded (Runtime.engine_host_code_allowed).  Only for engines you built yourself.
+        device: CUDA device ordinal.
+
+    After each infer(), `last_stage_ms` holds the device times of the stages measured with CUDA events:
+    {"h2d": ..., "inference": ..., "d2h": ...} (milliseconds).
+    """
+
+    backend = "trt"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        model_dir: str | Path | None = None,
+        allow_engine_host_code: bool = False,
+        device: int = 0,
+    ) -> None:
+        super().__init__()
+        self.engine_path = Path(model_path)
+        self.model_dir = Path(model_dir) if model_dir is not None else self.engine_path.parent
+        self.allow_engine_host_code = allow_engine_host_code
+        self.device = device
+        self.last_stage_ms: dict[str, float] = {}
+        self._cudart: Any = None
+        self._runtime: Any = None
+        self._engine: Any = None
+        self._context: Any = None
+        self._stream: Any = None
+        self._events: list[Any] = []
+        self._bindings: list[_Binding] = []
+
+    # ------------------------------------------------------------------------------------------ activate
+    def _activate(self) -> ModelMetadata:
+        from trt_mass.engine.build import import_tensorrt
+        from trt_mass.engine.cudart import import_cudart
+        from trt_mass.engine.sidecar import check_engine, probe_gpu, read_sidecar
+
+        trt = import_tensorrt()
+        cudart = import_cudart()
+        sidecar = read_sidecar(self.engine_path)
+        gpu, _ = probe_gpu(self.device)
+        # The hash is taken of the exact bytes handed to TensorRT below (no second read that could differ), and
+        # every check passes before anything is deserialized: an engine is code-like.
+        try:
+            blob: bytes | None = self.engine_path.read_bytes() if self.engine_path.is_file() else None
+        except OSError as error:
+            raise ModelError(f"{self.engine_path}: cannot read the engine ({error})") from error
+        check_engine(sidecar, self.engine_path, gpu, str(trt.__version__), self.model_dir,
+                     self.allow_engine_host_code, engine_bytes=blob)
+        assert blob is not None  # check_engine refuses a missing engine
+        self._cudart = cudart
+        try:
+            return self._load(trt, cudart, blob, sidecar.model_metadata)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the load error is the one to report
+                self._release()
+            raise
+
+    def _load(self, trt: Any, cudart: Any, blob: bytes, metadata: ModelMetadata) -> ModelMetadata:
+        self._call(cudart.cudaSetDevice(self.device), "cudaSetDevice")
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        if self.allow_engine_host_code:
+            # Runtime.engine_host_code_allowed (default False): needed to deserialize a version-compatible
+            # plan with its embedded lean runtime (TensorRT docs, Engine Compatibility > Version Compatibility).
+            runtime.engine_host_code_allowed = True
+        # deserialize_cuda_engine(buffer) -> ICudaEngine, or None (Core/Runtime).
+        engine = runtime.deserialize_cuda_engine(blob)
+        if engine is None:
+            raise ModelError(f"{self.engine_path}: TensorRT could not deserialize the engine (see its messages above)")
+        context = engine.create_execution_context()
+        if context is None:
+            raise ModelError(f"{self.engine_path}: TensorRT could not create an execution context (GPU memory?)")
+        self._engine, self._context = engine, context
+        self._runtime = runtime
+
+        declared = {t.name: (True, t) for t in metadata.inputs} | {t.name: (False, t) for t in metadata.outputs}
+        found = {}
+        # Name-based I/O (TensorRT >= 10; unchanged in 11): num_io_tensors, get_tensor_name(i),
+        # get_tensor_mode(name) -> TensorIOMode.INPUT/OUTPUT, get_tensor_shape(name), get_tensor_dtype(name).
+        for index in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(index)
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            found[name] = (is_input, dtype.name, shape)
+        expected = {name: (is_input, t.dtype, t.shape) for name, (is_input, t) in declared.items()}
+        if found != expected:
+            raise ModelError(f"{self.engine_path}: engine I/O {found} differs from the model metadata in its "
+                             f"sidecar {expected}")
+        if any(d < 0 for _, _, shape in found.values() for d in shape):
+            raise ModelError(f"{self.engine_path}: dynamic shapes are not supported (trt_mass graphs are static)")
+
+        self._stream = self._call(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        for _ in range(4):  # appended one by one, so a failure frees the ones made
+            self._events.append(self._call(cudart.cudaEventCreate(), "cudaEventCreate"))
+        for name, (is_input, dtype_name, shape) in found.items():
+            dtype = np.dtype(dtype_name)
+            nbytes = max(1, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+            binding = _Binding(name, is_input, shape, dtype, nbytes)
+            self._bindings.append(binding)
+            binding.device = int(self._call(cudart.cudaMalloc(nbytes), f"cudaMalloc({name})"))
+            # Pinned (page-locked) host memory, so cudaMemcpyAsync really is asynchronous and fast.
+            binding.host_pointer = int(self._call(cudart.cudaMallocHost(nbytes), f"cudaMallocHost({name})"))
+            buffer = (ctypes.c_byte * nbytes).from_address(binding.host_pointer)
+            binding.host = np.frombuffer(buffer, dtype=dtype, count=nbytes // dtype.itemsize).reshape(shape)
+            # set_tensor_address(name, device pointer) for every I/O tensor before execute_async_v3
+            # (IExecutionContext, Core/ExecutionContext).
+            if not context.set_tensor_address(name, binding.device):
+                raise ModelError(f"{self.engine_path}: TensorRT refused the address of tensor {name!r}")
+        return metadata
+
+    # --------------------------------------------------------------------------------------------- infer
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cudart = self._cudart
+        stream = self._stream
+        start, copied_in, inferred, copied_out = self._events
+        host_to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        device_to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        inputs = [b for b in self._bindings if b.is_input]
+        outputs = [b for b in self._bindings if not b.is_input]
+        for binding in inputs:
+            assert binding.host is not None
+            np.copyto(binding.host, feed[binding.name], casting="no")
+        self._call(cudart.cudaEventRecord(start, stream), "cudaEventRecord")
+        for binding in inputs:
+            self._call(cudart.cudaMemcpyAsync(binding.device, binding.host_pointer, binding.nbytes, host_to_device,
+                                              stream), f"cudaMemcpyAsync(H2D {binding.name})")
+        self._call(cudart.cudaEventRecord(copied_in, stream), "cudaEventRecord")
+        # execute_async_v3(stream_handle) enqueues the engine on the stream; returns False on failure.
+        if not self._context.execute_async_v3(int(stream)):
+            raise ModelError(f"{self.engine_path}: TensorRT failed to enqueue the engine")
+        self._call(cudart.cudaEventRecord(inferred, stream), "cudaEventRecord")
+        for binding in outputs:
+            self._call(cudart.cudaMemcpyAsync(binding.host_pointer, binding.device, binding.nbytes, device_to_host,
+                                              stream), f"cudaMemcpyAsync(D2H {binding.name})")
+        self._call(cudart.cudaEventRecord(copied_out, stream), "cudaEventRecord")
+        self._call(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        self.last_stage_ms = {
+            "h2d": float(self._call(cudart.cudaEventElapsedTime(start, copied_in), "cudaEventElapsedTime")),
+            "inference": float(self._call(cudart.cudaEventElapsedTime(copied_in, inferred), "cudaEventElapsedTime")),
+            "d2h": float(self._call(cudart.cudaEventElapsedTime(inferred, copied_out), "cudaEventElapsedTime")),
+        }
+        # Copies: the pinned buffers are overwritten by the next call.
+        return {b.name: np.array(b.host, copy=True) for b in outputs}
+
+    # ---------------------------------------------------------------------------------------- deactivate
+    def _deactivate(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        """Free everything (context before the memory it points at); keep going past individual failures."""
+        cudart = self._cudart
+        self._context = None
+        self._engine = None
+        self._runtime = None
+        if cudart is None:
+            return
+        failures: list[str] = []
+        for binding in self._bindings:
+            if binding.device:
+                self._try(cudart.cudaFree, binding.device, failures)
+            if binding.host_pointer:
+                binding.host = None
+                self._try(cudart.cudaFreeHost, binding.host_pointer, failures)
+        self._bindings = []
+        for event in self._events:
+            self._try(cudart.cudaEventDestroy, event, failures)
+        self._events = []
+        if self._stream is not None:
+            self._try(cudart.cudaStreamDestroy, self._stream, failures)
+            self._stream = None
+        self._cudart = None
+        if failures:
+            raise ModelError("releasing TensorRT buffers failed: " + "; ".join(failures))
+
+    def _try(self, function: Any, handle: Any, failures: list[str]) -> None:
+        try:
+            self._call(function(handle), function.__name__)
+        except Exception as error:  # free the rest, then report
+            failures.append(str(error))
+
+    def _call(self, result: Any, what: str) -> Any:
+        from trt_mass.engine.cudart import cuda_call
+
+        try:
+            return cuda_call(self._cudart, result, what)
+        except RuntimeError as error:
+            raise ModelError(f"{self.engine_path}: {error}") from error
