@@ -273,3 +273,32 @@ def test_cli_quantize_with_a_changed_calibration_image_is_refused(tiny_model: Ti
                                    "cpu", "--calib", str(manifest), "-o", str(tmp_path / "y.onnx")])
     assert refused.exit_code == InputError.exit_code and victim.name in refused.output
     assert not (tmp_path / "y.onnx").exists()
+
+
+def test_own_minmax_pass_gives_onnx_runtimes_ranges(tiny_model: TinyModel, calibration: CalibrationSet,
+                                                    tmp_path: Path) -> None:
+    """Our memory-bounded MinMax pass must give what ONNX Runtime's own MinMax calibrator gives."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from trt_mass.calib import CanvasReader
+    from trt_mass.metadata import read_onnx_metadata
+
+    ours = tmp_path / "ours.onnx"
+    quantize_model(tiny_model.onnx_path, ours, QuantizeOptions("int8", "tensorrt"), calibration)
+    source = onnx.load(str(tiny_model.onnx_path))
+    named = tmp_path / "named.onnx"
+    for index, node in enumerate(source.graph.node):  # as quantize_model names them
+        node.name = node.name or f"{node.op_type}_trtmass_{index}"
+    onnx.save(source, str(named))
+    spec = read_onnx_metadata(tiny_model.onnx_path).graph_spec
+    theirs = tmp_path / "theirs.onnx"
+    quantize_static(str(named), str(theirs), CanvasReader(calibration, spec.geometry, spec.canvas_dtype),
+                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, nodes_to_quantize=sorted(network_node_names(source.graph)),
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+    scales = [{n.input[0]: _initializers(m)[n.input[1]] for n in m.graph.node if n.op_type == "QuantizeLinear"}
+              for m in (onnx.load(str(ours)), onnx.load(str(theirs)))]
+    assert scales[0].keys() == scales[1].keys() and len(scales[0]) > 20
+    for name, scale in scales[0].items():
+        np.testing.assert_allclose(scale, scales[1][name], rtol=1e-5, err_msg=name)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from trt_mass.calib import CalibrationSet, CanvasReader
 from trt_mass.errors import ConfigError, ModelError
 from trt_mass.metadata import ModelMetadata, file_sha256, metadata_from_map
@@ -232,10 +234,16 @@ def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], optio
     named = path.with_name(path.name + ".named.onnx")
     onnx.save(model, str(named))
     cached = cache is not None and cache.is_file()
+    if options.method == "minmax" and not cached:
+        # ONNX Runtime's MinMax calibrator runs the augmented graph unoptimised (all 26 views of every
+        # intermediate tensor in separate buffers: > 24 GB for resnet50 at 768x640); our own pass keeps the
+        # optimised session and writes the same ranges into the calibration cache quantize_static reads.
+        cache = cache or path.with_name(path.name + ".ranges.json")
+        _save_minmax_ranges(model, network_nodes, reader, cache)
     try:
         with _quiet_ort_advice():
             quantize_static(
-                str(named), str(path), None if cached else reader,
+                str(named), str(path), None if cache is not None and cache.is_file() else reader,
                 quant_format=QuantFormat.QDQ,
                 per_channel=scheme.per_channel,
                 reduce_range=options.reduce_range,
@@ -256,6 +264,8 @@ def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], optio
         raise ModelError(f"{source}: ONNX Runtime quantization failed ({error})") from error
     finally:
         named.unlink(missing_ok=True)
+        if options.cache_dir is None and cache is not None:
+            cache.unlink(missing_ok=True)
         if progress and not cached:
             print(file=sys.stderr)
     return {
@@ -272,9 +282,59 @@ def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], optio
         "why": scheme.why,
         "calibration_set": calibration.name,
         "calibration_images": len(calibration.images),
-        "calibration_cache": "hit" if cached else ("written" if cache else "none"),
+        "calibration_cache": "hit" if cached else ("written" if options.cache_dir is not None else "none"),
         "quantized_scope": "backbone, FPN and heads; decode, NMS, merge in fp32",
     }
+
+
+def _save_minmax_ranges(model: Any, network_nodes: set[str], reader: CanvasReader, cache: Path) -> None:
+    """Per-tensor minimum and maximum of every float tensor the network's nodes read or write, over the set.
+
+    One optimised ONNX Runtime session on the model plus a ReduceMin/ReduceMax per tensor, one image at
+    a time; saved in ONNX Runtime's calibration-cache format (MinMax), so quantize_static uses these ranges.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData, save_tensors_data
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    float_tensors = {v.name for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+                     if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    initializers = {t.name for t in model.graph.initializer}
+    tensors: list[str] = []  # in the order they are computed
+    for node in model.graph.node:
+        if node.name in network_nodes:
+            tensors += [name for name in [*node.input, *node.output]
+                        if name in float_tensors and name not in initializers and name not in tensors]
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    del augmented.graph.output[:]
+    reductions = []
+    for index, tensor in enumerate(tensors):
+        for op in ("ReduceMin", "ReduceMax"):
+            output = f"trtmass_calib_{index}_{op}"
+            reductions.append(helper.make_node(op, [tensor], [output], keepdims=0, name=output))
+            augmented.graph.output.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, []))
+    # ONNX Runtime orders nodes by a depth-first walk back from the graph's leaves, highest node index first.
+    # Reductions appended latest-tensor-first make the earliest tensor's reduction the first leaf walked, so
+    # each tensor is reduced as soon as it exists and freed after its own consumers, not kept to the end.
+    augmented.graph.node.extend(reversed(reductions))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(augmented.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    lowest = np.full(len(tensors), np.inf, dtype=np.float32)
+    highest = np.full(len(tensors), -np.inf, dtype=np.float32)
+    reader.set_range(0, len(reader))
+    while (feed := reader.get_next()) is not None:
+        values = np.asarray(session.run(None, feed), dtype=np.float32).reshape(len(tensors), 2)
+        lowest = np.fmin(lowest, values[:, 0])
+        highest = np.fmax(highest, values[:, 1])
+    if not np.isfinite(lowest).all() or not np.isfinite(highest).all():
+        raise ModelError("calibration produced non-finite ranges (NaN/Inf activations on the calibration set)")
+    ranges = {tensor: (np.array([lo], np.float32), np.array([hi], np.float32))
+              for tensor, lo, hi in zip(tensors, lowest, highest, strict=True)}
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
 
 
 def _cache_path(options: QuantizeOptions, calibration: CalibrationSet, source: Path, scheme: Int8Scheme) -> Path | None:
