@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -53,11 +54,12 @@ def export_random(path: Path, arch: str, head_width: int, tile: str, prior: floa
 def make_int8(model: Path, workdir: Path, count: int, scale: float) -> Path:
     """The int8 cpu-target variant of `model`, calibrated on phantoms the benchmark does not time (seed 500)."""
     from trt_mass.calib import make_manifest
+    from trt_mass.metadata import file_sha256, read_onnx_metadata
     from trt_mass.quantize import QuantizeOptions, quantize_model
     from trt_mass.synth import write_phantoms
 
     output = model.with_name(model.stem + "-int8-cpu.onnx")
-    if output.exists():
+    if output.exists() and read_onnx_metadata(output).quantization.get("source_onnx_sha256") == file_sha256(model):
         return output
     pool = workdir / "calib-phantoms"
     write_phantoms(pool, count, seed=500, scale=scale, normal_fraction=0.25)
@@ -80,6 +82,10 @@ def summary_row(name: str, report: dict[str, Any]) -> dict[str, Any]:
     ours, baseline = report["pipelines"]["ours"], report["pipelines"]["baseline"]
     ratio = report["ratios"]["end_to_end"]
     target = TARGETS.get(report["model"]["precision"]) if ours["backend"] == "ort" else None
+    # Round i of ours and of the baseline ran back to back on the same input: their ratio cancels slow drifts
+    # of a shared machine that a ratio of two medians does not.
+    paired = [a / b for a, b in zip(ours["end_to_end"]["samples_ms"], baseline["end_to_end"]["samples_ms"],
+                                    strict=True)]
     return {
         "name": name,
         "backend": ours["backend"], "device": ours["device"], "precision": report["model"]["precision"],
@@ -87,11 +93,15 @@ def summary_row(name: str, report: dict[str, Any]) -> dict[str, Any]:
         "ours_median_ms": ours["end_to_end"]["stats"]["median"],
         "baseline_median_ms": baseline["end_to_end"]["stats"]["median"],
         "ratio": ratio,
+        "paired_ratios": paired,
+        "paired_ratio_median": statistics.median(paired),
+        "paired_ratio_range": [min(paired), max(paired)],
         "stage_ratios": report["ratios"]["stages"],
         "ours_stage_medians_ms": {k: s["stats"] and s["stats"]["median"] for k, s in ours["stages"].items()},
         "baseline_stage_medians_ms": {k: s["stats"] and s["stats"]["median"] for k, s in baseline["stages"].items()},
         "target": target,
-        "target_met": None if target is None or ratio is None else ratio <= target,
+        "target_met": None if target is None or ratio is None else (ratio <= target
+                                                                    and statistics.median(paired) <= target),
         "warnings": report["warnings"],
     }
 
@@ -130,15 +140,17 @@ def results_section(result: dict[str, Any]) -> str:
         "",
         "End-to-end medians per mammogram (read + decode, canvas, inference, findings + JSON):",
         "",
-        "| ours | ours | baseline | ours / baseline | target |",
-        "| --- | --- | --- | --- | --- |",
+        "| ours | ours | baseline | ratio of medians | median of paired ratios [range] | target (both ratios) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in result["summary"]:
         target = ("" if row["target"] is None else
                   f"<= {row['target']:.2f}: {'met' if row['target_met'] else '**not met**'}")
         ratio = "n/a" if row["ratio"] is None else f"**{row['ratio']:.3f}**"
+        low, high = row["paired_ratio_range"]
         lines.append(f"| {row['name']} ({row['backend']}, {row['device']}) | {_ms(row['ours_median_ms'])} | "
-                     f"{_ms(row['baseline_median_ms'])} | {ratio} | {target} |")
+                     f"{_ms(row['baseline_median_ms'])} | {ratio} | {row['paired_ratio_median']:.3f} "
+                     f"[{low:.2f}, {high:.2f}] | {target} |")
     lines += ["", "Per stage (medians, ours / baseline):", "",
               "| ours | " + " | ".join(STAGE_LABELS[k] for k in STAGE_KEYS) + " |",
               "| --- |" + " --- |" * len(STAGE_KEYS)]
@@ -155,6 +167,11 @@ def results_section(result: dict[str, Any]) -> str:
         lines += ["", "Warnings of these runs:", ""] + [f"- {w}" for w in notes]
     if not any(row["backend"] == "trt" for row in result["summary"]):
         lines += ["", "No TensorRT figure: none without a real TensorRT run (`--trt ENGINE` on a GPU PC)."]
+    findings = [n for report in result["reports"].values()
+                for n in report["pipelines"]["ours"].get("findings_per_mammogram", [])]
+    if findings and max(findings) == 0:
+        lines += ["", "These random weights (the paper's prior 0.01) find nothing: decode, NMS and merge have no "
+                  "candidates in either pipeline, so the ratios are those of the network passes."]
     lines += ["", "Raw timings, machine facts and every report in full: `results/pipeline_vs_eager.json`.", END]
     return "\n".join(lines)
 

@@ -89,6 +89,8 @@ def test_plain_folder_without_labels_and_bad_sources(tmp_path: Path, phantoms: P
         make_manifest(str(tmp_path / "nowhere"), 3, 0, tmp_path / "x.toml")
     with pytest.raises(ConfigError, match="at least 1"):
         make_manifest(str(images), 0, 0, tmp_path / "x.toml")
+    with pytest.raises(ConfigError, match="only 10 images"):
+        make_manifest(str(images), 11, 0, tmp_path / "x.toml")
 
 
 def test_reader_feeds_the_inference_canvas(phantoms: Path, tmp_path: Path) -> None:

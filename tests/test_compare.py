@@ -62,6 +62,15 @@ def test_refusals(phantoms: Path, tmp_path: Path) -> None:
         CompareConfig(default_model(), tmp_path / "b.onnx", str(phantoms), max_tpr_drop=-0.1)
 
 
+def test_data_without_masses_cannot_judge(tmp_path: Path) -> None:
+    normals = tmp_path / "normals"
+    write_phantoms(normals, 2, seed=3, scale=0.1, normal_fraction=1.0)
+    copy = tmp_path / "copy.onnx"
+    shutil.copyfile(default_model(), copy)
+    run = _compare(str(default_model()), str(copy), "--data", str(normals))
+    assert run.returncode == 2 and "no masses" in run.stderr
+
+
 def test_other_geometry_is_refused(phantoms: Path, tiny_model_other_shape: TinyModel) -> None:
     run = _compare(str(default_model()), str(tiny_model_other_shape.onnx_path), "--data", str(phantoms))
     assert run.returncode == 2 and "different tile geometries" in run.stderr

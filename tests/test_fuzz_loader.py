@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydicom.uid import JPEG2000Lossless, RLELossless
@@ -100,3 +101,18 @@ def test_mutated_headers(tmp_path: Path, seed: str, changes: dict) -> None:
     except Exception:
         assume(False)  # pydicom cannot write this combination: not an input a file could hold
     _check(path)
+
+
+def test_a_swallowing_uid_is_not_echoed(tmp_path: Path) -> None:
+    """Regression (found by test_mutated_bytes in CI): a corrupt length made SOP Class UID swallow the
+    patient's name, and the "not a mammogram" message printed it."""
+    ds = mg_dataset(stored_ramp(40, 32))
+    ds.SOPClassUID = f"1.2.840.10008.5.1.4.1.1.1.2\x00\x08\x00PN {PATIENT_NAME} {PATIENT_ID}"
+    del ds.Modality
+    path = tmp_path / "swallowed.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(InputError) as raised:
+        load_mammogram(path)
+    message = str(raised.value)
+    assert "not a mammogram" in message and "malformed" in message and path.name in message
+    assert PATIENT_NAME not in message and PATIENT_ID not in message

@@ -248,6 +248,13 @@ def test_refusals(tiny_model: TinyModel, variants: dict[tuple[str, str, str], Pa
     with pytest.raises(ConfigError, match="method"):
         QuantizeOptions("int8", "cpu", method="magic")
     assert not (tmp_path / "x.onnx").exists()
+    runner = CliRunner()
+    for extra in (["--precision", "fp16", "--method", "entropy"],
+                  ["--precision", "int8", "--calib", str(calibration.manifest_path), "--no-cache", "--cache-dir", "c"]):
+        refused = runner.invoke(main, ["quantize", str(tiny_model.onnx_path), "--target", "cpu", *extra,
+                                       "-o", str(tmp_path / "x.onnx")])
+        assert refused.exit_code == ConfigError.exit_code, refused.output
+    assert not list(tmp_path.glob("x.onnx*"))
 
 
 def test_cli_quantize_with_a_changed_calibration_image_is_refused(tiny_model: TinyModel, tmp_path: Path) -> None:

@@ -523,6 +523,9 @@ def _open_baseline(config: BenchConfig, ours: _Pipeline) -> _Pipeline:
     if ours_spec != baseline_spec:
         raise ConfigError(f"{source} has other tiles or thresholds than {config.model}: the baseline must compute "
                           "the same views and findings")
+    if metadata.weights_sha256 != ours.metadata.weights_sha256:
+        raise ConfigError(f"{source} has other weights (sha256 {metadata.weights_sha256[:12]}…) than {config.model} "
+                          f"({ours.metadata.weights_sha256[:12]}…): the baseline must run the same weights")
     device = config.baseline_device
     if device == "auto":
         device = "cuda" if str(ours.facts.get("device", "cpu")).startswith("cuda") else "cpu"

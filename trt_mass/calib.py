@@ -155,6 +155,8 @@ def choose(candidates: list[Candidate], count: int, seed: int) -> list[Candidate
     """Stratified random sample of `count` candidates (deterministic for a seed)."""
     if count < 1:
         raise ConfigError(f"--count must be at least 1, got {count}")
+    if count > len(candidates):
+        raise ConfigError(f"--count {count}: the source has only {len(candidates)} images")
     by_stratum: dict[str, list[Candidate]] = {}
     for candidate in sorted(candidates, key=lambda c: str(c.path)):
         by_stratum.setdefault(candidate.stratum, []).append(candidate)

@@ -115,6 +115,8 @@ def info(model: Path) -> None:
                    "TensorRT when an engine for this GPU exists, else ONNX Runtime.")
 @click.option("--allow-engine-host-code", is_flag=True,
               help="Allow version-compatible TensorRT engines (their embedded runtime runs as host code).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The only folder TensorRT engines are looked up in and loaded from [default: the model's folder].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder for <sop uid or name>.json results.")
 @click.option("--overlay", is_flag=True, help="Also write a downscaled PNG with the boxes and scores.")
@@ -126,7 +128,8 @@ def info(model: Path) -> None:
 @click.option("--dicom-out", default="", help="DICOM results for DICOM inputs: any of sr,gsps,sc (comma-separated).")
 @click.option("-v", "--verbose", is_flag=True, help="One line per file.")
 @_maps_errors
-def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_engine_host_code: bool, out_dir: Path,
+def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_engine_host_code: bool,
+           model_dir: Path | None, out_dir: Path,
            overlay: bool, truth: Path | None, threads: int | None, pixel_spacing: float | None, dicom_out: str,
            verbose: bool) -> None:
     """Detect masses in mammograms: DICOM, PNG or TIFF files, or folders of them."""
@@ -143,11 +146,12 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
         model = default_model()
     from trt_mass.runners import resolve_backend
 
-    backend, model, reason = resolve_backend(backend, model, allow_engine_host_code=allow_engine_host_code)
+    backend, model, reason = resolve_backend(backend, model, model_dir=model_dir,
+                                             allow_engine_host_code=allow_engine_host_code)
     click.echo(f"backend: {backend} ({reason})", err=True)
     config = DetectConfig(model=model, out_dir=out_dir, backend=backend, threads=threads, overlay=overlay,
                           truth=truth, pixel_spacing_mm=pixel_spacing, dicom_out=parse_kinds(dicom_out),
-                          allow_engine_host_code=allow_engine_host_code)
+                          allow_engine_host_code=allow_engine_host_code, model_dir=model_dir)
 
     def report(outcome: FileOutcome) -> None:
         if outcome.error is not None:
@@ -190,6 +194,8 @@ def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: f
               help="ort, trt (the model's engine in its folder) or auto (TensorRT when an engine fits this GPU).")
 @click.option("--allow-engine-host-code/--no-engine-host-code", default=None,
               help="Allow version-compatible TensorRT engines (their embedded runtime runs as host code).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The only folder TensorRT engines are loaded from [default: the model's folder].")
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--delete-done/--keep-done", default=None, help="Delete processed inputs instead of moving them.")
 @click.option("--overlay/--no-overlay", default=None, help="Also write overlay PNGs.")
@@ -197,7 +203,8 @@ def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: f
 @click.option("--dicom-out", default=None, help="DICOM results: any of sr,gsps,sc, or 'none' (default: all three).")
 @_maps_errors
 def watch(root: Path | None, model: Path | None, config_file: Path | None, polling: bool | None,
-          backend: str | None, allow_engine_host_code: bool | None, threads: int | None, delete_done: bool | None,
+          backend: str | None, allow_engine_host_code: bool | None, model_dir: Path | None, threads: int | None,
+          delete_done: bool | None,
           overlay: bool | None, log_format: str | None, dicom_out: str | None) -> None:
     """Watch ROOT/incoming and turn every complete mammogram into ROOT/results/<SOP UID>.json.
 
@@ -211,7 +218,7 @@ def watch(root: Path | None, model: Path | None, config_file: Path | None, polli
 
     flags = {"root": root, "model": model, "polling": polling, "backend": backend, "threads": threads,
              "delete_done": delete_done, "overlay": overlay, "log_format": log_format, "dicom_out": dicom_out,
-             "allow_engine_host_code": allow_engine_host_code}
+             "allow_engine_host_code": allow_engine_host_code, "model_dir": model_dir}
     config = load_config(flags, config_file)
     service = WatchService(config)
     for signal_number in (signal.SIGTERM, signal.SIGINT):

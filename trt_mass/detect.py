@@ -38,6 +38,7 @@ class DetectConfig:
     pixel_spacing_mm: float | None = None
     dicom_out: tuple[str, ...] = ()
     allow_engine_host_code: bool = False
+    model_dir: Path | None = None  # the only folder TensorRT engines are loaded from (default: the model's)
 
 
 @dataclass
@@ -114,7 +115,7 @@ def run_detect(paths: Iterable[Path], config: DetectConfig,
     config.out_dir.mkdir(parents=True, exist_ok=True)
     summary = DetectSummary()
     used: set[str] = set()
-    with Detector(config.model, backend=config.backend, threads=config.threads,
+    with Detector(config.model, backend=config.backend, threads=config.threads, model_dir=config.model_dir,
                   allow_engine_host_code=config.allow_engine_host_code) as detector:
         for path in paths:
             outcome = FileOutcome(path)

@@ -12,6 +12,7 @@ Patient-identifying attributes are never read into the Mammogram, logged or prin
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,19 @@ def _load(path: Path, voi_index: int) -> Mammogram:
     )
 
 
+_SHOWABLE = re.compile(r"[A-Za-z0-9 ._\-]{1,64}")
+
+
+def _shown(value: object) -> str:
+    """A header value fit for an error message: short and of a code's alphabet, else only its length.
+
+    A corrupt length field makes one element swallow the next ones (patient name, IDs): echoing such a
+    value would put patient data into logs.
+    """
+    text = str(value).strip()
+    return text if _SHOWABLE.fullmatch(text) else f"<malformed, {len(text)} characters>"
+
+
 def _text(dataset: Any, keyword: str) -> str | None:
     value = dataset.get(keyword)
     if value is None or value == "":
@@ -178,7 +192,8 @@ def _check_header(dataset: Any, source: str) -> None:
         raise InputError(source, "Presentation Intent Type is FOR PROCESSING; send the FOR PRESENTATION image")
     if sop_class not in MAMMOGRAPHY_SOP_CLASSES and modality != "MG":
         raise InputError(
-            source, f"not a mammogram (modality {modality or 'missing'}, SOP class {sop_class or 'missing'})"
+            source, f"not a mammogram (modality {_shown(modality) if modality else 'missing'}, "
+                    f"SOP class {_shown(sop_class) if sop_class else 'missing'})"
         )
     if "PixelData" not in dataset:
         for keyword in ("FloatPixelData", "DoubleFloatPixelData"):
@@ -189,22 +204,24 @@ def _check_header(dataset: Any, source: str) -> None:
     try:
         frame_count = int(frames) if frames not in (None, "") else 1
     except (TypeError, ValueError) as error:
-        raise InputError(source, f"invalid Number of Frames {frames!r}") from error
+        raise InputError(source, f"invalid Number of Frames {_shown(frames)}") from error
     if frame_count != 1:
         raise InputError(source, f"multi-frame image ({frame_count} frames); one 2-D view per file is supported")
     rows, columns = dataset.get("Rows"), dataset.get("Columns")
     if not isinstance(rows, int) or not isinstance(columns, int) or rows < 1 or columns < 1:
-        raise InputError(source, f"invalid image size Rows={rows!r} Columns={columns!r}")
+        raise InputError(source, f"invalid image size Rows={_shown(rows)} Columns={_shown(columns)}")
     if rows > MAX_SIDE or columns > MAX_SIDE or rows * columns > MAX_PIXELS:
         raise InputError(source, f"image of {rows} x {columns} pixels is larger than any mammography detector")
     if dataset.get("SamplesPerPixel", 1) != 1:
-        raise InputError(source, f"{dataset.get('SamplesPerPixel')} samples per pixel; a mammogram is grayscale")
+        samples = _shown(dataset.get("SamplesPerPixel"))
+        raise InputError(source, f"{samples} samples per pixel; a mammogram is grayscale")
     photometric = _text(dataset, "PhotometricInterpretation")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise InputError(source, f"photometric interpretation {photometric} is not grayscale")
+        raise InputError(source, f"photometric interpretation {_shown(photometric)} is not grayscale")
     bits_allocated, bits_stored = dataset.get("BitsAllocated"), dataset.get("BitsStored")
     if bits_allocated not in (8, 16) or not isinstance(bits_stored, int) or not 1 <= bits_stored <= bits_allocated:
-        raise InputError(source, f"unsupported bit depth (allocated {bits_allocated}, stored {bits_stored})")
+        raise InputError(source, f"unsupported bit depth (allocated {_shown(bits_allocated)}, "
+                                 f"stored {_shown(bits_stored)})")
     _check_decoder(dataset, source)
 
 
@@ -220,7 +237,8 @@ def _check_decoder(dataset: Any, source: str) -> None:
         decoder = get_decoder(syntax)
         available = decoder.is_available
     except NotImplementedError as error:
-        raise InputError(source, f"transfer syntax {syntax} ({syntax.name}) is not supported") from error
+        raise InputError(source, f"transfer syntax {_shown(syntax)} ({_shown(syntax.name)}) is not "
+                                 "supported") from error
     except ImportError as error:  # a plugin that is installed but broken
         raise InputError(source, _missing_decoder(syntax)) from error
     if not available:

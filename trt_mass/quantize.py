@@ -164,31 +164,34 @@ def quantize_model(source: Path, output: Path, options: QuantizeOptions,
     network_nodes = network_node_names(model.graph)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp.onnx")
-    if options.precision == "fp16":
-        quantization = _to_fp16(model, network_nodes, tmp)
-    else:
-        assert calibration is not None
-        calibration.verify()
-        quantization = _to_int8(model, metadata, network_nodes, options, calibration, source, tmp, progress)
-    quantization["source_onnx_sha256"] = file_sha256(source)
-    variant = onnx.load(str(tmp))
-    if options.precision == "int8" and options.target == "tensorrt":
-        problems = tensorrt_qdq_problems(variant)
-        if problems:
-            tmp.unlink()
-            raise ModelError(f"the INT8 graph is not TensorRT explicit quantization: {problems[:3]}")
-    variant_metadata = dataclasses.replace(
-        metadata,
-        precision=options.precision,
-        target=options.target,
-        quantization=quantization,
-        calibration_sha256=calibration.content_sha256 if calibration else None,
-        versions={**metadata.versions, **package_versions(("onnx", "onnxruntime"))},
-    )
-    _write_metadata(variant, variant_metadata)
-    onnx.save(variant, str(tmp))
-    _check_loads(tmp, metadata)
-    tmp.replace(output)
+    try:
+        if options.precision == "fp16":
+            quantization = _to_fp16(model, network_nodes, tmp)
+        else:
+            assert calibration is not None
+            calibration.verify()
+            quantization = _to_int8(model, metadata, network_nodes, options, calibration, source, tmp, progress)
+        quantization["source_onnx_sha256"] = file_sha256(source)
+        variant = onnx.load(str(tmp))
+        if options.precision == "int8" and options.target == "tensorrt":
+            problems = tensorrt_qdq_problems(variant)
+            if problems:
+                raise ModelError(f"the INT8 graph is not TensorRT explicit quantization: {problems[:3]}")
+        variant_metadata = dataclasses.replace(
+            metadata,
+            precision=options.precision,
+            target=options.target,
+            quantization=quantization,
+            calibration_sha256=calibration.content_sha256 if calibration else None,
+            versions={**metadata.versions, **package_versions(("onnx", "onnxruntime"))},
+        )
+        _write_metadata(variant, variant_metadata)
+        onnx.save(variant, str(tmp))
+        _check_loads(tmp, metadata)
+        tmp.replace(output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a half-made variant beside the real ones
+        raise
     return variant_metadata
 
 
@@ -234,13 +237,13 @@ def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], optio
     named = path.with_name(path.name + ".named.onnx")
     onnx.save(model, str(named))
     cached = cache is not None and cache.is_file()
-    if options.method == "minmax" and not cached:
-        # ONNX Runtime's MinMax calibrator runs the augmented graph unoptimised (all 26 views of every
-        # intermediate tensor in separate buffers: > 24 GB for resnet50 at 768x640); our own pass keeps the
-        # optimised session and writes the same ranges into the calibration cache quantize_static reads.
-        cache = cache or path.with_name(path.name + ".ranges.json")
-        _save_minmax_ranges(model, network_nodes, reader, cache)
     try:
+        if options.method == "minmax" and not cached:
+            # ONNX Runtime's MinMax calibrator runs the augmented graph unoptimised (all 26 views of every
+            # intermediate tensor in separate buffers: > 24 GB for resnet50 at 768x640); our own pass keeps the
+            # optimised session and writes the same ranges into the calibration cache quantize_static reads.
+            cache = cache or path.with_name(path.name + ".ranges.json")
+            _save_minmax_ranges(model, network_nodes, reader, cache)
         with _quiet_ort_advice():
             quantize_static(
                 str(named), str(path), None if cache is not None and cache.is_file() else reader,

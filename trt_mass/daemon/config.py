@@ -36,6 +36,7 @@ class WatchConfig:
         dicom_out: DICOM results for DICOM inputs, any of "sr,gsps,sc" (all by default), or "none".
         backend: "ort", "trt" (the engine of `model` in its folder, or an engine file) or "auto".
         allow_engine_host_code: allow version-compatible TensorRT engines (their lean runtime runs as host code).
+        model_dir: the only folder TensorRT engines are looked up in and loaded from (default: the model's).
     """
 
     root: Path
@@ -62,6 +63,7 @@ class WatchConfig:
     log_format: str = "plain"
     dicom_out: str = "sr,gsps,sc"
     allow_engine_host_code: bool = False
+    model_dir: Path | None = None
 
     def __post_init__(self) -> None:
         from trt_mass.dicom_out import parse_kinds

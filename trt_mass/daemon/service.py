@@ -156,7 +156,7 @@ class WatchService:
         while not self._stop.is_set():
             try:
                 detector = Detector(self.config.model, backend=self.config.backend,  # type: ignore[arg-type]
-                                    threads=self.config.threads,
+                                    threads=self.config.threads, model_dir=self.config.model_dir,
                                     allow_engine_host_code=self.config.allow_engine_host_code).open()
             except Exception as error:  # a failing model is retried, never fatal
                 self._report_failure("model_unavailable", error, delay)

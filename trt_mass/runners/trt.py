@@ -155,6 +155,18 @@ class TensorRTRunner(Runner):
                 raise ModelError(f"{self.engine_path}: TensorRT refused the address of tensor {name!r}")
         return metadata
 
+    @property
+    def device_memory_bytes(self) -> int | None:
+        """Device memory this runner holds: the engine's activation memory plus the I/O buffers.
+
+        ICudaEngine.device_memory_size_v2 (TensorRT >= 10) is what the execution context allocates for
+        the engine's activations; weights live in the engine and are not counted here.
+        """
+        if self._engine is None:
+            return None
+        activations = int(getattr(self._engine, "device_memory_size_v2", 0) or 0)
+        return activations + sum(binding.nbytes for binding in self._bindings)
+
     # --------------------------------------------------------------------------------------------- infer
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cudart = self._cudart
