@@ -178,6 +178,8 @@ def test_build_engine_without_tensorrt_exits_5(tiny_int32: Path, tmp_path: Path)
     assert "trtmass: error: tensorrt is not installed" in result.stderr
     assert "pip install 'trt_mass[gpu]'" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "tiny.plan").exists() and not (tmp_path / "tiny.plan.json").exists()
+    no_profile = CliRunner().invoke(main, ["build-engine", str(tiny_int32), "-o", str(tmp_path / "tiny.plan")])
+    assert no_profile.exit_code == 5 and "tensorrt is not installed" in no_profile.stderr
 
 
 def test_build_engine_refuses_before_needing_tensorrt(tiny_model: TinyModel, tiny_int32: Path,

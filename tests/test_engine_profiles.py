@@ -12,6 +12,7 @@ from trt_mass.engine.profiles import (
     check_model_for_profile,
     find_profile,
     load_profile,
+    pick_profile,
     profile_from_dict,
 )
 from trt_mass.errors import ConfigError, ModelError
@@ -122,3 +123,10 @@ def test_a_uint16_canvas_is_refused_with_the_export_hint() -> None:
     profile = BuildProfile(name="any", precisions=("fp32", "fp16", "int8"), workspace_mib=64)
     with pytest.raises(ModelError, match=r"uint16.*TensorRT has no uint16.*--canvas-dtype int32"):
         check_model_for_profile(make_metadata("fp16", canvas_dtype="uint16"), profile, "model.onnx")
+
+
+def test_without_profile_the_one_for_this_gpu_and_precision_is_picked() -> None:
+    assert pick_profile(make_metadata("int8"), "8.6").name == "a2000-ada2000-int8"
+    assert pick_profile(make_metadata("fp16"), "7.5").name == "t400-t1000-fp16"
+    with pytest.raises(ConfigError, match=r"compute capability 7\.5 with precision int8"):
+        pick_profile(make_metadata("int8"), "7.5")  # T400/T1000: fp16 only

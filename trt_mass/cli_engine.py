@@ -17,8 +17,9 @@ from trt_mass.errors import ModelError
 
 @click.command("build-engine")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--profile", "profile_spec", required=True,
-              help="Build profile: build_engine/NAME.toml, or NAME (looked up in ./build_engine and the source tree).")
+@click.option("--profile", "profile_spec", default=None,
+              help="Build profile: build_engine/NAME.toml, or NAME (looked up in ./build_engine and the source tree) "
+                   "[default: the profile listing this GPU's compute capability and the model's precision].")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The engine file to write (e.g. model.plan); its sidecar goes to OUTPUT.json.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -29,8 +30,8 @@ from trt_mass.errors import ModelError
               help="Builder optimization level 0..5 (overrides the profile's).")
 @click.option("-v", "--verbose", is_flag=True, help="TensorRT's verbose builder log.")
 @_maps_errors
-def build_engine(model: Path, profile_spec: str, output: Path, timing_cache: Path | None, workspace_mib: int | None,
-                 opt_level: int | None, verbose: bool) -> None:
+def build_engine(model: Path, profile_spec: str | None, output: Path, timing_cache: Path | None,
+                 workspace_mib: int | None, opt_level: int | None, verbose: bool) -> None:
     """Build a TensorRT engine from a trt_mass ONNX, on the GPU that will run it.
 
     Precision comes from the ONNX variant (`trtmass quantize`), never from a builder flag: the profile
@@ -38,8 +39,16 @@ def build_engine(model: Path, profile_spec: str, output: Path, timing_cache: Pat
     --canvas-dtype int32).  Writes OUTPUT and OUTPUT.json (hashes, GPU, TensorRT version, profile).
     """
     from trt_mass.engine.build import build_engine as build
-    from trt_mass.engine.profiles import load_profile
+    from trt_mass.engine.build import import_tensorrt, require_gpu
+    from trt_mass.engine.profiles import load_profile, pick_profile
+    from trt_mass.metadata import read_onnx_metadata
 
+    if profile_spec is None:
+        import_tensorrt()  # without TensorRT or a GPU: exit 5 before anything else
+        gpu = require_gpu()
+        chosen = pick_profile(read_onnx_metadata(model), gpu.compute_capability)
+        click.echo(f"profile: {chosen.name} (lists {gpu.describe()} and {chosen.precisions})", err=True)
+        profile_spec = chosen.source
     profile = load_profile(profile_spec).with_overrides(
         workspace_mib=workspace_mib, builder_optimization_level=opt_level, timing_cache=timing_cache)
     sidecar = build(model, profile, output, verbose=verbose)

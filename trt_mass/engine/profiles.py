@@ -148,6 +148,30 @@ def load_profile(spec: str | Path) -> BuildProfile:
     return profile_from_dict(data, path.stem, str(path))
 
 
+def pick_profile(metadata: ModelMetadata, compute_capability: str) -> BuildProfile:
+    """The profile for this GPU and this variant, when --profile is not given.
+
+    Candidates: every profile in the search folders that lists `compute_capability` and accepts the
+    model's precision; the first by name wins, and the choice is printed by the CLI.  None fitting is
+    a ConfigError naming what was looked for.
+    """
+    seen: set[str] = set()
+    fitting = []
+    for folder in profile_search_dirs():
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            if path.stem in seen:
+                continue
+            seen.add(path.stem)
+            profile = load_profile(path)
+            if compute_capability in profile.compute_capabilities and metadata.precision in profile.precisions:
+                fitting.append(profile)
+    if not fitting:
+        raise ConfigError(f"no build profile lists compute capability {compute_capability} with precision "
+                          f"{metadata.precision} (looked at: {', '.join(sorted(seen)) or 'none'}); "
+                          "give --profile, or write one (build_engine/README.md)")
+    return fitting[0]
+
+
 def profile_from_dict(data: dict[str, Any], default_name: str, source: str) -> BuildProfile:
     for key in data:
         if key not in FIELDS:
