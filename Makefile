@@ -74,6 +74,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench_graph_overhead --arch resnet50 --tile 768x640 --runs 5
 	$(PY) -m benchmarks.bench_load_canvas --runs 7
 	$(PY) -m benchmarks.bench_precision
+	$(PY) -m benchmarks.bench_winograd --repeats 8
 	$(PY) -m benchmarks.bench_pipeline_vs_eager --runs 7 --synthetic 3
 
 clean:

@@ -1,7 +1,9 @@
 """The whole pipeline against the paper's way of running the same weights, end to end per mammogram.
 
 Ours: `trtmass bench`'s pipeline (read + decode, canvas, the engine graph on ONNX Runtime, findings +
-JSON) with the fp32 model and, when given, its int8 (cpu target) variant.  Baseline, measured in the
+JSON) with the fp32 model as exported, its fp32 cpu-target variant (the same fp32 network with its large
+3x3 convolutions by Winograd F(4x4,3x3): `trtmass quantize MODEL --precision fp32 --target cpu`) and its
+int8 (cpu target) variant.  Baseline, measured in the
 same process on the same files, interleaved: PyTorch eager, the 26 views one forward pass after another,
 per-view decode + NMS, merge in Python (trt_mass.bench_baseline).  With a CUDA GPU also: the PyTorch
 reference graph on the GPU against the same baseline on the GPU; with --trt ENGINE a real TensorRT run.
@@ -67,6 +69,21 @@ def make_int8(model: Path, workdir: Path, count: int, scale: float) -> Path:
     started = time.perf_counter()
     quantize_model(model, output, QuantizeOptions("int8", "cpu"), calibration, progress=True)
     print(f"made {output} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return output
+
+
+def make_fp32_cpu(model: Path) -> Path:
+    """The fp32 cpu-target variant of `model` (3x3 convolutions by Winograd), made by the quantize command's code."""
+    from trt_mass.metadata import file_sha256, read_onnx_metadata
+    from trt_mass.quantize import QuantizeOptions, quantize_model
+
+    output = model.with_name(model.stem + "-fp32-cpu.onnx")
+    if output.exists() and read_onnx_metadata(output).quantization.get("source_onnx_sha256") == file_sha256(model):
+        return output
+    started = time.perf_counter()
+    metadata = quantize_model(model, output, QuantizeOptions("fp32", "cpu"))
+    print(f"made {output} in {time.perf_counter() - started:.0f} s ({metadata.quantization['rewritten_convs']} "
+          "convolutions by Winograd)", file=sys.stderr)
     return output
 
 
@@ -162,6 +179,15 @@ def results_section(result: dict[str, Any]) -> str:
             cells.append("n/a" if mine is None or theirs is None else
                          f"{_ms(mine)} / {_ms(theirs)} ({ratio:.2f})" if ratio is not None else f"{_ms(mine)} / ?")
         lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
+    for name, report in result["reports"].items():
+        quantization = report["model"]["quantization"]
+        if "rewritten_convs" in quantization:
+            rule = quantization["rule"]
+            lines += ["", f"{name}: the same fp32 weights with {quantization['rewritten_convs']} of "
+                      f"{quantization['rewritten_convs'] + quantization['direct_convs']} convolutions (3x3, stride 1, "
+                      f">= {rule['min_in_channels']} channels, >= {rule['min_output_pixels']} output pixels) computed "
+                      f"by {quantization['algorithm']}: fp32 with another rounding order, not a lower precision "
+                      "(`trtmass quantize MODEL --precision fp32 --target cpu`). The fp32 row is the export as it is."]
     notes = [f"{row['name']}: {w}" for row in result["summary"] for w in row["warnings"]]
     if notes:
         lines += ["", "Warnings of these runs:", ""] + [f"- {w}" for w in notes]
@@ -176,9 +202,10 @@ def results_section(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_results_md(path: Path, section: str) -> None:
+def update_results_md(path: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the section between `begin` and `end` in RESULTS.md (append it when absent)."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     found = pattern.search(text)
     text = pattern.sub(lambda _: section, text) if found else text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
@@ -189,6 +216,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="fp32 engine-graph ONNX (default: export one)")
     parser.add_argument("--int8", type=Path, default=None,
                         help="its int8 cpu-target variant (default: made here with calib make + quantize)")
+    parser.add_argument("--fp32-cpu", type=Path, default=None,
+                        help="its fp32 cpu-target variant (default: made here with quantize --precision fp32)")
     parser.add_argument("--calib-count", type=int, default=4, help="phantoms that calibrate the int8 variant made here")
     parser.add_argument("--trt", type=Path, default=None, help="a TensorRT engine of the model (GPU PC only)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint of a trained --model")
@@ -212,6 +241,8 @@ def main() -> None:
     common: dict[str, Any] = dict(synthetic=args.synthetic, synthetic_scale=args.scale, seed=0, warmup=args.warmup,
                                   runs=args.runs, threads=args.threads, baseline=True, checkpoint=args.checkpoint)
     plan: list[tuple[str, BenchConfig]] = [("fp32", BenchConfig(model=model, backend="ort", **common))]
+    fp32_cpu = args.fp32_cpu or make_fp32_cpu(model)
+    plan.append(("fp32 cpu (Winograd)", BenchConfig(model=fp32_cpu, backend="ort", baseline_model=model, **common)))
     int8 = args.int8 or make_int8(model, args.workdir, args.calib_count, args.scale)
     plan.append(("int8", BenchConfig(model=int8, backend="ort", baseline_model=model, **common)))
     import torch

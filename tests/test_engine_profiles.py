@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -115,8 +116,12 @@ def test_a_profile_refuses_other_precisions_and_targets_loudly() -> None:
         check_model_for_profile(make_metadata("int8"), t400, "model-int8.onnx")
     with pytest.raises(ModelError, match="fp32 model"):
         check_model_for_profile(make_metadata("fp32"), a2000, "model.onnx")
-    with pytest.raises(ModelError, match=r"quantized for target 'cpu'.*--target tensorrt"):
+    with pytest.raises(ModelError, match=r"made for target 'cpu'.*--target tensorrt"):
         check_model_for_profile(make_metadata("int8", target="cpu"), a2000, "model-int8-cpu.onnx")
+    any_precision = BuildProfile(name="any", precisions=("fp32", "fp16", "int8"), workspace_mib=64)
+    with pytest.raises(ModelError, match=r"made for target 'cpu'.*build from the fp32 export"):
+        check_model_for_profile(dataclasses.replace(make_metadata("fp32"), target="cpu"), any_precision,
+                                "model-fp32-cpu.onnx")
 
 
 def test_a_uint16_canvas_is_refused_with_the_export_hint() -> None:

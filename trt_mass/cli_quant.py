@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from trt_mass.cli_errors import maps_errors as _maps_errors
 from trt_mass.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trt_mass.winograd import WinogradRule
 
 
 @click.group()
@@ -55,7 +59,9 @@ def calib_show(manifest: Path, verify: bool) -> None:
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--precision", required=True, type=click.Choice(["fp16", "int8"]))
+@click.option("--precision", required=True, type=click.Choice(["fp32", "fp16", "int8"]),
+              help="fp16 or int8; fp32 with --target cpu: the same fp32 model with its large 3x3 convolutions "
+                   "computed by Winograd F(4x4,3x3) (faster on ONNX Runtime CPUs).")
 @click.option("--target", required=True, type=click.Choice(["tensorrt", "cpu"]),
               help="Who runs it: TensorRT (symmetric Q/DQ) or ONNX Runtime on a CPU (fastest INT8 there).")
 @click.option("--calib", "manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -66,28 +72,46 @@ def calib_show(manifest: Path, verify: bool) -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Calibration-range cache [default: cache/ beside the manifest; git-ignored].")
 @click.option("--no-cache", is_flag=True, help="Recalibrate and write no cache.")
+@click.option("--winograd-min-channels", type=click.IntRange(1), default=None,
+              help="fp32 cpu: rewrite 3x3 convolutions with at least this many input and output channels "
+                   "[default: 256, measured on a 2-core AVX-512 CPU; see benchmarks/RESULTS.md].")
+@click.option("--winograd-min-pixels", type=click.IntRange(1), default=None,
+              help="fp32 cpu: ... and at least this many output pixels per view [default: 400].")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @_maps_errors
 def quantize(model: Path, precision: str, target: str, manifest: Path | None, method: str | None, reduce_range: bool,
-             cache_dir: Path | None, no_cache: bool, output: Path) -> None:
-    """Write the FP16 or INT8 variant of an fp32 engine-graph MODEL."""
+             cache_dir: Path | None, no_cache: bool, winograd_min_channels: int | None,
+             winograd_min_pixels: int | None, output: Path) -> None:
+    """Write the FP16, INT8 or CPU-FP32 variant of an fp32 engine-graph MODEL."""
     from trt_mass.calib import load_manifest
     from trt_mass.quantize import QuantizeOptions, describe, quantize_model
 
-    if precision == "fp16" and method is not None:
-        raise ConfigError("--method applies to --precision int8 only (fp16 needs no calibration)")
+    if precision != "int8" and method is not None:
+        raise ConfigError(f"--method applies to --precision int8 only ({precision} needs no calibration)")
     if no_cache and cache_dir is not None:
         raise ConfigError("--no-cache and --cache-dir contradict each other; give one")
     calibration = load_manifest(manifest) if manifest is not None else None
     if calibration is not None and not no_cache and cache_dir is None:
         cache_dir = manifest.parent / "cache" if manifest is not None else None
-    options = QuantizeOptions(precision, target, method or "minmax", reduce_range, None if no_cache else cache_dir)
+    rule = _winograd_rule(precision, winograd_min_channels, winograd_min_pixels)
+    options = QuantizeOptions(precision, target, method or "minmax", reduce_range, None if no_cache else cache_dir,
+                              rule)
     started = time.perf_counter()
     metadata = quantize_model(model, output, options, calibration, progress=True)
     cache = metadata.quantization.get("calibration_cache")
     click.echo(f"wrote {output}: {describe(metadata)} in {time.perf_counter() - started:.1f} s"
                + (f"; calibration set {calibration.name} ({calibration.content_sha256[:12]}…), cache {cache}"
                   if calibration else ""))
+
+
+def _winograd_rule(precision: str, min_channels: int | None, min_pixels: int | None) -> WinogradRule:
+    from trt_mass.winograd import WinogradRule
+
+    if precision != "fp32" and (min_channels is not None or min_pixels is not None):
+        raise ConfigError("--winograd-min-channels/--winograd-min-pixels apply to --precision fp32 --target cpu only")
+    default = WinogradRule()
+    channels = default.min_in_channels if min_channels is None else min_channels
+    return WinogradRule(channels, channels, default.min_output_pixels if min_pixels is None else min_pixels)
 
 
 @click.command()

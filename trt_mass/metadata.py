@@ -61,7 +61,7 @@ class ModelMetadata:
     @property
     def model_id(self) -> str:
         """Short id of the weights + precision (+ target of a variant), for file names and logs."""
-        variant = f"-{self.target}" if self.precision != "fp32" and self.target != "any" else ""
+        variant = f"-{self.target}" if self.target != "any" else ""
         return f"{self.model_spec.arch}-{self.weights_sha256[:12]}-{self.precision}{variant}"
 
     def to_json(self) -> str:

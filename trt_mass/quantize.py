@@ -17,7 +17,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,9 @@ from trt_mass.calib import CalibrationSet, CanvasReader
 from trt_mass.errors import ConfigError, ModelError
 from trt_mass.metadata import ModelMetadata, file_sha256, metadata_from_map
 from trt_mass.versions import package_versions
+from trt_mass.winograd import WinogradRule, require_rewrites, rewrite_model
 
-PRECISIONS = ("fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8")
 TARGETS = ("tensorrt", "cpu")
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -65,7 +66,7 @@ class QuantizeOptions:
     """What variant to make.
 
     Attributes:
-        precision: "fp16" or "int8".
+        precision: "fp16", "int8", or "fp32" (cpu target only: 3x3 convolutions by Winograd F(4x4,3x3)).
         target: "tensorrt" (the ONNX an engine is built from) or "cpu" (ONNX Runtime).
         method: INT8 activation calibration: "minmax", "entropy" or "percentile".
         reduce_range: INT8 for CPUs without VNNI (7-bit weights, avoids u8 x s8 saturation).
@@ -77,6 +78,7 @@ class QuantizeOptions:
     method: str = "minmax"
     reduce_range: bool = False
     cache_dir: Path | None = None
+    winograd: WinogradRule = field(default_factory=WinogradRule)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -85,6 +87,9 @@ class QuantizeOptions:
             raise ConfigError(f"target {self.target!r}: choose one of {', '.join(TARGETS)}")
         if self.method not in METHODS:
             raise ConfigError(f"calibration method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.precision == "fp32" and self.target != "cpu":
+            raise ConfigError("--precision fp32 exists for --target cpu only: for TensorRT the fp32 export is the "
+                              "model to build from (TensorRT chooses its own convolution algorithms)")
         if self.reduce_range and (self.precision != "int8" or self.target != "cpu"):
             raise ConfigError("--reduce-range applies to --precision int8 --target cpu only")
 
@@ -131,8 +136,9 @@ def _name_nodes(model: Any) -> None:
 def _source_metadata(model: Any, source: Path) -> ModelMetadata:
     entries = {prop.key: prop.value for prop in model.metadata_props}
     metadata = metadata_from_map(entries, str(source))
-    if metadata.precision != "fp32":
-        raise ModelError(f"{source} is already a {metadata.precision} variant; quantize the fp32 export")
+    if metadata.precision != "fp32" or metadata.target != "any":
+        raise ModelError(f"{source} is already a {metadata.precision} variant for {metadata.target}; "
+                         "make variants from the fp32 export")
     return metadata
 
 
@@ -147,15 +153,15 @@ def quantize_model(source: Path, output: Path, options: QuantizeOptions,
                    calibration: CalibrationSet | None = None, progress: bool = False) -> ModelMetadata:
     """Write the `options.precision` variant of the fp32 model `source` to `output`; return its metadata.
 
-    INT8 needs a calibration set (verified against its manifest first); FP16 takes none.
+    INT8 needs a calibration set (verified against its manifest first); FP16 and FP32 (cpu) take none.
     """
     import onnx
 
     if options.precision == "int8" and calibration is None:
         raise ConfigError("--precision int8 needs a calibration set (--calib calib/NAME.toml; make one with "
                           "`trtmass calib make`)")
-    if options.precision == "fp16" and calibration is not None:
-        raise ConfigError("--precision fp16 takes no calibration set; drop --calib")
+    if options.precision != "int8" and calibration is not None:
+        raise ConfigError(f"--precision {options.precision} takes no calibration set; drop --calib")
     if not source.is_file():
         raise ModelError(f"{source}: no such model file")
     model = onnx.load(str(source))
@@ -167,6 +173,8 @@ def quantize_model(source: Path, output: Path, options: QuantizeOptions,
     try:
         if options.precision == "fp16":
             quantization = _to_fp16(model, network_nodes, tmp)
+        elif options.precision == "fp32":
+            quantization = _to_fp32_cpu(model, options.winograd, source, tmp)
         else:
             assert calibration is not None
             calibration.verify()
@@ -204,6 +212,17 @@ def _to_fp16(model: Any, network_nodes: set[str], path: Path) -> dict[str, Any]:
     onnx.save(converted, str(path))
     return {"tool": "onnxruntime.transformers.float16", "fp16_nodes": len(network_nodes),
             "fp32_nodes": len(keep_fp32), "scope": "backbone, FPN and heads in fp16; decode, NMS, merge in fp32"}
+
+
+def _to_fp32_cpu(model: Any, rule: WinogradRule, source: Path, path: Path) -> dict[str, Any]:
+    import onnx
+
+    report = rewrite_model(model, rule)
+    require_rewrites(report, str(source))
+    onnx.save(model, str(path))
+    return {**report, "scope": "3x3 convolutions of the rule by Winograd in fp32; everything else as exported",
+            "why": "ONNX Runtime's CPU convolutions are direct and already at the FMA peak; Winograd needs "
+                   "4x fewer multiplications on the large 3x3 convolutions"}
 
 
 @contextmanager
@@ -396,7 +415,8 @@ def tensorrt_qdq_problems(model: Any) -> list[str]:
 
 def describe(metadata: ModelMetadata) -> str:
     quantization = metadata.quantization
-    details = ", ".join(f"{k} {quantization[k]}" for k in ("method", "activation_type", "per_channel")
+    details = ", ".join(f"{k} {quantization[k]}" for k in ("method", "activation_type", "per_channel",
+                                                            "algorithm", "rewritten_convs", "direct_convs")
                         if k in quantization)
     return f"{metadata.model_id} for {metadata.target}" + (f" ({details})" if details else "")
 

@@ -228,7 +228,8 @@ def check_model_for_profile(metadata: ModelMetadata, profile: BuildProfile, onnx
             "choose a profile made for this precision"
         )
     if metadata.target not in TENSORRT_TARGETS:
-        raise ModelError(
-            f"{onnx_path} was quantized for target {metadata.target!r}, not for TensorRT; make the TensorRT variant "
-            f"with `trtmass quantize ... --precision {metadata.precision} --target tensorrt`"
-        )
+        remedy = ("build from the fp32 export it was made from (TensorRT chooses its own convolution algorithms)"
+                  if metadata.precision == "fp32" else
+                  f"make the TensorRT variant with `trtmass quantize ... --precision {metadata.precision} "
+                  "--target tensorrt`")
+        raise ModelError(f"{onnx_path} was made for target {metadata.target!r}, not for TensorRT; {remedy}")
