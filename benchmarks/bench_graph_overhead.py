@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from trt_mass.export import ExportOptions, export_onnx
 from trt_mass.model.checkpoint import random_network
+from trt_mass.model.export import ExportOptions, export_onnx
 from trt_mass.model.graph import Postprocess, ViewBatch
 from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry, parse_hw
-from trt_mass.versions import package_versions
+from trt_mass.version import package_versions
 
 
 def machine_facts() -> dict[str, object]:

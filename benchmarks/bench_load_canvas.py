@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_graph_overhead import machine_facts
-from trt_mass.dicom_io import load_mammogram
+from trt_mass.datasets.synth import make_phantom, phantom_dataset
 from trt_mass.geometry import CanvasBuilder
+from trt_mass.inputs.dicom import load_mammogram
 from trt_mass.spec import TileGeometry
-from trt_mass.synth import make_phantom, phantom_dataset
 
 CASES = (
     ("4096x3328 JPEG 2000 lossless MONOCHROME1", (4096, 3328), "MONOCHROME1", True),

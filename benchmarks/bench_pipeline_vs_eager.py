@@ -5,7 +5,7 @@ JSON) with the fp32 model as exported, its fp32 cpu-target variant (the same fp3
 3x3 convolutions by Winograd F(4x4,3x3): `trtmass quantize MODEL --precision fp32 --target cpu`) and its
 int8 (cpu target) variant.  Baseline, measured in the
 same process on the same files, interleaved: PyTorch eager, the 26 views one forward pass after another,
-per-view decode + NMS, merge in Python (trt_mass.bench_baseline).  With a CUDA GPU also: the PyTorch
+per-view decode + NMS, merge in Python (trt_mass.bench.baseline).  With a CUDA GPU also: the PyTorch
 reference graph on the GPU against the same baseline on the GPU; with --trt ENGINE a real TensorRT run.
 
     python -m benchmarks.bench_pipeline_vs_eager [--model fp32.onnx] [--int8 int8.onnx] [--runs 5]
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trt_mass.bench import STAGE_KEYS, STAGE_LABELS, BenchConfig, run_bench
+from trt_mass.bench.run import STAGE_KEYS, STAGE_LABELS, BenchConfig, run_bench
 
 HERE = Path(__file__).parent
 TARGETS = {"fp32": 0.75, "int8": 0.30}
@@ -37,8 +37,8 @@ BEGIN, END = "<!-- bench_pipeline_vs_eager:begin -->", "<!-- bench_pipeline_vs_e
 
 def export_random(path: Path, arch: str, head_width: int, tile: str, prior: float) -> Path:
     """A random-weights engine graph at `tile` (reused when the file exists with that spec)."""
-    from trt_mass.export import ExportOptions, export_onnx
     from trt_mass.model.checkpoint import random_network
+    from trt_mass.model.export import ExportOptions, export_onnx
     from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry, parse_hw
 
     if path.is_file():
@@ -55,10 +55,10 @@ def export_random(path: Path, arch: str, head_width: int, tile: str, prior: floa
 
 def make_int8(model: Path, workdir: Path, count: int, scale: float) -> Path:
     """The int8 cpu-target variant of `model`, calibrated on phantoms the benchmark does not time (seed 500)."""
-    from trt_mass.calib import make_manifest
+    from trt_mass.datasets.synth import write_phantoms
     from trt_mass.metadata import file_sha256, read_onnx_metadata
-    from trt_mass.quantize import QuantizeOptions, quantize_model
-    from trt_mass.synth import write_phantoms
+    from trt_mass.precision.calib import make_manifest
+    from trt_mass.precision.quantize import QuantizeOptions, quantize_model
 
     output = model.with_name(model.stem + "-int8-cpu.onnx")
     if output.exists() and read_onnx_metadata(output).quantization.get("source_onnx_sha256") == file_sha256(model):
@@ -75,7 +75,7 @@ def make_int8(model: Path, workdir: Path, count: int, scale: float) -> Path:
 def make_fp32_cpu(model: Path) -> Path:
     """The fp32 cpu-target variant of `model` (3x3 convolutions by Winograd), made by the quantize command's code."""
     from trt_mass.metadata import file_sha256, read_onnx_metadata
-    from trt_mass.quantize import QuantizeOptions, quantize_model
+    from trt_mass.precision.quantize import QuantizeOptions, quantize_model
 
     output = model.with_name(model.stem + "-fp32-cpu.onnx")
     if output.exists() and read_onnx_metadata(output).quantization.get("source_onnx_sha256") == file_sha256(model):

@@ -24,15 +24,15 @@ import numpy as np
 
 from benchmarks.bench_graph_overhead import machine_facts
 from trt_mass.bundled import default_model
-from trt_mass.calib import make_manifest
-from trt_mass.compare import agreement
-from trt_mass.datasets import load_dataset
+from trt_mass.datasets.labelled import load_dataset
+from trt_mass.eval.compare import agreement
 from trt_mass.eval.froc import ImageResult
 from trt_mass.eval.run import summarize
-from trt_mass.inputs import read_image
+from trt_mass.inputs.files import read_image
 from trt_mass.metadata import read_onnx_metadata
 from trt_mass.pipeline import Detector
-from trt_mass.quantize import QuantizeOptions, quantize_model
+from trt_mass.precision.calib import make_manifest
+from trt_mass.precision.quantize import QuantizeOptions, quantize_model
 
 HERE = Path(__file__).parent
 BEGIN, END = "<!-- bench_precision:begin -->", "<!-- bench_precision:end -->"

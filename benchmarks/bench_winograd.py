@@ -1,12 +1,12 @@
 """Direct against Winograd F(4x4,3x3) for single 3x3 convolutions on ONNX Runtime: the figures behind
-trt_mass.winograd.WinogradRule (which convolutions the fp32 cpu variant rewrites).
+trt_mass.precision.winograd.WinogradRule (which convolutions the fp32 cpu variant rewrites).
 
     python -m benchmarks.bench_winograd [--batch 8] [--repeats 5]
 
 Shapes are those of the RetinaNet at the default tile 768x640 (P3 96x80 ... P6 12x10 outputs, the
 backbone's stages, the prediction layers).  Each convolution follows a 1x1 convolution (ONNX Runtime's
 blocked layout flows into it as in the network) and is timed from ONNX Runtime's per-node profile:
-the Conv node direct, the nodes of its rewrite by trt_mass.winograd, best of --repeats after a warm-up.
+the Conv node direct, the nodes of its rewrite by trt_mass.precision.winograd, best of --repeats after a warm-up.
 Writes benchmarks/results/winograd.json and the section between the markers in benchmarks/RESULTS.md.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from trt_mass.winograd import WinogradRule, rewrite_model
+from trt_mass.precision.winograd import WinogradRule, rewrite_model
 
 HERE = Path(__file__).parent
 BEGIN, END = "<!-- bench_winograd:begin -->", "<!-- bench_winograd:end -->"
@@ -161,7 +161,7 @@ def main() -> None:
             row = rows[-1]
             print(f"{row['shape']:28s} direct {row['direct_ms_per_view']:7.2f} ms  winograd "
                   f"{row['winograd_ms_per_view']:7.2f} ms  ratio {row['ratio']:.2f}", file=sys.stderr)
-    from trt_mass.bench import machine_facts
+    from trt_mass.bench.run import machine_facts
 
     facts = machine_facts()
     result = {

@@ -10,8 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trt_mass.export import ExportOptions, export_onnx  # noqa: E402
 from trt_mass.model.checkpoint import random_network  # noqa: E402
+from trt_mass.model.export import ExportOptions, export_onnx  # noqa: E402
 from trt_mass.model.network import RetinaNetNetwork  # noqa: E402
 from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry  # noqa: E402
 

@@ -18,7 +18,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from trt_mass.dicom_io import MG_FOR_PRESENTATION
+from trt_mass.inputs.dicom import MG_FOR_PRESENTATION
 
 PATIENT_NAME = "Doe^Jane^Test"
 PATIENT_ID = "PID-7734219"

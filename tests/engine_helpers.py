@@ -80,7 +80,7 @@ def export_tiny_int32(folder: Path) -> Path:
     if path.is_file():
         return path
     from tests.conftest import structured_random_network
-    from trt_mass.export import ExportOptions, export_onnx
+    from trt_mass.model.export import ExportOptions, export_onnx
 
     folder.mkdir(parents=True, exist_ok=True)
     network = structured_random_network(0, 0.001)

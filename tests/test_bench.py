@@ -14,13 +14,13 @@ from PIL import Image
 
 from tests.conftest import TinyModel
 from tests.helpers import blob_canvas, match_as_sets
-from trt_mass.bench import SCHEMA, STAGE_KEYS, BenchConfig, markdown, run_bench, stats, summary_lines
+from trt_mass.bench.run import SCHEMA, STAGE_KEYS, BenchConfig, markdown, run_bench, stats, summary_lines
 from trt_mass.errors import ConfigError, ModelError
 from trt_mass.runners.ort import OnnxRuntimeRunner
 
 torch = pytest.importorskip("torch")
 
-from trt_mass.bench_baseline import EagerBaseline  # noqa: E402
+from trt_mass.bench.baseline import EagerBaseline  # noqa: E402
 from trt_mass.model.checkpoint import save_checkpoint  # noqa: E402
 from trt_mass.runners.torch_ref import TorchRunner  # noqa: E402
 
@@ -202,7 +202,7 @@ def test_cli_writes_json_markdown_and_plot_without_importing_torch(tiny_model: T
 def test_cli_refusal_is_one_line(tiny_model: TinyModel, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from trt_mass.cli_bench import bench
+    from trt_mass.cli.bench import bench
 
     result = CliRunner().invoke(bench, ["--model", str(tmp_path / "missing.onnx"), "--synthetic", "1"])
     assert result.exit_code == 2 and "no such model file" in result.output

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from trt_mass.bundled import BUNDLED_MODEL, MODEL_CARD
+from trt_mass.datasets.synth import write_phantoms
 from trt_mass.metadata import read_onnx_metadata
-from trt_mass.synth import write_phantoms
 
 
 def test_bundled_model_is_small_and_documented() -> None:

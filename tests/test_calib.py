@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trt_mass.calib import CanvasReader, allocate, load_manifest, make_manifest
+from trt_mass.datasets.synth import write_phantoms
 from trt_mass.errors import ConfigError, InputError
+from trt_mass.precision.calib import CanvasReader, allocate, load_manifest, make_manifest
 from trt_mass.spec import TileGeometry
-from trt_mass.synth import write_phantoms
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_plain_folder_without_labels_and_bad_sources(tmp_path: Path, phantoms: P
 
 def test_reader_feeds_the_inference_canvas(phantoms: Path, tmp_path: Path) -> None:
     from trt_mass.geometry import CanvasBuilder
-    from trt_mass.inputs import read_image
+    from trt_mass.inputs.files import read_image
 
     calibration = make_manifest(str(phantoms), 3, 0, tmp_path / "set.toml")
     geometry = TileGeometry(128, 96, 5)

@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import TinyModel
 from trt_mass.bundled import default_model
-from trt_mass.compare import CompareConfig, match_findings
+from trt_mass.datasets.synth import write_phantoms
 from trt_mass.errors import ConfigError
-from trt_mass.synth import write_phantoms
+from trt_mass.eval.compare import CompareConfig, match_findings
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trt_mass.datasets import Sample, inbreast_mass_boxes, load_dataset, patient_folds
-from trt_mass.synth import write_phantoms
+from trt_mass.datasets.labelled import Sample, inbreast_mass_boxes, load_dataset, patient_folds
+from trt_mass.datasets.synth import write_phantoms
 
 MIAS = Path(__file__).parents[1].parent / "shared" / "data" / "mini-mias-train"
 

@@ -12,10 +12,10 @@ from PIL import Image
 
 from tests.conftest import TinyModel
 from tests.dicom_factory import ACCESSION, BIRTH_DATE, PATIENT_ID, PATIENT_NAME, mg_dataset, stored_ramp, write
-from trt_mass.dicom_io import load_mammogram
+from trt_mass.datasets.synth import FAKE_PATIENT_ID, FAKE_PATIENT_NAME
 from trt_mass.geometry import CanvasBuilder
+from trt_mass.inputs.dicom import load_mammogram
 from trt_mass.runners.ort import OnnxRuntimeRunner
-from trt_mass.synth import FAKE_PATIENT_ID, FAKE_PATIENT_NAME
 
 CLI = [sys.executable, "-m", "trt_mass.cli"]
 PHI = [FAKE_PATIENT_NAME, FAKE_PATIENT_ID, "SYNTHACC0001", "19600101", PATIENT_NAME, PATIENT_ID, ACCESSION,

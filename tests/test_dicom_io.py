@@ -25,8 +25,8 @@ from pydicom.uid import (
 )
 
 from tests.dicom_factory import encode, mg_dataset, stored_ramp, write
-from trt_mass.dicom_io import BREAST_TOMOSYNTHESIS, MG_FOR_PROCESSING, load_mammogram
 from trt_mass.errors import InputError
+from trt_mass.inputs.dicom import BREAST_TOMOSYNTHESIS, MG_FOR_PROCESSING, load_mammogram
 
 LOSSLESS = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, RLELossless,
             JPEG2000Lossless, HTJ2KLossless, JPEGLossless, JPEGLSLossless]
@@ -176,7 +176,7 @@ def test_unsupported_syntax_names_the_decoder_package(tmp_path: Path) -> None:
     """With every JPEG 2000 decoder hidden (as on a machine without them), the refusal names the package."""
     path = write(encode(mg_dataset(stored_ramp()), JPEG2000Lossless), tmp_path / "j2k.dcm")
     code = ("import sys\nfor name in ('pylibjpeg', 'openjpeg', 'gdcm', 'PIL'):\n    sys.modules[name] = None\n"
-            "from trt_mass.dicom_io import load_mammogram\nfrom trt_mass.errors import InputError\n"
+            "from trt_mass.inputs.dicom import load_mammogram\nfrom trt_mass.errors import InputError\n"
             "try:\n    load_mammogram(sys.argv[1])\nexcept InputError as e:\n    print(e)\nelse:\n    print('LOADED')")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
     assert "j2k.dcm" in out and "pylibjpeg-openjpeg" in out, out

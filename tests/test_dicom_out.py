@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from tests.conftest import TinyModel
-from trt_mass.dicom_out import MAMMOGRAPHY_CAD_SR, check_cad_sr_template
+from trt_mass.outputs.dicom import MAMMOGRAPHY_CAD_SR, check_cad_sr_template
 
 CLI = [sys.executable, "-m", "trt_mass.cli"]
 GSPS_CLASS = "1.2.840.10008.5.1.4.1.1.11.1"

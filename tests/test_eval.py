@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from tests.conftest import TinyModel
-from trt_mass.synth import write_phantoms
+from trt_mass.datasets.synth import write_phantoms
 
 
 def test_eval_writes_every_output(tiny_model: TinyModel, tiny_model_other_shape: TinyModel, tmp_path: Path) -> None:

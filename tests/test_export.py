@@ -18,7 +18,7 @@ from trt_mass.metadata import read_onnx_metadata
 
 pytest.importorskip("torch")
 
-from trt_mass.export import _constant_ints, check_standard_ops
+from trt_mass.model.export import _constant_ints, check_standard_ops
 
 
 def test_op_set_is_standard_with_nms_and_small_topk(tiny_model: TinyModel) -> None:

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from tests.dicom_factory import ACCESSION, PATIENT_ID, PATIENT_NAME, encode, mg_dataset, stored_ramp
-from trt_mass.dicom_io import load_mammogram
 from trt_mass.errors import InputError
+from trt_mass.inputs.dicom import load_mammogram
 
 
 def _valid_bytes(syntax: str | None) -> bytes:

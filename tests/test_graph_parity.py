@@ -109,7 +109,7 @@ def test_int32_canvas_gives_the_same_findings(tiny_model: TinyModel, tmp_path: o
     from pathlib import Path
 
     from trt_mass import Detector
-    from trt_mass.export import ExportOptions, export_onnx
+    from trt_mass.model.export import ExportOptions, export_onnx
 
     path = Path(str(tmp_path)) / "int32.onnx"
     spec = dataclasses.replace(tiny_model.graph_spec, canvas_dtype="int32")

@@ -12,16 +12,16 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from tests.conftest import TinyModel, _export
-from trt_mass.calib import CalibrationSet, load_manifest, make_manifest
 from trt_mass.cli import main
+from trt_mass.datasets.synth import write_phantoms
 from trt_mass.errors import ConfigError, InputError, ModelError
 from trt_mass.geometry import CanvasBuilder
-from trt_mass.inputs import read_image
+from trt_mass.inputs.files import read_image
 from trt_mass.merge_oracle import box_iou
-from trt_mass.quantize import QuantizeOptions, network_node_names, quantize_model, tensorrt_qdq_problems
+from trt_mass.precision.calib import CalibrationSet, load_manifest, make_manifest
+from trt_mass.precision.quantize import QuantizeOptions, network_node_names, quantize_model, tensorrt_qdq_problems
 from trt_mass.runners.ort import OnnxRuntimeRunner
 from trt_mass.spec import TileGeometry
-from trt_mass.synth import write_phantoms
 
 # Stated tolerances of each variant against fp32 on held-out images, judged on the fp32 findings
 # scoring >= score_floor: `located` = share with a variant finding at IoU >= 0.5, `recall` = share
@@ -287,8 +287,8 @@ def test_own_minmax_pass_gives_onnx_runtimes_ranges(tiny_model: TinyModel, calib
     """Our memory-bounded MinMax pass must give what ONNX Runtime's own MinMax calibrator gives."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from trt_mass.calib import CanvasReader
     from trt_mass.metadata import read_onnx_metadata
+    from trt_mass.precision.calib import CanvasReader
 
     ours = tmp_path / "ours.onnx"
     quantize_model(tiny_model.onnx_path, ours, QuantizeOptions("int8", "tensorrt"), calibration)

@@ -75,8 +75,8 @@ def test_detector_maps_findings_to_original_pixels(tiny_model: TinyModel) -> Non
 
 def test_detector_refuses_network_only_models(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from trt_mass.export import ExportOptions, export_onnx
     from trt_mass.model.checkpoint import random_network
+    from trt_mass.model.export import ExportOptions, export_onnx
     from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry
 
     path = tmp_path / "net.onnx"

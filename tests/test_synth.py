@@ -10,8 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from trt_mass.dicom_io import MG_FOR_PRESENTATION, load_mammogram
-from trt_mass.synth import write_phantoms
+from trt_mass.datasets.synth import write_phantoms
+from trt_mass.inputs.dicom import MG_FOR_PRESENTATION, load_mammogram
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests.helpers import match_as_sets  # noqa: E402
+from trt_mass.datasets.synth import write_phantoms  # noqa: E402
 from trt_mass.model.checkpoint import load_checkpoint  # noqa: E402
 from trt_mass.model.graph import EngineGraph  # noqa: E402
+from trt_mass.model.train import CachedImage, _orient, make_views  # noqa: E402
 from trt_mass.runners.ort import OnnxRuntimeRunner  # noqa: E402
 from trt_mass.spec import GraphSpec, TileGeometry  # noqa: E402
-from trt_mass.synth import write_phantoms  # noqa: E402
-from trt_mass.train import CachedImage, _orient, make_views  # noqa: E402
 
 
 @pytest.mark.parametrize("turns", [0, 1, 2, 3])

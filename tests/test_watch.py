@@ -19,7 +19,7 @@ import pydicom
 import pytest
 
 from tests.dicom_factory import mg_dataset, stored_ramp, write
-from trt_mass.synth import write_phantoms
+from trt_mass.datasets.synth import write_phantoms
 
 FAST = {"TRTMASS_WATCH_POLL_INTERVAL_S": "0.1", "TRTMASS_WATCH_STABLE_POLLS": "2",
         "TRTMASS_WATCH_SETTLE_S": "0.15", "TRTMASS_WATCH_RETRY_INITIAL_S": "0.2", "TRTMASS_WATCH_RETRY_MAX_S": "1",
@@ -30,7 +30,7 @@ FAST = {"TRTMASS_WATCH_POLL_INTERVAL_S": "0.1", "TRTMASS_WATCH_STABLE_POLLS": "2
 def watch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
     from tests.conftest import structured_random_network
-    from trt_mass.export import ExportOptions, export_onnx
+    from trt_mass.model.export import ExportOptions, export_onnx
     from trt_mass.spec import GraphSpec, TileGeometry
 
     path = tmp_path_factory.mktemp("watch_model") / "tiny.onnx"

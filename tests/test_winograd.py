@@ -15,16 +15,16 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.conftest import TinyModel, _export
 from trt_mass.cli import main
+from trt_mass.datasets.synth import write_phantoms
 from trt_mass.errors import ConfigError, ModelError
 from trt_mass.geometry import CanvasBuilder
-from trt_mass.inputs import read_image
+from trt_mass.inputs.files import read_image
 from trt_mass.merge_oracle import box_iou
 from trt_mass.metadata import file_sha256, read_onnx_metadata
-from trt_mass.quantize import QuantizeOptions, quantize_model
+from trt_mass.precision.quantize import QuantizeOptions, quantize_model
+from trt_mass.precision.winograd import WinogradRule, require_rewrites, rewrite_model
 from trt_mass.runners.ort import OnnxRuntimeRunner
 from trt_mass.spec import TileGeometry
-from trt_mass.synth import write_phantoms
-from trt_mass.winograd import WinogradRule, require_rewrites, rewrite_model
 
 EVERY_CONV = WinogradRule(min_in_channels=1, min_out_channels=1, min_output_pixels=1)
 TINY_RULE = WinogradRule(min_in_channels=16, min_out_channels=16, min_output_pixels=16)

@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from trt_mass.dicom_io import Mammogram
 from trt_mass.errors import InputError
 from trt_mass.geometry import Finding
-from trt_mass.inputs import read_image, read_truth
+from trt_mass.inputs.dicom import Mammogram
+from trt_mass.inputs.files import read_image, read_truth
 from trt_mass.metadata import ModelMetadata
+from trt_mass.outputs.overlay import render_overlay, write_json, write_overlay
 from trt_mass.pipeline import DetectionResult, Detector
-from trt_mass.writers import render_overlay, write_json, write_overlay
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def result_record(mammogram: Mammogram, result: DetectionResult, detector: Detec
 def dicom_outputs(path: Path, mammogram: Mammogram, findings: list[Finding], metadata: ModelMetadata,
                   out_dir: Path, kinds: tuple[str, ...]) -> dict[str, str] | None:
     """Write the CAD SR / GSPS / SC of a DICOM input; None for rasters (nothing to reference)."""
-    from trt_mass.dicom_out import ModelIdentity, write_dicom_outputs
+    from trt_mass.outputs.dicom import ModelIdentity, write_dicom_outputs
 
     if mammogram.sop_instance_uid is None:
         return None

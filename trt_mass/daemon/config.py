@@ -66,7 +66,7 @@ class WatchConfig:
     model_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        from trt_mass.dicom_out import parse_kinds
+        from trt_mass.outputs.dicom import parse_kinds
 
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
@@ -85,7 +85,7 @@ class WatchConfig:
 
     @property
     def dicom_kinds(self) -> tuple[str, ...]:
-        from trt_mass.dicom_out import parse_kinds
+        from trt_mass.outputs.dicom import parse_kinds
 
         return () if self.dicom_out.strip().lower() == "none" else parse_kinds(self.dicom_out)
 

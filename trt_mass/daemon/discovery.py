@@ -22,7 +22,7 @@ def is_temporary(name: str) -> bool:
 
 def looks_complete(path: Path) -> bool:
     """True when the file parses as a whole: a DICOM dataset with all its pixel data, or an image."""
-    from trt_mass.dicom_io import is_dicom_file
+    from trt_mass.inputs.dicom import is_dicom_file
 
     try:
         if is_dicom_file(path):

@@ -22,9 +22,9 @@ from typing import Any, TextIO
 from trt_mass.daemon.config import WatchConfig
 from trt_mass.daemon.discovery import Discovery
 from trt_mass.daemon.sdnotify import Notifier
-from trt_mass.dicom_io import Mammogram
 from trt_mass.errors import ConfigError, InputError
-from trt_mass.writers import write_atomic, write_json
+from trt_mass.inputs.dicom import Mammogram
+from trt_mass.outputs.overlay import write_atomic, write_json
 
 FOLDERS = ("incoming", "processing", "done", "results", "failed")
 
@@ -196,7 +196,7 @@ class WatchService:
 
     # ----------------------------------------------------------------------------- reader thread
     def _reader(self) -> None:
-        from trt_mass.inputs import read_image
+        from trt_mass.inputs.files import read_image
 
         interval = min(self.config.poll_interval_s, self.config.settle_s) if not self.config.polling \
             else self.config.poll_interval_s
@@ -338,7 +338,7 @@ class WatchService:
             try:
                 if self.config.overlay and item.mammogram is not None:
                     from trt_mass.geometry import Finding
-                    from trt_mass.writers import render_overlay, write_overlay
+                    from trt_mass.outputs.overlay import render_overlay, write_overlay
 
                     findings = [Finding(**dict(f)) for f in record["findings"]]
                     write_overlay(result_path.with_suffix(".overlay.png"),

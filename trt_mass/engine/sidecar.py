@@ -67,7 +67,7 @@ class GpuInfo:
 
 def probe_gpu(device: int = 0) -> tuple[GpuInfo | None, str]:
     """(GpuInfo, "") for CUDA device `device`, or (None, why not) without cuda-python, driver or GPU."""
-    from trt_mass.engine.cudart import cuda_call, import_cudart
+    from trt_mass.engine.gpu import cuda_call, import_cudart
 
     try:
         cudart = import_cudart()

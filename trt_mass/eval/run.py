@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from trt_mass.datasets import Sample, load_dataset
+from trt_mass.datasets.labelled.labelled import Sample, load_dataset
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.eval.froc import FPPI_POINTS, ImageResult, bootstrap_tpr, froc_curve
 
@@ -38,7 +38,7 @@ class EvalConfig:
 def detect_samples(model: Path, samples: Sequence[Sample], backend: str = "ort", threads: int | None = None,
                    progress: bool = False) -> tuple[list[ImageResult], list[str]]:
     """Findings of every sample through the same pipeline as `trtmass detect`; (results, refusals)."""
-    from trt_mass.inputs import read_image
+    from trt_mass.inputs.files import read_image
     from trt_mass.pipeline import Detector
 
     results, refused = [], []
@@ -89,7 +89,7 @@ def summarize(images: list[ImageResult], normal_ids: set[str], criterion: str, i
 def run_eval(config: EvalConfig, progress: bool = False) -> dict[str, Any]:
     samples = load_dataset(config.data)
     if config.folds:
-        from trt_mass.datasets import patient_folds
+        from trt_mass.datasets.labelled.labelled import patient_folds
 
         _, samples = patient_folds(samples, config.folds, config.fold, config.seed)
     normal_ids = {s.image_id for s in samples if s.normal}

@@ -78,7 +78,7 @@ class TensorRTRunner(Runner):
     # ------------------------------------------------------------------------------------------ activate
     def _activate(self) -> ModelMetadata:
         from trt_mass.engine.build import import_tensorrt
-        from trt_mass.engine.cudart import import_cudart
+        from trt_mass.engine.gpu import import_cudart
         from trt_mass.engine.sidecar import check_engine, probe_gpu, read_sidecar
 
         trt = import_tensorrt()
@@ -238,7 +238,7 @@ class TensorRTRunner(Runner):
             failures.append(str(error))
 
     def _call(self, result: Any, what: str) -> Any:
-        from trt_mass.engine.cudart import cuda_call
+        from trt_mass.engine.gpu import cuda_call
 
         try:
             return cuda_call(self._cudart, result, what)

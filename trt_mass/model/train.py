@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trt_mass.datasets import Sample, load_dataset, patient_folds
+from trt_mass.datasets.labelled.labelled import Sample, load_dataset, patient_folds
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.geometry import CanvasBuilder
 from trt_mass.model.checkpoint import load_checkpoint, random_network, save_checkpoint
@@ -54,7 +54,7 @@ class CachedImage:
 
 
 def _cache(samples: list[Sample], geometry: TileGeometry, progress: bool) -> list[CachedImage]:
-    from trt_mass.inputs import read_image
+    from trt_mass.inputs.files import read_image
 
     builder = CanvasBuilder(geometry)
     cached = []

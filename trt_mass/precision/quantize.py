@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from trt_mass.calib import CalibrationSet, CanvasReader
 from trt_mass.errors import ConfigError, ModelError
 from trt_mass.metadata import ModelMetadata, file_sha256, metadata_from_map
-from trt_mass.versions import package_versions
-from trt_mass.winograd import WinogradRule, require_rewrites, rewrite_model
+from trt_mass.precision.calib import CalibrationSet, CanvasReader
+from trt_mass.precision.winograd import WinogradRule, require_rewrites, rewrite_model
+from trt_mass.version import package_versions
 
 PRECISIONS = ("fp32", "fp16", "int8")
 TARGETS = ("tensorrt", "cpu")

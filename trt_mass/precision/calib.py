@@ -89,8 +89,8 @@ def find_candidates(source: str) -> list[Candidate]:
 
     Masses/normals come from the data set's labels where it has them; vendor and view from DICOM headers.
     """
-    from trt_mass.datasets import load_dataset
-    from trt_mass.inputs import collect_inputs
+    from trt_mass.datasets.labelled.labelled import load_dataset
+    from trt_mass.inputs.files import collect_inputs
 
     spec_kind = source.split(":", 1)[0] if ":" in source else ""
     root = Path(source.split(":", 1)[1] if spec_kind in ("csv", "mias", "inbreast") else source)
@@ -108,7 +108,7 @@ def find_candidates(source: str) -> list[Candidate]:
 
 
 def _vendor_and_view(path: Path) -> tuple[str, str]:
-    from trt_mass.dicom_io import is_dicom_file
+    from trt_mass.inputs.dicom import is_dicom_file
 
     if not is_dicom_file(path):
         return UNKNOWN, UNKNOWN
@@ -297,7 +297,7 @@ class CanvasReader:
         self._iterator = iter(self.paths[start_index:end_index])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        from trt_mass.inputs import read_image
+        from trt_mass.inputs.files import read_image
 
         path = next(self._iterator, None)
         if path is None:

@@ -4,7 +4,7 @@ Pipeline: checks on the header (before any pixel is decoded) -> decode (pydicom.
 decoder plugins) -> modality LUT -> VOI (window centre/width LINEAR / LINEAR_EXACT / SIGMOID, or the
 VOI LUT Sequence) -> MONOCHROME1 / Presentation LUT Shape INVERSE inversion -> presentation values
 scaled to the full uint16 range (dense tissue bright).  PNG/TIFF rasters use the same canonical
-range (trt_mass.raster), so a model trained on either sees the same thing.
+range (trt_mass.inputs.raster), so a model trained on either sees the same thing.
 
 Patient-identifying attributes are never read into the Mammogram, logged or printed.
 """

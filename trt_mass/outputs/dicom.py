@@ -137,7 +137,7 @@ def build_gsps(source: Any, findings: list[Finding], model: ModelIdentity) -> An
 
 def render_burned_in(pixels: np.ndarray, findings: list[Finding]) -> np.ndarray:
     """RGB uint8 [h, w, 3]: the image (long side <= SC_MAX_SIDE) with boxes, scores and a warning banner."""
-    from trt_mass.writers import downscaled_rgb
+    from trt_mass.outputs.overlay import downscaled_rgb
 
     picture, scale = downscaled_rgb(pixels, SC_MAX_SIDE)
     size = picture.size
@@ -192,7 +192,7 @@ def build_secondary_capture(source: Any, pixels: np.ndarray, findings: list[Find
 def write_dicom_outputs(source_path: Path, pixels: np.ndarray, findings: list[Finding], model: ModelIdentity,
                         out_dir: Path, kinds: tuple[str, ...]) -> dict[str, Path]:
     """Build and write the requested objects as <SOP Instance UID of the source>.<kind>.dcm."""
-    from trt_mass.writers import write_atomic
+    from trt_mass.outputs.overlay import write_atomic
 
     source = read_source(source_path)
     builders = {

@@ -206,7 +206,7 @@ def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, v
     from pydicom.sequence import Sequence
     from pydicom.uid import UID, ExplicitVRLittleEndian
 
-    from trt_mass.dicom_io import MG_FOR_PRESENTATION
+    from trt_mass.inputs.dicom import MG_FOR_PRESENTATION
 
     manufacturer, model, _, _, _, bits = phantom.vendor
     max_value = 2**bits - 1

@@ -15,7 +15,7 @@ end-to-end median only approximately (tests allow 10 %).
 
 `--baseline` measures, in the same process on the same inputs and interleaved round by round (the
 order alternates, so drift hits both alike), the paper's way of running the same weights
-(trt_mass.bench_baseline.EagerBaseline: PyTorch eager, one view per forward pass, per-view decode + NMS,
+(trt_mass.bench.baseline.EagerBaseline: PyTorch eager, one view per forward pass, per-view decode + NMS,
 merge in Python), and the ratio ours / baseline of every stage median and of the end-to-end median.
 
 Report schema ("trt_mass.bench/1"; JSON, every time in ms):
@@ -75,9 +75,9 @@ import numpy as np
 
 from trt_mass.errors import BackendUnavailableError, ConfigError
 from trt_mass.geometry import CanvasBuilder, findings_from_canvas
-from trt_mass.inputs import collect_inputs, read_image
+from trt_mass.inputs.files import collect_inputs, read_image
 from trt_mass.metadata import ModelMetadata, file_sha256
-from trt_mass.writers import write_json
+from trt_mass.outputs.overlay import write_json
 
 SCHEMA = "trt_mass.bench/1"
 STAGES: tuple[tuple[str, str, str], ...] = (
@@ -510,7 +510,7 @@ def _open_ours(config: BenchConfig) -> _Pipeline:
 
 def _open_baseline(config: BenchConfig, ours: _Pipeline) -> _Pipeline:
     try:
-        from trt_mass.bench_baseline import EagerBaseline
+        from trt_mass.bench.baseline import EagerBaseline
         from trt_mass.runners.torch_ref import read_metadata, resolve_device
     except ImportError as error:
         raise BackendUnavailableError(f"--baseline needs torch and torchvision ({error}); "
@@ -554,7 +554,7 @@ def _prepare_inputs(config: BenchConfig, folder: Path) -> tuple[list[Path], dict
         if not files:
             raise ConfigError(f"{config.inputs}: no DICOM, PNG or TIFF files")
         return files, {"source": "dir", "path": str(config.inputs), "files": [str(p) for p in files]}
-    from trt_mass.synth import write_phantoms
+    from trt_mass.datasets.labelled.synth import write_phantoms
 
     assert config.synthetic is not None
     # In a child process, so that making full-size phantoms does not count in this process's peak memory.

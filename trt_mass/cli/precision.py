@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from trt_mass.cli_errors import maps_errors as _maps_errors
+from trt_mass.cli.errors import maps_errors as _maps_errors
 from trt_mass.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trt_mass.winograd import WinogradRule
+    from trt_mass.precision.winograd import WinogradRule
 
 
 @click.group()
@@ -32,7 +32,7 @@ def calib() -> None:
 @_maps_errors
 def calib_make(source: str, count: int, seed: int, output: Path, name: str | None) -> None:
     """Choose a stratified calibration set and write its manifest with a content hash."""
-    from trt_mass.calib import make_manifest
+    from trt_mass.precision.calib import make_manifest
 
     calibration = make_manifest(source, count, seed, output, name)
     strata = ", ".join(f"{k}: {v['chosen']}/{v['available']}" for k, v in sorted(calibration.strata.items()))
@@ -46,7 +46,7 @@ def calib_make(source: str, count: int, seed: int, output: Path, name: str | Non
 @_maps_errors
 def calib_show(manifest: Path, verify: bool) -> None:
     """Print a calibration set and check its hash (and, with --verify, its images)."""
-    from trt_mass.calib import load_manifest
+    from trt_mass.precision.calib import load_manifest
 
     calibration = load_manifest(manifest)
     if verify:
@@ -83,8 +83,8 @@ def quantize(model: Path, precision: str, target: str, manifest: Path | None, me
              cache_dir: Path | None, no_cache: bool, winograd_min_channels: int | None,
              winograd_min_pixels: int | None, output: Path) -> None:
     """Write the FP16, INT8 or CPU-FP32 variant of an fp32 engine-graph MODEL."""
-    from trt_mass.calib import load_manifest
-    from trt_mass.quantize import QuantizeOptions, describe, quantize_model
+    from trt_mass.precision.calib import load_manifest
+    from trt_mass.precision.quantize import QuantizeOptions, describe, quantize_model
 
     if precision != "int8" and method is not None:
         raise ConfigError(f"--method applies to --precision int8 only ({precision} needs no calibration)")
@@ -105,7 +105,7 @@ def quantize(model: Path, precision: str, target: str, manifest: Path | None, me
 
 
 def _winograd_rule(precision: str, min_channels: int | None, min_pixels: int | None) -> WinogradRule:
-    from trt_mass.winograd import WinogradRule
+    from trt_mass.precision.winograd import WinogradRule
 
     if precision != "fp32" and (min_channels is not None or min_pixels is not None):
         raise ConfigError("--winograd-min-channels/--winograd-min-pixels apply to --precision fp32 --target cpu only")
@@ -132,7 +132,7 @@ def _winograd_rule(precision: str, min_channels: int | None, min_pixels: int | N
 def compare(model_a: Path, model_b: Path, data: str, out_dir: Path | None, max_tpr_drop: float, match_iou: float,
             criterion: str, iou_threshold: float, bootstrap: int, threads: int | None) -> None:
     """Agreement and FROC delta of MODEL_B (e.g. an INT8 variant) against MODEL_A on labelled data."""
-    from trt_mass.compare import CompareConfig, enforce_gate, run_compare
+    from trt_mass.eval.compare import CompareConfig, enforce_gate, run_compare
 
     config = CompareConfig(model_a, model_b, data, out_dir, criterion, iou_threshold, match_iou, max_tpr_drop,
                            bootstrap, threads=threads)

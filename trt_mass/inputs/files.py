@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trt_mass.dicom_io import Mammogram, is_dicom_file, load_mammogram
 from trt_mass.errors import InputError
-from trt_mass.raster import RASTER_SUFFIXES, read_raster
+from trt_mass.inputs.dicom import Mammogram, is_dicom_file, load_mammogram
+from trt_mass.inputs.raster import RASTER_SUFFIXES, read_raster
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 

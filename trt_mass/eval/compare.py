@@ -113,7 +113,7 @@ def _stats(values: list[float]) -> dict[str, float | None]:
 
 def run_compare(config: CompareConfig, progress: bool = False) -> dict[str, Any]:
     """Measure both models on `config.data` and write compare.json (see `enforce_gate`)."""
-    from trt_mass.datasets import load_dataset
+    from trt_mass.datasets.labelled.labelled import load_dataset
     from trt_mass.eval.run import detect_samples, summarize
     from trt_mass.metadata import read_onnx_metadata
 

@@ -21,7 +21,7 @@ from trt_mass.model.graph import EngineGraph, ViewBatch
 from trt_mass.model.network import RetinaNetNetwork
 from trt_mass.model.nms_op import custom_translation_table
 from trt_mass.spec import GraphSpec
-from trt_mass.versions import package_versions
+from trt_mass.version import package_versions
 
 log = logging.getLogger(__name__)
 

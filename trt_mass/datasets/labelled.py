@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from trt_mass.errors import ConfigError, InputError
-from trt_mass.inputs import collect_inputs
+from trt_mass.inputs.files import collect_inputs
 
 MIAS_PIXEL_SPACING_MM = 0.2  # mini-MIAS: 200 um
 
@@ -57,7 +57,7 @@ def load_dataset(spec: str) -> list[Sample]:
 
 
 def _dicom_patient(path: Path) -> str | None:
-    from trt_mass.dicom_io import is_dicom_file
+    from trt_mass.inputs.dicom import is_dicom_file
 
     if not is_dicom_file(path):
         return None

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from trt_mass.cli_errors import maps_errors as _maps_errors
+from trt_mass.cli.errors import maps_errors as _maps_errors
 from trt_mass.errors import ConfigError, InputError
 
 
@@ -69,8 +69,8 @@ def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, hea
         raise ConfigError("give a CHECKPOINT, or --init random for random weights")
     if init_mode == "random" and checkpoint is not None:
         raise ConfigError("--init random takes no CHECKPOINT")
-    from trt_mass.export import ExportOptions, export_onnx
     from trt_mass.model.checkpoint import load_checkpoint, random_network
+    from trt_mass.model.export import ExportOptions, export_onnx
     from trt_mass.spec import ModelSpec
 
     trained: dict[str, Any] = {}
@@ -134,8 +134,8 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
            verbose: bool) -> None:
     """Detect masses in mammograms: DICOM, PNG or TIFF files, or folders of them."""
     from trt_mass.detect import DetectConfig, FileOutcome, run_detect
-    from trt_mass.dicom_out import parse_kinds
-    from trt_mass.inputs import collect_inputs
+    from trt_mass.inputs.files import collect_inputs
+    from trt_mass.outputs.dicom import parse_kinds
 
     files = collect_inputs(inputs)
     if not files:
@@ -177,7 +177,7 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
 @_maps_errors
 def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: float) -> None:
     """Write synthetic MG DICOM phantoms and OUT_DIR/truth.csv (boxes in original pixels)."""
-    from trt_mass.synth import write_phantoms
+    from trt_mass.datasets.labelled.synth import write_phantoms
 
     started = time.perf_counter()
     paths = write_phantoms(out_dir, count, seed, scale=scale, normal_fraction=normal_fraction)
@@ -284,9 +284,9 @@ def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile
           lr: float, batch_size: int, folds: int | None, fold: int, init_checkpoint: Path | None,
           backbone_weights: Path | None, resume: bool, device: str, seed: int) -> None:
     """Train the RetinaNet on labelled mammograms (focal loss, Adam), one checkpoint per epoch."""
+    from trt_mass.model.train import TrainConfig
+    from trt_mass.model.train import train as run_training
     from trt_mass.spec import ModelSpec, TileGeometry, parse_hw
-    from trt_mass.train import TrainConfig
-    from trt_mass.train import train as run_training
 
     tile_h, tile_w = parse_hw(tile)
     config = TrainConfig(data=data, out_dir=out_dir, spec=ModelSpec(arch=arch, head_width=head_width),
@@ -296,18 +296,18 @@ def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile
     last = run_training(config)
     click.echo(f"checkpoint: {last}; export it with: trtmass export {last} --tile {tile} --grid {grid} -o model.onnx")
 
-from trt_mass.cli_quant import calib, compare, quantize  # noqa: E402
+from trt_mass.cli.precision import calib, compare, quantize  # noqa: E402
 
 main.add_command(calib)
 main.add_command(quantize)
 main.add_command(compare)
 
-from trt_mass.cli_engine import build_engine, engine_info  # noqa: E402
+from trt_mass.cli.engine import build_engine, engine_info  # noqa: E402
 
 main.add_command(build_engine)
 main.add_command(engine_info)
 
-from trt_mass.cli_bench import bench  # noqa: E402
+from trt_mass.cli.bench import bench  # noqa: E402
 
 main.add_command(bench)
 

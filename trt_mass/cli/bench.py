@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from trt_mass.cli_errors import maps_errors as _maps_errors
+from trt_mass.cli.errors import maps_errors as _maps_errors
 from trt_mass.errors import ConfigError
 
 
@@ -59,7 +59,7 @@ def bench(model: Path, backend: str, input_dir: Path | None, synthetic: int | No
 
     Stages that do not exist on a backend (host/device copies on the CPU) are reported as n/a.
     """
-    from trt_mass.bench import BenchConfig, markdown, run_bench, summary_lines, write_plot, write_report_json
+    from trt_mass.bench.run import BenchConfig, markdown, run_bench, summary_lines, write_plot, write_report_json
 
     if input_dir is not None and synthetic is not None:
         raise ConfigError("give --input or --synthetic, not both")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from trt_mass.cli_errors import maps_errors as _maps_errors
+from trt_mass.cli.errors import maps_errors as _maps_errors
 from trt_mass.errors import ModelError
 
 
