@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trt_mass.bench.run import STAGE_KEYS, STAGE_LABELS, BenchConfig, run_bench
+from trt_mass.bench.report import STAGE_KEYS, STAGE_LABELS
+from trt_mass.bench.run import BenchConfig, run_bench
 
 HERE = Path(__file__).parent
 TARGETS = {"fp32": 0.75, "int8": 0.30}

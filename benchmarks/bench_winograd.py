@@ -161,7 +161,7 @@ def main() -> None:
             row = rows[-1]
             print(f"{row['shape']:28s} direct {row['direct_ms_per_view']:7.2f} ms  winograd "
                   f"{row['winograd_ms_per_view']:7.2f} ms  ratio {row['ratio']:.2f}", file=sys.stderr)
-    from trt_mass.bench.run import machine_facts
+    from trt_mass.bench.machine import machine_facts
 
     facts = machine_facts()
     result = {

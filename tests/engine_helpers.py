@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from trt_mass.engine.sidecar import BuildOptions, EngineSidecar, GpuInfo, write_sidecar
+from trt_mass.engine.gpu import GpuInfo
+from trt_mass.engine.sidecar import BuildOptions, EngineSidecar, write_sidecar
 from trt_mass.metadata import ModelMetadata, TensorSpec
 from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry
 

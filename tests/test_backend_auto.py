@@ -1,7 +1,7 @@
 """--backend auto / trt: which backend and artifact are picked, and why; build-engine and detect on the CLI.
 
 The selection logic is tested two ways: on this machine as it is (no TensorRT here: ONNX Runtime with the
-reason), and with an injected BackendEnvironment (a GPU and a TensorRT version as data, no fake tensorrt
+reason), and with an injected TensorRTEnvironment (a GPU and a TensorRT version as data, no fake tensorrt
 module) against real sidecar files, so the TensorRT branches are covered without a GPU.
 """
 
@@ -19,14 +19,15 @@ from tests.conftest import TinyModel
 from tests.engine_helpers import A2000, ADA2000, T1000, TRT, export_tiny_int32, write_engine_pair
 from trt_mass.cli import main
 from trt_mass.daemon.config import load_config
+from trt_mass.engine.gpu import TensorRTEnvironment
 from trt_mass.errors import BackendUnavailableError, ConfigError, ModelError
 from trt_mass.metadata import file_sha256
 from trt_mass.pipeline import Detector
-from trt_mass.runners import BackendEnvironment, make_runner, resolve_backend, select_backend
+from trt_mass.runners.select import BackendOptions, choose_backend, open_runner
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 no_tensorrt = pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed here; these tests state its absence")
-HERE = BackendEnvironment(TRT, A2000)
+HERE = TensorRTEnvironment(TRT, A2000)
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +46,11 @@ def _onnx(folder: Path, content: bytes = b"an onnx file, hashed only") -> Path:
 @no_tensorrt
 def test_auto_without_tensorrt_is_onnxruntime(tmp_path: Path) -> None:
     onnx = _onnx(tmp_path)
-    assert select_backend(onnx) == ("ort", onnx, "tensorrt is not installed")
+    assert choose_backend("auto", onnx) == ("ort", onnx, "tensorrt is not installed")
     # a real sidecar and engine bytes for this very ONNX change nothing without TensorRT
     write_engine_pair(tmp_path, file_sha256(onnx))
-    assert select_backend(onnx) == ("ort", onnx, "tensorrt is not installed")
-    assert resolve_backend("auto", onnx)[0] == "ort"
+    assert choose_backend("auto", onnx) == ("ort", onnx, "tensorrt is not installed")
+    assert choose_backend("auto", onnx)[0] == "ort"
 
 
 @no_tensorrt
@@ -57,48 +58,48 @@ def test_backend_trt_without_tensorrt_fails_with_the_reason(tmp_path: Path) -> N
     onnx = _onnx(tmp_path)
     write_engine_pair(tmp_path, file_sha256(onnx))
     with pytest.raises(BackendUnavailableError, match="--backend trt: tensorrt is not installed"):
-        resolve_backend("trt", onnx)
+        choose_backend("trt", onnx)
     with pytest.raises(BackendUnavailableError, match="tensorrt is not installed"):
-        make_runner("trt", onnx).activate()
+        open_runner(choose_backend("trt", onnx)).activate()
     # an engine given directly goes to the TensorRT runner, which needs tensorrt to load anything
     with pytest.raises(BackendUnavailableError, match="tensorrt is not installed"):
-        make_runner("trt", tmp_path / "model.plan").activate()
+        open_runner(choose_backend("trt", tmp_path / "model.plan")).activate()
 
 
 def test_explicit_backends(tmp_path: Path) -> None:
     onnx = _onnx(tmp_path)
-    assert resolve_backend("ort", onnx) == ("ort", onnx, "requested with --backend ort")
+    assert choose_backend("ort", onnx) == ("ort", onnx, "requested with --backend ort")
     with pytest.raises(ConfigError, match="is a TensorRT engine"):
-        resolve_backend("ort", tmp_path / "model.plan")
+        choose_backend("ort", tmp_path / "model.plan")
     with pytest.raises(ConfigError, match="unknown backend 'tensorflow'"):
-        resolve_backend("tensorflow", onnx)
-    assert select_backend(tmp_path / "model.plan", environment=HERE)[:2] == ("trt", tmp_path / "model.plan")
+        choose_backend("tensorflow", onnx)
+    assert choose_backend("auto", tmp_path / "model.plan", environment=HERE)[:2] == ("trt", tmp_path / "model.plan")
 
 
 # ------------------------------------------------------------------------- injected environments
 def test_auto_picks_the_matching_engine(tmp_path: Path) -> None:
     onnx = _onnx(tmp_path)
     engine, _ = write_engine_pair(tmp_path, file_sha256(onnx))
-    backend, artifact, reason = select_backend(onnx, environment=HERE)
+    backend, artifact, reason = choose_backend("auto", onnx, environment=HERE)
     assert (backend, artifact) == ("trt", engine)
     assert reason.startswith("TensorRT engine model.plan matches this GPU (NVIDIA RTX A2000 12GB")
 
 
 def test_auto_explains_every_fallback(tmp_path: Path) -> None:
     onnx = _onnx(tmp_path)
-    assert select_backend(onnx, environment=BackendEnvironment(None, None, "no CUDA GPU (no CUDA GPU found)")) == (
-        "ort", onnx, "no CUDA GPU (no CUDA GPU found)")
-    assert select_backend(onnx, environment=HERE) == ("ort", onnx, f"no engine for this model in {tmp_path}")
+    no_gpu = TensorRTEnvironment(None, None, "no CUDA GPU (no CUDA GPU found)")
+    assert choose_backend("auto", onnx, environment=no_gpu) == ("ort", onnx, "no CUDA GPU (no CUDA GPU found)")
+    assert choose_backend("auto", onnx, environment=HERE) == ("ort", onnx, f"no engine for this model in {tmp_path}")
     # an engine of another ONNX is not this model's engine
     write_engine_pair(tmp_path, "99" * 32, name="other.plan")
-    assert select_backend(onnx, environment=HERE)[2] == f"no engine for this model in {tmp_path}"
+    assert choose_backend("auto", onnx, environment=HERE)[2] == f"no engine for this model in {tmp_path}"
     # a broken sidecar is skipped, not fatal
     (tmp_path / "junk.plan").write_bytes(b"x")
     (tmp_path / "junk.plan.json").write_text("{broken")
-    assert select_backend(onnx, environment=HERE)[0] == "ort"
+    assert choose_backend("auto", onnx, environment=HERE)[0] == "ort"
     # this model's engine, built for another GPU
     write_engine_pair(tmp_path, file_sha256(onnx), gpu=T1000)
-    backend, artifact, reason = select_backend(onnx, environment=HERE)
+    backend, artifact, reason = choose_backend("auto", onnx, environment=HERE)
     assert (backend, artifact) == ("ort", onnx)
     assert reason.startswith("engine model.plan was built for NVIDIA T1000 8GB (compute capability 7.5")
     rebuild = f"rebuild with: trtmass build-engine {onnx} --profile a2000-ada2000-int8 -o {tmp_path / 'model.plan'}"
@@ -109,35 +110,38 @@ def test_auto_prefers_a_usable_engine_among_several(tmp_path: Path) -> None:
     onnx = _onnx(tmp_path)
     write_engine_pair(tmp_path, file_sha256(onnx), name="a-t1000.plan", gpu=T1000)
     good, _ = write_engine_pair(tmp_path, file_sha256(onnx), name="b-ada.plan", gpu=ADA2000)
-    assert select_backend(onnx, environment=BackendEnvironment(TRT, ADA2000))[:2] == ("trt", good)
+    assert choose_backend("auto", onnx, environment=TensorRTEnvironment(TRT, ADA2000))[:2] == ("trt", good)
 
 
 def test_auto_checks_tensorrt_version_hash_and_host_code(tmp_path: Path) -> None:
     onnx = _onnx(tmp_path)
     engine, _ = write_engine_pair(tmp_path, file_sha256(onnx), tensorrt_version="11.3.0.1")
-    assert "TensorRT 11.4.1.5" in select_backend(onnx, environment=HERE)[2]
+    assert "TensorRT 11.4.1.5" in choose_backend("auto", onnx, environment=HERE)[2]
     engine, _ = write_engine_pair(tmp_path, file_sha256(onnx), version_compatible=True)
-    assert "--allow-engine-host-code" in select_backend(onnx, environment=HERE)[2]
-    assert select_backend(onnx, environment=HERE, allow_engine_host_code=True)[0] == "trt"
+    assert "--allow-engine-host-code" in choose_backend("auto", onnx, environment=HERE)[2]
+    allowed = BackendOptions(allow_engine_host_code=True)
+    assert choose_backend("auto", onnx, allowed, environment=HERE)[0] == "trt"
     engine.write_bytes(b"tampered")
-    assert "differs from the sidecar" in select_backend(onnx, environment=HERE, allow_engine_host_code=True)[2]
+    assert "differs from the sidecar" in choose_backend("auto", onnx, allowed, environment=HERE)[2]
 
 
 def test_auto_looks_in_the_model_directory(tmp_path: Path) -> None:
     onnx = _onnx(tmp_path / "onnx")
     engine, _ = write_engine_pair(tmp_path / "engines", file_sha256(onnx))
-    assert select_backend(onnx, environment=HERE)[0] == "ort"
-    assert select_backend(onnx, tmp_path / "engines", environment=HERE)[:2] == ("trt", engine)
+    assert choose_backend("auto", onnx, environment=HERE)[0] == "ort"
+    engines = BackendOptions(model_dir=tmp_path / "engines")
+    assert choose_backend("auto", onnx, engines, environment=HERE)[:2] == ("trt", engine)
 
 
 # ---------------------------------------------------------------------------- runners and detector
 @no_tensorrt
-def test_make_runner_and_detector_auto(tiny_model: TinyModel) -> None:
-    runner = make_runner("auto", tiny_model.onnx_path, threads=1, model_dir=tiny_model.onnx_path.parent,
-                         allow_engine_host_code=False)
+def test_open_runner_and_detector_auto(tiny_model: TinyModel) -> None:
+    options = BackendOptions(threads=1, model_dir=tiny_model.onnx_path.parent, allow_engine_host_code=False)
+    runner = open_runner(choose_backend("auto", tiny_model.onnx_path, options), options)
     assert runner.backend == "ort"
     detector = Detector(tiny_model.onnx_path, backend="auto", threads=1)
-    assert detector.runner.backend == "ort" and detector.backend_reason == "tensorrt is not installed"
+    assert detector.runner.backend == detector.backend == "ort"
+    assert detector.backend_reason == "tensorrt is not installed"
     assert Detector(tiny_model.onnx_path).backend_reason == "requested with --backend ort"
 
 

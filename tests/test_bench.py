@@ -14,7 +14,8 @@ from PIL import Image
 
 from tests.conftest import TinyModel
 from tests.helpers import blob_canvas, match_as_sets
-from trt_mass.bench.run import SCHEMA, STAGE_KEYS, BenchConfig, markdown, run_bench, stats, summary_lines
+from trt_mass.bench.report import SCHEMA, STAGE_KEYS, markdown, stats, summary_lines
+from trt_mass.bench.run import BenchConfig, run_bench
 from trt_mass.errors import ConfigError, ModelError
 from trt_mass.runners.ort import OnnxRuntimeRunner
 
@@ -149,9 +150,9 @@ def test_eager_baseline_and_torch_runner_find_what_the_onnx_graph_finds(tiny_mod
         want = runner.infer({"canvas": canvas})
         metadata = runner.metadata
     assert np.count_nonzero(want["scores"]) > 3, "the test needs detections to compare"
-    baseline = EagerBaseline.from_metadata(metadata, checkpoint, "cpu")
-    boxes, scores = baseline.infer(canvas)
-    match_as_sets(boxes, scores, want["boxes"], want["scores"], box_tol=2e-2, score_tol=1e-4)
+    with EagerBaseline.from_metadata(metadata, checkpoint, "cpu") as baseline:
+        found = baseline.infer({"canvas": canvas})
+    match_as_sets(found["boxes"], found["scores"], want["boxes"], want["scores"], box_tol=2e-2, score_tol=1e-4)
     assert set(baseline.last_stage_ms) == {"inference"} and baseline.last_detail_ms["network"] > 0
     with TorchRunner(tiny_model.onnx_path, checkpoint=checkpoint, device="cpu") as torch_runner:
         got = torch_runner.infer({"canvas": canvas})

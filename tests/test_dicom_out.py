@@ -13,7 +13,8 @@ import pydicom
 import pytest
 
 from tests.conftest import TinyModel
-from trt_mass.outputs.dicom import MAMMOGRAPHY_CAD_SR, check_cad_sr_template
+from tests.outputs.tid4000 import check_cad_sr_template
+from trt_mass.outputs.cad_sr import MAMMOGRAPHY_CAD_SR
 
 CLI = [sys.executable, "-m", "trt_mass.cli"]
 GSPS_CLASS = "1.2.840.10008.5.1.4.1.1.11.1"

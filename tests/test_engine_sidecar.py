@@ -9,26 +9,19 @@ from pathlib import Path
 import pytest
 
 from tests.engine_helpers import A2000, ADA2000, T1000, TRT, make_metadata, write_engine_pair
-from trt_mass.engine.sidecar import (
-    EngineSidecar,
-    GpuInfo,
-    check_engine,
-    engine_checks,
-    probe_gpu,
-    read_sidecar,
-    rebuild_command,
-    sidecar_path,
-    version_tuple,
-)
+from trt_mass.engine.checks import LoadContext, check_engine, engine_checks, rebuild_command
+from trt_mass.engine.gpu import GpuInfo, probe_gpu, version_tuple
+from trt_mass.engine.sidecar import EngineSidecar, read_sidecar, sidecar_path
 from trt_mass.errors import ModelError
 
 ONNX_SHA = "12" * 32
 
 
-def _check(engine: Path, sidecar: EngineSidecar, models: Path, **overrides: object) -> None:
+def _check(engine: Path, sidecar: EngineSidecar, models: Path, engine_bytes: bytes | None = None,
+           **overrides: object) -> None:
     options: dict = {"gpu": A2000, "tensorrt_version": TRT, "model_dir": models, "allow_engine_host_code": False}
     options.update(overrides)
-    check_engine(sidecar, engine, **options)
+    check_engine(sidecar, engine, LoadContext(**options), engine_bytes=engine_bytes)
 
 
 def test_sidecar_round_trip_and_layout(tmp_path: Path) -> None:
@@ -49,7 +42,7 @@ def test_sidecar_round_trip_and_layout(tmp_path: Path) -> None:
 def test_matching_engine_passes_every_check(tmp_path: Path) -> None:
     engine, sidecar = write_engine_pair(tmp_path, ONNX_SHA)
     _check(engine, sidecar, tmp_path)
-    checks = engine_checks(sidecar, engine, gpu=A2000, tensorrt_version=TRT, model_dir=tmp_path)
+    checks = engine_checks(sidecar, engine, LoadContext(A2000, TRT, tmp_path))
     assert [c.name for c in checks] == ["location", "sha256", "gpu", "tensorrt", "host_code"]
     assert all(c.ok for c in checks), checks
 
@@ -137,7 +130,7 @@ def test_engine_outside_the_model_directory_is_refused(tmp_path: Path) -> None:
     dotted = models / ".." / "elsewhere" / "model.plan"
     with pytest.raises(ModelError, match=r"refused \(location\)"):
         _check(dotted, sidecar, models)
-    checks = engine_checks(sidecar, engine, gpu=A2000, tensorrt_version=TRT, model_dir=models)
+    checks = engine_checks(sidecar, engine, LoadContext(A2000, TRT, models))
     assert not checks[1].ok and "not checked" in checks[1].detail  # not even hashed
 
 

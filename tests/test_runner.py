@@ -10,8 +10,8 @@ import pytest
 from tests.conftest import TinyModel
 from trt_mass import Detector
 from trt_mass.errors import ConfigError, InputError, ModelError
-from trt_mass.runners import make_runner
 from trt_mass.runners.ort import OnnxRuntimeRunner
+from trt_mass.runners.select import choose_backend, open_runner
 
 
 def test_runner_lifecycle_and_checks(tiny_model: TinyModel) -> None:
@@ -34,10 +34,10 @@ def test_runner_lifecycle_and_checks(tiny_model: TinyModel) -> None:
     assert not runner.is_active
 
 
-def test_make_runner_table(tiny_model: TinyModel) -> None:
-    assert make_runner("auto", tiny_model.onnx_path).backend == "ort"
+def test_backend_table(tiny_model: TinyModel) -> None:
+    assert open_runner(choose_backend("auto", tiny_model.onnx_path)).backend == "ort"
     with pytest.raises(ConfigError, match="unknown backend"):
-        make_runner("tensorflow", tiny_model.onnx_path)
+        choose_backend("tensorflow", tiny_model.onnx_path)
 
 
 def test_missing_and_corrupt_models(tmp_path: Path) -> None:

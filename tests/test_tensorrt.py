@@ -13,7 +13,8 @@ import pytest
 
 from tests.engine_helpers import export_tiny_int32
 from tests.helpers import match_as_sets
-from trt_mass.engine.sidecar import probe_gpu, read_sidecar, sidecar_path
+from trt_mass.engine.gpu import probe_gpu
+from trt_mass.engine.sidecar import read_sidecar, sidecar_path
 from trt_mass.errors import ModelError
 
 

@@ -1,5 +1,7 @@
 """The detection pipeline on the host: canvas -> runner (engine graph) -> findings in original pixels.
 
+Detector is where the backend is chosen (trt_mass.runners.select, once, with the reason) and where
+every path that detects (detect, watch, bench, eval, compare) turns an image into a DetectionResult.
 No torch here: this is the runtime path (detect, watch, bench on ONNX Runtime).
 """
 
@@ -10,25 +12,34 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import numpy as np
 
 from trt_mass.errors import ModelError
 from trt_mass.geometry import CanvasBuilder, Finding, Letterbox, findings_from_canvas
+from trt_mass.inputs.dicom import Mammogram
 from trt_mass.metadata import ModelMetadata
-from trt_mass.runners import Runner, make_runner, resolve_backend
+from trt_mass.runners.base import Runner
+from trt_mass.runners.select import BackendChoice, BackendOptions, choose_backend, open_runner
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class DetectionResult:
-    """Findings of one image (original pixels, xyxy, by decreasing score) and how they were made."""
+    """Findings of one image (original pixels, xyxy, by decreasing score) and how they were made.
+
+    Attributes:
+        findings: by decreasing score, original pixels.
+        letterbox: how the image was placed on the canvas.
+        timings_ms: canvas_ms, infer_ms, postprocess_ms of this call.
+        pixel_spacing_mm: the (row, column) spacing the area filter used; None when unknown.
+    """
 
     findings: list[Finding]
     letterbox: Letterbox
     timings_ms: dict[str, float] = field(default_factory=dict)
+    pixel_spacing_mm: tuple[float, float] | None = None
 
 
 class Detector:
@@ -40,23 +51,43 @@ class Detector:
     """
 
     def __init__(self, model_path: str | Path, backend: str = "ort", threads: int | None = None, *,
-                 model_dir: str | Path | None = None, allow_engine_host_code: bool = False) -> None:
-        """`backend`: "ort", "trt" (an engine, or an .onnx whose engine is in `model_dir`) or "auto".
+                 model_dir: str | Path | None = None, allow_engine_host_code: bool = False, device: str = "auto",
+                 checkpoint: str | Path | None = None) -> None:
+        """`backend`: "ort", "trt" (an engine, or an .onnx whose engine is in `model_dir`), "torch" or "auto".
 
         `model_dir`: the folder TensorRT engines are looked up in and loaded from (default: the model's).
         `allow_engine_host_code`: allow version-compatible engines (their lean runtime runs as host code).
-        The backend picked and why are in `backend_reason` (and logged).
+        `device`, `checkpoint`: the torch backend's device and the checkpoint the model was exported from.
+        Options the chosen backend does not take are ignored.  The choice and why: `backend`, `backend_reason`.
         """
-        backend, artifact, self.backend_reason = resolve_backend(
-            backend, model_path, model_dir=model_dir, allow_engine_host_code=allow_engine_host_code)
-        options: dict[str, Any] = {}
-        if backend == "ort":
-            options = {"threads": threads}
-        elif backend == "trt":
-            options = {"model_dir": model_dir, "allow_engine_host_code": allow_engine_host_code}
-        log.info("backend %s (%s)", backend, self.backend_reason)
-        self.runner: Runner = make_runner(backend, artifact, **options)
+        options = BackendOptions(threads=threads, model_dir=None if model_dir is None else Path(model_dir),
+                                 allow_engine_host_code=allow_engine_host_code, device=device,
+                                 checkpoint=None if checkpoint is None else Path(checkpoint))
+        choice = choose_backend(backend, model_path, options)
+        self._adopt(open_runner(choice, options), choice)
+
+    @classmethod
+    def from_runner(cls, runner: Runner, artifact: str | Path, reason: str) -> Detector:
+        """A detector around a runner made elsewhere (bench's eager baseline): no backend selection."""
+        detector = cls.__new__(cls)
+        detector._adopt(runner, BackendChoice(runner.backend, Path(artifact), reason))
+        return detector
+
+    def _adopt(self, runner: Runner, choice: BackendChoice) -> None:
+        log.info("backend %s (%s)", choice.backend, choice.reason)
+        self.runner = runner
+        self.choice = choice
         self._canvas: CanvasBuilder | None = None
+
+    @property
+    def backend(self) -> str:
+        """The backend that runs the model ("ort", "trt", ...)."""
+        return self.choice.backend
+
+    @property
+    def backend_reason(self) -> str:
+        """Why that backend: what was asked for, or what `auto` found on this machine."""
+        return self.choice.reason
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -66,6 +97,7 @@ class Detector:
         self.runner.activate()
         metadata = self.runner.metadata
         if metadata.kind != "engine_graph":
+            self.runner.deactivate()
             raise ModelError(
                 f"{metadata.model_id} is a {metadata.kind} export; detection needs the engine graph "
                 "(export without --network-only)"
@@ -84,6 +116,14 @@ class Detector:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def detect_mammogram(self, mammogram: Mammogram, *, default_spacing_mm: float | None = None,
+                         source: str | None = None) -> DetectionResult:
+        """Detect on a loaded mammogram; its own pixel spacing, else `default_spacing_mm` (rasters carry none)."""
+        spacing = mammogram.pixel_spacing_mm
+        if spacing is None and default_spacing_mm is not None:
+            spacing = (default_spacing_mm, default_spacing_mm)
+        return self.detect(mammogram.pixels, pixel_spacing_mm=spacing, source=source or mammogram.source)
 
     def detect(
         self,
@@ -120,4 +160,4 @@ class Detector:
             "infer_ms": 1000 * (infer_done - canvas_done),
             "postprocess_ms": 1000 * (done - infer_done),
         }
-        return DetectionResult(findings, letterbox, timings)
+        return DetectionResult(findings, letterbox, timings, pixel_spacing_mm)

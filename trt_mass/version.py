@@ -1,13 +1,19 @@
-"""Versions of the packages that shape an artifact; recorded in every artifact's metadata."""
+"""The version of trt_mass (pyproject.toml reads it from here) and of the packages that shape an artifact.
+
+Every artifact's metadata records `package_versions()`; `bench` records a longer list.
+"""
 
 from __future__ import annotations
 
-from importlib import metadata
+__version__ = "0.1.0"
 
 PACKAGES = ("trt_mass", "torch", "torchvision", "onnx", "onnxscript", "onnxsim", "onnxruntime", "numpy")
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """{package: installed version} read from package metadata (nothing is imported); absent = not installed."""
+    from importlib import metadata  # here: `import trt_mass` (and `trtmass --help`) stays light
+
     found = {}
     for name in names:
         try:

@@ -11,7 +11,8 @@ exported model (rebuilt and checked by SHA-256, see trt_mass.runners.torch_ref.n
     -> merge in Python (trt_mass.merge_oracle) with the model's thresholds
 
 so it finds what the engine graph finds (same GraphSpec; tests hold it to the ONNX Runtime pipeline).
-Needs torch and torchvision.
+It is a Runner (backend "torch-eager"), so bench runs it through the same Detector and output step as
+the pipeline it is compared with.  Needs torch and torchvision.
 """
 
 from __future__ import annotations
@@ -28,29 +29,32 @@ import torchvision
 from trt_mass.merge_oracle import merge_oracle
 from trt_mass.metadata import ModelMetadata
 from trt_mass.model.network import RetinaNetNetwork, box_coder, view_anchors
+from trt_mass.runners.base import Runner
 from trt_mass.runners.torch_ref import network_for_metadata, resolve_device
-from trt_mass.spec import GraphSpec
 
 
-class EagerBaseline:
+class EagerBaseline(Runner):
     """The 26 views through the network one after another, per-view decode + NMS, merge in Python.
 
-    `infer(canvas)` returns (boxes [K, 4] xyxy canvas px, scores [K]) of the merged findings, sorted by
-    decreasing score.  After each call `last_stage_ms` holds "inference" (everything the engine graph
+    `infer({"canvas": canvas})` returns {"boxes": [K, 4] xyxy canvas px, "scores": [K]} of the merged
+    findings, sorted by decreasing score (K: as many as there are, not the graph's padded N).  After
+    each call `last_stage_ms` holds "inference" (everything the engine graph
     computes: views, 26 forward passes, decode, NMS, merge) and, on a GPU, "h2d" (the canvas) and
     "d2h" (each view's NMS survivors, summed); `last_detail_ms` splits the inference into "network"
     (26 forward passes), "decode_nms" and "merge".
 
     Args:
         network: the model's network (its weights checked against the metadata).
-        graph_spec: the model's tiles and thresholds.
+        metadata: the model's metadata: its tiles and thresholds, and the canvas it takes.
         device: torch device.
     """
 
     backend = "torch-eager"
 
-    def __init__(self, network: RetinaNetNetwork, graph_spec: GraphSpec, device: torch.device) -> None:
-        self.spec = graph_spec
+    def __init__(self, network: RetinaNetNetwork, metadata: ModelMetadata, device: torch.device) -> None:
+        super().__init__()
+        self.model_metadata = metadata
+        self.spec = graph_spec = metadata.graph_spec
         self.device = device
         self.network = network.eval().to(device)
         geometry = graph_spec.geometry
@@ -67,17 +71,27 @@ class EagerBaseline:
         if threads is not None:
             torch.set_num_threads(threads)
         network = network_for_metadata(metadata, checkpoint, source)
-        return cls(network, metadata.graph_spec, resolve_device(device))
+        return cls(network, metadata, resolve_device(device))
 
     def describe(self) -> dict[str, Any]:
         return {"device": str(self.device), "torch_threads": torch.get_num_threads()}
+
+    def _activate(self) -> ModelMetadata:
+        return self.model_metadata
+
+    def _deactivate(self) -> None:
+        pass  # the network stays loaded: bench activates the baseline once per run
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        boxes, scores = self.run_views(feed["canvas"])
+        return {"boxes": boxes, "scores": scores}
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def infer(self, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Merged findings of a canvas [1, 1, CH, CW] (uint16 or int32 intensities)."""
+    def run_views(self, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Merged findings (boxes [K, 4], scores [K]) of a canvas [1, 1, CH, CW] (uint16 or int32 intensities)."""
         cuda = self.device.type == "cuda"
         started = time.perf_counter()
         image = torch.from_numpy(canvas)

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import click
 
-from trt_mass.cli.errors import maps_errors as _maps_errors
+from trt_mass.cli.errors import maps_errors
 from trt_mass.errors import ConfigError
+from trt_mass.runners.select import ALL_CHOICES
 
 
 @click.command()
 @click.option("--model", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Engine-graph model (.onnx; for --backend trt what the TensorRT runner loads).")
-@click.option("--backend", type=click.Choice(["ort", "trt", "torch", "auto"]), default="ort", show_default=True,
+@click.option("--backend", type=click.Choice(ALL_CHOICES), default="ort", show_default=True,
               help="ort: ONNX Runtime; trt: TensorRT; torch: the same graph's PyTorch modules, one batched call.")
 @click.option("--input", "input_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of DICOM/PNG/TIFF mammograms (read from disk every run).")
@@ -49,7 +50,7 @@ from trt_mass.errors import ConfigError
               help="Write the report as Markdown here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a histogram of end-to-end latencies (PNG; needs matplotlib).")
-@_maps_errors
+@maps_errors
 def bench(model: Path, backend: str, input_dir: Path | None, synthetic: int | None, synthetic_scale: float, seed: int,
           warmup: int, runs: int, threads: int | None, device: str, checkpoint: Path | None, baseline: bool,
           baseline_model: Path | None, baseline_device: str, pixel_spacing: float | None, cov_threshold: float,
@@ -59,7 +60,8 @@ def bench(model: Path, backend: str, input_dir: Path | None, synthetic: int | No
 
     Stages that do not exist on a backend (host/device copies on the CPU) are reported as n/a.
     """
-    from trt_mass.bench.run import BenchConfig, markdown, run_bench, summary_lines, write_plot, write_report_json
+    from trt_mass.bench.report import summary_lines, write_markdown, write_plot, write_report_json
+    from trt_mass.bench.run import BenchConfig, run_bench
 
     if input_dir is not None and synthetic is not None:
         raise ConfigError("give --input or --synthetic, not both")
@@ -83,8 +85,7 @@ def bench(model: Path, backend: str, input_dir: Path | None, synthetic: int | No
         write_report_json(report, json_path)
         click.echo(f"report: {json_path}")
     if markdown_path is not None:
-        markdown_path.parent.mkdir(parents=True, exist_ok=True)
-        markdown_path.write_text(markdown(report))
+        write_markdown(report, markdown_path)
         click.echo(f"markdown: {markdown_path}")
     if plot_path is not None:
         write_plot(report, plot_path)

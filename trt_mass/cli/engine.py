@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from trt_mass.cli.errors import maps_errors as _maps_errors
+from trt_mass.cli.errors import maps_errors
 from trt_mass.errors import ModelError
 
 
@@ -29,7 +29,7 @@ from trt_mass.errors import ModelError
 @click.option("--opt-level", type=click.IntRange(0, 5), default=None,
               help="Builder optimization level 0..5 (overrides the profile's).")
 @click.option("-v", "--verbose", is_flag=True, help="TensorRT's verbose builder log.")
-@_maps_errors
+@maps_errors
 def build_engine(model: Path, profile_spec: str | None, output: Path, timing_cache: Path | None,
                  workspace_mib: int | None, opt_level: int | None, verbose: bool) -> None:
     """Build a TensorRT engine from a trt_mass ONNX, on the GPU that will run it.
@@ -39,7 +39,7 @@ def build_engine(model: Path, profile_spec: str | None, output: Path, timing_cac
     --canvas-dtype int32).  Writes OUTPUT and OUTPUT.json (hashes, GPU, TensorRT version, profile).
     """
     from trt_mass.engine.build import build_engine as build
-    from trt_mass.engine.build import import_tensorrt, require_gpu
+    from trt_mass.engine.gpu import import_tensorrt, require_gpu
     from trt_mass.engine.profiles import load_profile, pick_profile
     from trt_mass.metadata import read_onnx_metadata
 
@@ -65,32 +65,26 @@ def build_engine(model: Path, profile_spec: str | None, output: Path, timing_cac
               help="The folder engines may be loaded from (default: the engine's folder).")
 @click.option("--allow-engine-host-code", is_flag=True, help="Check as if engine host code were allowed.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: the sidecar and the checks.")
-@_maps_errors
+@maps_errors
 def engine_info(engine: Path, model_dir: Path | None, allow_engine_host_code: bool, as_json: bool) -> None:
     """Print an engine's sidecar and whether it may run on this machine (exit code 4 when it may not)."""
-    import importlib.util
-
-    from trt_mass.engine.sidecar import engine_checks, probe_gpu, read_sidecar, rebuild_command
+    from trt_mass.engine.checks import LoadContext, engine_checks, rebuild_command
+    from trt_mass.engine.gpu import probe_gpu, tensorrt_version
+    from trt_mass.engine.sidecar import read_sidecar
 
     sidecar = read_sidecar(engine)
     gpu, gpu_problem = probe_gpu()
-    tensorrt_version = None
-    if importlib.util.find_spec("tensorrt") is not None:
-        try:
-            import tensorrt
-
-            tensorrt_version = str(tensorrt.__version__)
-        except Exception as error:  # report, do not crash: this command is for finding out what is wrong
-            click.echo(f"note: tensorrt cannot be imported ({error})", err=True)
+    version, tensorrt_problem = tensorrt_version()
+    if tensorrt_problem and tensorrt_problem != "tensorrt is not installed":
+        click.echo(f"note: {tensorrt_problem}", err=True)  # report, do not crash: this command finds out what is wrong
     folder = model_dir if model_dir is not None else engine.parent
-    checks = engine_checks(sidecar, engine, gpu=gpu, tensorrt_version=tensorrt_version, model_dir=folder,
-                           allow_engine_host_code=allow_engine_host_code)
+    checks = engine_checks(sidecar, engine, LoadContext(gpu, version, folder, allow_engine_host_code))
     usable = all(check.ok for check in checks)
     if as_json:
         click.echo(json.dumps({"sidecar": sidecar.to_dict(), "usable": usable,
                                "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
                                "this_machine": {"gpu": gpu.to_dict() if gpu else None, "gpu_problem": gpu_problem,
-                                                "tensorrt_version": tensorrt_version}}, indent=2))
+                                                "tensorrt_version": version}}, indent=2))
     else:
         build = sidecar.build
         click.echo(f"engine:      {engine} ({sidecar.engine_bytes} bytes, sha256 {sidecar.engine_sha256})")
@@ -105,7 +99,7 @@ def engine_info(engine: Path, model_dir: Path | None, allow_engine_host_code: bo
                    f"{build.hardware_compatibility_level}, version compatible {build.version_compatible}")
         click.echo(f"built:       {sidecar.created} by trt_mass {sidecar.trt_mass_version}")
         here = gpu.describe() if gpu else f"no GPU ({gpu_problem})"
-        click.echo(f"this machine: {here}, TensorRT {tensorrt_version or 'not installed'}")
+        click.echo(f"this machine: {here}, TensorRT {version or 'not installed'}")
         for check in checks:
             click.echo(f"  [{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
         if not usable:

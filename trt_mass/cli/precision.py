@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from trt_mass.cli.errors import maps_errors as _maps_errors
+from trt_mass.cli.errors import maps_errors
 from trt_mass.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def calib() -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Manifest to write, e.g. calib/NAME.toml.")
 @click.option("--name", default=None, help="Set name [default: the manifest's file name].")
-@_maps_errors
+@maps_errors
 def calib_make(source: str, count: int, seed: int, output: Path, name: str | None) -> None:
     """Choose a stratified calibration set and write its manifest with a content hash."""
     from trt_mass.precision.calib import make_manifest
@@ -43,7 +43,7 @@ def calib_make(source: str, count: int, seed: int, output: Path, name: str | Non
 @calib.command("show")
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--verify", is_flag=True, help="Also re-hash every image (exit 3 when one changed or is missing).")
-@_maps_errors
+@maps_errors
 def calib_show(manifest: Path, verify: bool) -> None:
     """Print a calibration set and check its hash (and, with --verify, its images)."""
     from trt_mass.precision.calib import load_manifest
@@ -78,7 +78,7 @@ def calib_show(manifest: Path, verify: bool) -> None:
 @click.option("--winograd-min-pixels", type=click.IntRange(1), default=None,
               help="fp32 cpu: ... and at least this many output pixels per view [default: 400].")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@_maps_errors
+@maps_errors
 def quantize(model: Path, precision: str, target: str, manifest: Path | None, method: str | None, reduce_range: bool,
              cache_dir: Path | None, no_cache: bool, winograd_min_channels: int | None,
              winograd_min_pixels: int | None, output: Path) -> None:
@@ -128,7 +128,7 @@ def _winograd_rule(precision: str, min_channels: int | None, min_pixels: int | N
 @click.option("--iou", "iou_threshold", type=float, default=0.2, show_default=True, help="Hit criterion vs truth.")
 @click.option("--bootstrap", type=int, default=0, show_default=True, help="Patient resamples for CIs.")
 @click.option("--threads", type=int, default=None)
-@_maps_errors
+@maps_errors
 def compare(model_a: Path, model_b: Path, data: str, out_dir: Path | None, max_tpr_drop: float, match_iou: float,
             criterion: str, iou_threshold: float, bootstrap: int, threads: int | None) -> None:
     """Agreement and FROC delta of MODEL_B (e.g. an INT8 variant) against MODEL_A on labelled data."""

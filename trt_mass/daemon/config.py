@@ -11,9 +11,10 @@ from typing import Any
 import tomllib
 
 from trt_mass.errors import ConfigError
+from trt_mass.outputs.dicom import parse_kinds
+from trt_mass.runners.select import DEPLOYABLE_CHOICES
 
 ENV_PREFIX = "TRTMASS_WATCH_"
-BACKENDS = ("ort", "trt", "auto")
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,9 @@ class WatchConfig:
     model_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        from trt_mass.outputs.dicom import parse_kinds
-
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.dicom_out.strip().lower() != "none":
-            parse_kinds(self.dicom_out)
+        if self.backend not in DEPLOYABLE_CHOICES:
+            raise ConfigError(f"backend must be one of {', '.join(DEPLOYABLE_CHOICES)}, got {self.backend!r}")
+        parse_kinds(self.dicom_out)
         if self.log_format not in ("plain", "json"):
             raise ConfigError(f"log_format must be plain or json, got {self.log_format!r}")
         if self.poll_interval_s <= 0 or self.stable_polls < 1 or self.queue_size < 1:
@@ -85,9 +83,7 @@ class WatchConfig:
 
     @property
     def dicom_kinds(self) -> tuple[str, ...]:
-        from trt_mass.outputs.dicom import parse_kinds
-
-        return () if self.dicom_out.strip().lower() == "none" else parse_kinds(self.dicom_out)
+        return parse_kinds(self.dicom_out)
 
     @property
     def status_path(self) -> Path:

@@ -1,9 +1,11 @@
-"""The watch service: discovery + decode in a reader thread, inference and writing in the main thread.
+"""The watch service: discovery + decode in a reader thread, detection and writing in the main thread.
 
-Every move is an os.replace inside one filesystem, every result is written to a temporary name and
-renamed, so a crash at any moment leaves each input in exactly one folder and no partial result.
-On start, inputs left in processing/ go back to incoming/; results are named by SOP Instance UID and
-carry the model hash, so reprocessing with the same model writes nothing new (idempotent).
+Every move is an os.replace inside one filesystem, every result is written atomically by the one
+output step (trt_mass.outputs.results), so a crash at any moment leaves each input in exactly one
+folder and no partial result.  On start, inputs left in processing/ go back to incoming/; results are
+named by SOP Instance UID and carry the model hash, so reprocessing with the same model writes nothing
+new (idempotent).  A failing model, detection or results folder is retried with backoff
+(trt_mass.daemon.retry) while the input waits in processing/.
 """
 
 from __future__ import annotations
@@ -12,53 +14,26 @@ import contextlib
 import json
 import os
 import queue
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TypeVar
 
+from trt_mass.atomic import write_json_atomic
 from trt_mass.daemon.config import WatchConfig
 from trt_mass.daemon.discovery import Discovery
+from trt_mass.daemon.events import Counters, EventLog, now_text
+from trt_mass.daemon.retry import Backoff, retry
 from trt_mass.daemon.sdnotify import Notifier
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.inputs.dicom import Mammogram
-from trt_mass.outputs.overlay import write_atomic, write_json
+from trt_mass.outputs.results import OutputOptions, ResultWriter, WrittenResult, result_stem
+from trt_mass.pipeline import DetectionResult, Detector
 
 FOLDERS = ("incoming", "processing", "done", "results", "failed")
-
-
-class EventLog:
-    """One structured line per event on stdout (journald picks it up): plain key=value or JSON.
-
-    Only file names, UIDs, counts and error reasons are logged: never patient attributes.
-    """
-
-    def __init__(self, log_format: str = "plain", stream: TextIO | None = None) -> None:
-        self.log_format = log_format
-        self.stream = stream or sys.stdout
-        self._lock = threading.Lock()
-
-    def event(self, name: str, **fields: Any) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        if self.log_format == "json":
-            line = json.dumps({"time": stamp, "event": name, **fields}, default=str)
-        else:
-            line = " ".join([stamp, name] + [f"{k}={json.dumps(v, default=str)}" for k, v in fields.items()])
-        with self._lock:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-
-
-@dataclass
-class Counters:
-    processed: int = 0
-    failed: int = 0
-    duplicates: int = 0
-    retries: int = 0
-    last_error: str | None = None
-    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+T = TypeVar("T")
 
 
 @dataclass
@@ -83,8 +58,6 @@ class WatchService:
 
     def __init__(self, config: WatchConfig, log: EventLog | None = None, notifier: Notifier | None = None) -> None:
         if config.model is None:
-            from dataclasses import replace
-
             from trt_mass.bundled import default_model
 
             config = replace(config, model=default_model())
@@ -95,8 +68,10 @@ class WatchService:
         self.counters = Counters()
         self._stop = threading.Event()
         self._queue: queue.Queue[Decoded] = queue.Queue(maxsize=config.queue_size)
-        self._detector: Any = None
+        self._detector: Detector | None = None
+        self._writer: ResultWriter | None = None
         self._model_hash: str | None = None
+        self._ready_sent = False
         self._last_watchdog = 0.0
         self._last_status = 0.0
         self.discovery = Discovery(self.folders["incoming"], config.polling, config.stable_polls,
@@ -112,7 +87,7 @@ class WatchService:
         self.discovery.start()
         reader = threading.Thread(target=self._reader, name="trtmass-reader", daemon=True)
         try:
-            self._load_model_with_retry(first=True)
+            self._load_model_with_retry()
             if self._stop.is_set():
                 return 0
             reader.start()
@@ -148,38 +123,17 @@ class WatchService:
             for temporary in folder.glob(".*.tmp"):
                 temporary.unlink(missing_ok=True)
 
-    # ----------------------------------------------------------------------------- model
-    def _load_model_with_retry(self, first: bool = False) -> None:
-        from trt_mass.pipeline import Detector
+    # ----------------------------------------------------------------------------- retries
+    def _retry(self, kind: str, attempt: Callable[[], T], *, retry_on: tuple[type[Exception], ...] = (Exception,),
+               on_failure: Callable[[Exception], None] | None = None) -> T | None:
+        """attempt() until it succeeds (None when stopping first); each failure is reported as `kind`."""
+        def failed(error: Exception, delay: float) -> None:
+            self._report_failure(kind, error, delay)
+            if on_failure is not None:
+                on_failure(error)
 
-        delay = self.config.retry_initial_s
-        while not self._stop.is_set():
-            try:
-                detector = Detector(self.config.model, backend=self.config.backend,  # type: ignore[arg-type]
-                                    threads=self.config.threads, model_dir=self.config.model_dir,
-                                    allow_engine_host_code=self.config.allow_engine_host_code).open()
-            except Exception as error:  # a failing model is retried, never fatal
-                self._report_failure("model_unavailable", error, delay)
-                if first:
-                    self.notifier.ready(f"model failing: {error}")
-                    first = False
-                self._sleep(delay)
-                delay = min(delay * 2, self.config.retry_max_s)
-                continue
-            self._detector = detector
-            self._model_hash = detector.metadata.weights_sha256
-            self.log.event("model_loaded", model=str(self.config.model), model_id=detector.metadata.model_id,
-                           backend=detector.runner.backend, backend_reason=detector.backend_reason,
-                           precision=detector.metadata.precision)
-            status = f"watching {self.folders['incoming']} with {detector.metadata.model_id}"
-            self.notifier.ready(status) if first else self.notifier.status(status)
-            self._write_status("running")
-            return
-
-    def _close_model(self) -> None:
-        if self._detector is not None:
-            self._detector.close()
-            self._detector = None
+        return retry(attempt, backoff=Backoff(self.config.retry_initial_s, self.config.retry_max_s),
+                     should_stop=self._stop.is_set, on_failure=failed, sleep=self._sleep, retry_on=retry_on)
 
     def _report_failure(self, kind: str, error: BaseException, retry_in: float) -> None:
         self.counters.retries += 1
@@ -193,6 +147,44 @@ class WatchService:
         while not self._stop.is_set() and time.monotonic() < deadline:
             self._tick()
             self._stop.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    # ----------------------------------------------------------------------------- model
+    def _load_model_with_retry(self) -> Detector | None:
+        """The loaded model; a failing one is retried, never fatal (None: stopping)."""
+        return self._retry("model_unavailable", self._load_model, on_failure=self._model_failing)
+
+    def _load_model(self) -> Detector:
+        config = self.config
+        assert config.model is not None
+        detector = Detector(config.model, backend=config.backend, threads=config.threads, model_dir=config.model_dir,
+                            allow_engine_host_code=config.allow_engine_host_code).open()
+        self._detector = detector
+        self._writer = ResultWriter(self.folders["results"], detector.metadata, detector.backend,
+                                    OutputOptions(overlay=config.overlay, dicom_kinds=config.dicom_kinds))
+        self._model_hash = detector.metadata.weights_sha256
+        self.log.event("model_loaded", model=str(config.model), model_id=detector.metadata.model_id,
+                       backend=detector.backend, backend_reason=detector.backend_reason,
+                       precision=detector.metadata.precision)
+        self._announce(f"watching {self.folders['incoming']} with {detector.metadata.model_id}")
+        self._write_status("running")
+        return detector
+
+    def _model_failing(self, error: Exception) -> None:
+        if not self._ready_sent:  # systemd waits for READY: the service is up, the model is what fails
+            self._announce(f"model failing: {error}")
+
+    def _announce(self, status: str) -> None:
+        """READY=1 with the status the first time, STATUS= afterwards."""
+        if self._ready_sent:
+            self.notifier.status(status)
+        else:
+            self.notifier.ready(status)
+            self._ready_sent = True
+
+    def _close_model(self) -> None:
+        if self._detector is not None:
+            self._detector.close()
+            self._detector = None
 
     # ----------------------------------------------------------------------------- reader thread
     def _reader(self) -> None:
@@ -217,15 +209,19 @@ class WatchService:
                 except InputError as error:
                     item = Decoded(claimed, None, error, 0.0)
                 item.read_ms = 1000 * (time.perf_counter() - started)
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.2)  # bounded: the reader waits for the engine
-                        break
-                    except queue.Full:
-                        continue
-                else:
+                if not self._enqueue(item):
                     self._unclaim(claimed)
                     return
+
+    def _enqueue(self, item: Decoded) -> bool:
+        """Put `item` on the bounded queue (the reader waits for the engine); False when stopping."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _claim(self, name: str) -> Path | None:
         source = self.folders["incoming"] / name
@@ -276,91 +272,59 @@ class WatchService:
             self._fail(item.path, item.error or InputError(item.path.name, "unreadable"))
             return
         mammogram = item.mammogram
-        result_path = self.folders["results"] / f"{mammogram.sop_instance_uid or item.path.stem}.json"
-        if self._same_model_result_exists(result_path):
+        stem = result_stem(mammogram, item.path)
+        if self._same_model_result_exists(stem):
             self.counters.duplicates += 1
             self.log.event("duplicate", file=item.path.name, sop_instance_uid=mammogram.sop_instance_uid)
             self._finish(item.path)
             return
-        record = self._detect_with_retry(item)
-        if record is None:  # stopping while the model failed: the input goes back to the queue
-            self._unclaim(item.path)
+        try:
+            result = self._detect_with_retry(item, mammogram)
+            written = None if result is None else self._write_with_retry(item, mammogram, result, stem)
+        except InputError as error:
+            self._fail(item.path, error)
             return
-        outcome = self._write_with_retry(result_path, record, item)
-        if outcome == "failed":
-            return
-        if outcome == "stopped":
+        if written is None:  # stopping while the model or the disk failed: the input goes back to the queue
             self._unclaim(item.path)
             return
         self._finish(item.path)
         self.counters.processed += 1
         self.log.event("processed", file=item.path.name, sop_instance_uid=mammogram.sop_instance_uid,
-                       findings=len(record["findings"]), ms=record["timings_ms"])
+                       findings=written.findings, ms=written.record["timings_ms"])
         self._write_status("running")
 
-    def _same_model_result_exists(self, result_path: Path) -> bool:
+    def _same_model_result_exists(self, stem: str) -> bool:
+        assert self._writer is not None
         try:
-            existing = json.loads(result_path.read_text())
+            existing = json.loads(self._writer.json_path(stem).read_text())
         except (OSError, ValueError):
             return False
         return bool(existing.get("model", {}).get("weights_sha256") == self._model_hash)
 
-    def _detect_with_retry(self, item: Decoded) -> dict[str, Any] | None:
-        from trt_mass.detect import result_record
-
-        assert item.mammogram is not None
-        mammogram = item.mammogram
-        delay = self.config.retry_initial_s
-        while not self._stop.is_set():
-            if self._detector is None:
-                self._load_model_with_retry()
-                continue
-            try:
-                result = self._detector.detect(mammogram.pixels, pixel_spacing_mm=mammogram.pixel_spacing_mm,
-                                               source=item.path.name)
-            except InputError as error:
-                self._fail(item.path, error)
+    def _detect_with_retry(self, item: Decoded, mammogram: Mammogram) -> DetectionResult | None:
+        """The detection (None: stopping); InputError propagates, an engine failure reloads the model."""
+        def attempt() -> DetectionResult | None:
+            detector = self._detector or self._load_model_with_retry()
+            if detector is None:
                 return None
-            except Exception as error:  # engine failure (out of memory, mismatch): retry, keep the input
-                self._report_failure("inference_failed", error, delay)
-                self._close_model()
-                self._sleep(delay)
-                delay = min(delay * 2, self.config.retry_max_s)
-                continue
-            timings = {"read_decode_ms": item.read_ms, **result.timings_ms}
-            return result_record(mammogram, result, self._detector, timings, mammogram.pixel_spacing_mm)
-        return None
-
-    def _write_with_retry(self, result_path: Path, record: dict[str, Any], item: Decoded) -> str:
-        """"written", "failed" (the input went to failed/) or "stopped" (stop requested while failing)."""
-        delay = self.config.retry_initial_s
-        while not self._stop.is_set():
             try:
-                if self.config.overlay and item.mammogram is not None:
-                    from trt_mass.geometry import Finding
-                    from trt_mass.outputs.overlay import render_overlay, write_overlay
+                return detector.detect_mammogram(mammogram, source=item.path.name)
+            except InputError:
+                raise
+            except Exception:  # out of memory, a lost GPU: start again from a fresh model
+                self._close_model()
+                raise
 
-                    findings = [Finding(**dict(f)) for f in record["findings"]]
-                    write_overlay(result_path.with_suffix(".overlay.png"),
-                                  render_overlay(item.mammogram.pixels, findings))
-                if self.config.dicom_kinds and item.mammogram is not None:
-                    from trt_mass.detect import dicom_outputs
-                    from trt_mass.geometry import Finding
+        return self._retry("inference_failed", attempt)
 
-                    findings = [Finding(**dict(f)) for f in record["findings"]]
-                    record["dicom_outputs"] = dicom_outputs(item.path, item.mammogram, findings,
-                                                            self._detector.metadata, self.folders["results"],
-                                                            self.config.dicom_kinds)
-                write_json(result_path, record)  # last: its presence marks the whole result as written
-                return "written"
-            except InputError as error:  # the source header cannot be referenced by DICOM outputs
-                self._fail(item.path, error)
-                return "failed"
-            except OSError as error:  # disk full, folder gone or read-only: keep the input, retry
-                self._report_failure("results_not_writable", error, delay)
-                self._sleep(delay)
-                delay = min(delay * 2, self.config.retry_max_s)
-        return "stopped"
+    def _write_with_retry(self, item: Decoded, mammogram: Mammogram, result: DetectionResult,
+                          stem: str) -> WrittenResult | None:
+        """The written result (None: stopping); a disk that is full, gone or read-only is retried."""
+        writer = self._writer
+        assert writer is not None
+        timings = {"read_decode_ms": item.read_ms, **result.timings_ms}
+        return self._retry("results_not_writable", lambda: writer.write(item.path, mammogram, result, stem, timings),
+                           retry_on=(OSError,))
 
     def _finish(self, path: Path) -> None:
         if self.config.delete_done:
@@ -371,9 +335,9 @@ class WatchService:
     def _fail(self, path: Path, error: InputError) -> None:
         failed = self.folders["failed"]
         target = unique_target(failed, path.name)
-        report = {"file": path.name, "reason": error.reason, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        report = {"file": path.name, "reason": error.reason, "time": now_text(),
                   "model": str(self.config.model), "model_sha256": self._model_hash}
-        write_json(failed / f"{target.name}.error.json", report)
+        write_json_atomic(failed / f"{target.name}.error.json", report)
         os.replace(path, target)
         self.counters.failed += 1
         self.counters.last_error = f"{path.name}: {error.reason}"
@@ -383,11 +347,11 @@ class WatchService:
     # ----------------------------------------------------------------------------- status
     def _write_status(self, state: str) -> None:
         self._last_status = time.monotonic()
-        metadata = self._detector.metadata if self._detector is not None else None
+        detector = self._detector
         status = {
             "state": state,
             "pid": os.getpid(),
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "updated": now_text(),
             "started": self.counters.started,
             "processed": self.counters.processed,
             "failed": self.counters.failed,
@@ -396,10 +360,10 @@ class WatchService:
             "queue_depth": self.discovery.pending_count() + self._queue.qsize(),
             "last_error": self.counters.last_error,
             "model": str(self.config.model),
-            "model_id": metadata.model_id if metadata else None,
-            "backend": self._detector.runner.backend if self._detector is not None else self.config.backend,
+            "model_id": detector.metadata.model_id if detector is not None else None,
+            "backend": detector.backend if detector is not None else self.config.backend,
             "mode": "polling" if self.config.polling else "inotify",
         }
         # The status file is informative; its failure must not stop processing.
         with contextlib.suppress(OSError):
-            write_atomic(self.config.status_path, (json.dumps(status, indent=2) + "\n").encode())
+            write_json_atomic(self.config.status_path, status)

@@ -22,49 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from trt_mass.atomic import write_atomic
+from trt_mass.engine.gpu import GpuInfo, require_gpu, require_tensorrt_11
 from trt_mass.engine.profiles import BuildProfile, check_model_for_profile
-from trt_mass.engine.sidecar import (
-    BuildOptions,
-    EngineSidecar,
-    GpuInfo,
-    atomic_write,
-    probe_gpu,
-    sidecar_path,
-    version_tuple,
-    write_sidecar,
-)
-from trt_mass.errors import BackendUnavailableError, ConfigError, ModelError
+from trt_mass.engine.sidecar import BuildOptions, EngineSidecar, sidecar_path, write_sidecar
+from trt_mass.errors import ConfigError, ModelError
 from trt_mass.metadata import ModelMetadata, TensorSpec, file_sha256, read_onnx_metadata
+from trt_mass.version import __version__
 
 log = logging.getLogger(__name__)
-
-TENSORRT_INSTALL = ("pip install 'trt_mass[gpu]' (TensorRT 11 wheels from NVIDIA's package index) on a PC with "
-                    "an NVIDIA GPU")
-
-
-def import_tensorrt() -> Any:
-    """The tensorrt module; BackendUnavailableError (exit code 5) when it is not installed."""
-    try:
-        import tensorrt as trt
-    except ImportError as error:
-        raise BackendUnavailableError(f"tensorrt is not installed ({error}); {TENSORRT_INSTALL}") from error
-    return trt
-
-
-def _tensorrt_11(trt: Any) -> None:
-    version = version_tuple(str(trt.__version__))
-    if not version or version[0] < 11:
-        raise BackendUnavailableError(
-            f"TensorRT {trt.__version__} is installed; build-engine needs TensorRT 11 (strongly typed networks, "
-            f"precision from the ONNX); {TENSORRT_INSTALL}"
-        )
-
-
-def require_gpu() -> GpuInfo:
-    gpu, why = probe_gpu()
-    if gpu is None:
-        raise BackendUnavailableError(f"no CUDA GPU: {why}; build the engine on the PC (GPU) that will run it")
-    return gpu
 
 
 def _check_gpu_for_profile(gpu: GpuInfo, profile: BuildProfile) -> None:
@@ -141,7 +107,7 @@ def _save_timing_cache(config: Any, path: Path) -> None:
                 merged = False
             if not merged:
                 log.warning("timing cache %s holds entries of another TensorRT version or GPU; replacing it", path)
-        atomic_write(path, bytes(memoryview(ours.serialize())))
+        write_atomic(path, bytes(memoryview(ours.serialize())))
 
 
 def _network_specs(trt: Any, network: Any, inputs: bool) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -236,12 +202,27 @@ def build_engine(
     metadata = read_onnx_metadata(onnx_path)
     check_model_for_profile(metadata, profile, onnx_path)
 
-    trt = import_tensorrt()
-    _tensorrt_11(trt)
+    trt = require_tensorrt_11()
     gpu = require_gpu()
     _check_gpu_for_profile(gpu, profile)
     onnx_sha256 = file_sha256(onnx_path)
+    blob, seconds = _build_plan(trt, onnx_path, profile, metadata, verbose, gpu)
+    sidecar = _sidecar(trt, blob, onnx_path, onnx_sha256, metadata, gpu, profile, seconds)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    # The engine first, then its sidecar: a crash in between leaves an engine whose hash does not match the old
+    # sidecar (refused), never a sidecar vouching for the wrong engine.
+    write_atomic(output_path, blob)
+    write_sidecar(output_path, sidecar)
+    log.info("wrote %s and %s", output_path, sidecar_path(output_path).name)
+    return sidecar
 
+
+def _build_plan(trt: Any, onnx_path: Path, profile: BuildProfile, metadata: ModelMetadata, verbose: bool,
+                gpu: GpuInfo) -> tuple[bytes, float]:
+    """Parse, configure and build: (the serialized engine, seconds the build took).
+
+    The timing cache is read before the build and merged back after it.
+    """
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = _parse(trt, builder, logger, onnx_path, metadata)
@@ -249,7 +230,6 @@ def build_engine(
     cache_path = profile.timing_cache_path
     if cache_path is not None:
         _use_timing_cache(config, cache_path)
-
     log.info("building %s for %s with profile %s", onnx_path.name, gpu.describe(), profile.name)
     started = time.perf_counter()
     # build_serialized_network(network, config) -> IHostMemory, or None on failure (Core/Builder).
@@ -258,13 +238,14 @@ def build_engine(
     if plan is None:
         raise ModelError(f"{onnx_path}: TensorRT could not build an engine with profile {profile.name!r} (see "
                          "TensorRT's messages above; a too small workspace_mib is a common cause)")
-    blob = bytes(memoryview(plan))
     if cache_path is not None:
         _save_timing_cache(config, cache_path)
+    return bytes(memoryview(plan)), seconds
 
-    from trt_mass import __version__
 
-    sidecar = EngineSidecar(
+def _sidecar(trt: Any, blob: bytes, onnx_path: Path, onnx_sha256: str, metadata: ModelMetadata, gpu: GpuInfo,
+             profile: BuildProfile, seconds: float) -> EngineSidecar:
+    return EngineSidecar(
         engine_sha256=hashlib.sha256(blob).hexdigest(),
         engine_bytes=len(blob),
         source_onnx=onnx_path.name,
@@ -285,10 +266,3 @@ def build_engine(
         ),
         trt_mass_version=__version__,
     )
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    # The engine first, then its sidecar: a crash in between leaves an engine whose hash does not match the old
-    # sidecar (refused), never a sidecar vouching for the wrong engine.
-    atomic_write(output_path, blob)
-    write_sidecar(output_path, sidecar)
-    log.info("wrote %s and %s", output_path, sidecar_path(output_path).name)
-    return sidecar

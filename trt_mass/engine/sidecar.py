@@ -1,35 +1,23 @@
-"""The JSON sidecar beside every engine (model.plan -> model.plan.json) and the checks run before loading.
+"""The JSON sidecar beside every engine (model.plan -> model.plan.json): what the engine is and what it
+may run on.
 
 A TensorRT engine is tied to the GPU (architecture / compute capability) and the TensorRT version it
-was built with, and a serialized engine is code-like: deserializing an untrusted one is running
-untrusted code.  So an engine is loaded only when:
-
-  - it lies (symlinks resolved) inside the configured model directory,
-  - its SHA-256 equals the sidecar's (checked on the bytes that will be deserialized, before that),
-  - this GPU is the one it was built for (name and compute capability), unless it was built with a
-    hardware-compatibility level that covers this GPU,
-  - this TensorRT is the one it was built with (major.minor.patch.build), unless it is version-compatible
-    (same major, this one not older),
-  - it needs no engine host code (a version-compatible engine embeds TensorRT's lean runtime, which
-    runs as host code when deserialized), or the user allowed that explicitly.
-
-Everything here is pure Python; the GPU query goes through cuda-python only when it is installed.
+was built with, and a serialized engine is code-like, so an engine is never loaded without its
+sidecar; the conditions themselves are checked in trt_mass.engine.checks.  Pure Python.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trt_mass.errors import ModelError, TrtMassError
-from trt_mass.metadata import ModelMetadata, file_sha256
+from trt_mass.atomic import write_text_atomic
+from trt_mass.errors import ModelError
+from trt_mass.metadata import ModelMetadata
 
 SIDECAR_FORMAT = 1
 SIDECAR_KIND = "trt_mass.engine"
@@ -37,71 +25,6 @@ SIDECAR_SUFFIX = ".json"
 HARDWARE_COMPATIBILITY_LEVELS = ("none", "ampere_plus", "same_compute_capability")
 
 
-# ----------------------------------------------------------------------------------------------- GPU
-@dataclass(frozen=True)
-class GpuInfo:
-    """The CUDA device an engine is built for or run on.
-
-    Attributes:
-        name: the device name as CUDA reports it (e.g. "NVIDIA RTX A2000 12GB").
-        compute_capability: "major.minor" (e.g. "8.6").
-        driver_version: the CUDA driver API version ("13.0"), when known.
-        total_memory_mib: device memory (shared with the CPU on Jetson), when known.
-        integrated: True for an integrated GPU (Jetson).
-    """
-
-    name: str
-    compute_capability: str
-    driver_version: str | None = None
-    total_memory_mib: int | None = None
-    integrated: bool = False
-
-    def describe(self) -> str:
-        return f"{self.name} (compute capability {self.compute_capability})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "compute_capability": self.compute_capability,
-                "driver_version": self.driver_version, "total_memory_mib": self.total_memory_mib,
-                "integrated": self.integrated}
-
-
-def probe_gpu(device: int = 0) -> tuple[GpuInfo | None, str]:
-    """(GpuInfo, "") for CUDA device `device`, or (None, why not) without cuda-python, driver or GPU."""
-    from trt_mass.engine.gpu import cuda_call, import_cudart
-
-    try:
-        cudart = import_cudart()
-    except TrtMassError:
-        return None, "cuda-python is not installed"
-    try:
-        count = cuda_call(cudart, cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
-        if not count or device >= int(count):
-            return None, "no CUDA GPU found"
-        # cudaGetDeviceProperties -> cudaDeviceProp (name, major, minor, totalGlobalMem, integrated), as in
-        # the CUDA runtime API reference; cuda-python returns it as (error, prop).
-        prop = cuda_call(cudart, cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
-        driver = cuda_call(cudart, cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
-    except Exception as error:  # no driver, no device node, a container without the GPU: all mean "no GPU"
-        return None, f"no usable CUDA GPU ({error})"
-    raw_name = prop.name
-    if isinstance(raw_name, bytes | bytearray):
-        raw_name = bytes(raw_name).split(b"\0", 1)[0].decode(errors="replace")
-    driver_text = f"{int(driver) // 1000}.{int(driver) % 1000 // 10}" if driver else None
-    return GpuInfo(
-        name=str(raw_name).strip(),
-        compute_capability=f"{int(prop.major)}.{int(prop.minor)}",
-        driver_version=driver_text,
-        total_memory_mib=int(prop.totalGlobalMem) // (1 << 20),
-        integrated=bool(getattr(prop, "integrated", False)),
-    ), ""
-
-
-def query_gpu(device: int = 0) -> GpuInfo | None:
-    """The GPU, or None without cuda-python, a driver or a CUDA device."""
-    return probe_gpu(device)[0]
-
-
-# ------------------------------------------------------------------------------------------- sidecar
 @dataclass(frozen=True)
 class BuildOptions:
     """How the engine was built: the profile (name and full resolved content) and the flags it set."""
@@ -254,195 +177,7 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar:
         raise ModelError(f"{error}; {hint}") from error
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` under a unique temporary name in the same folder, fsync, then rename over `path`."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_sidecar(engine_path: str | Path, sidecar: EngineSidecar) -> Path:
     path = sidecar_path(engine_path)
-    atomic_write(path, sidecar.to_json().encode())
+    write_text_atomic(path, sidecar.to_json())
     return path
-
-
-# -------------------------------------------------------------------------------------------- checks
-@dataclass(frozen=True)
-class Check:
-    """One condition for loading an engine: its name, whether it holds, and why."""
-
-    name: str
-    ok: bool
-    detail: str
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """"11.4.1.5" -> (11, 4, 1, 5); stops at the first part that is not a number."""
-    parts = []
-    for piece in version.split("."):
-        match = re.match(r"\d+", piece)
-        if match is None:
-            break
-        parts.append(int(match.group()))
-        if match.end() != len(piece):
-            break
-    return tuple(parts)
-
-
-def _capability(text: str) -> tuple[int, int]:
-    major, minor = text.split(".")
-    return int(major), int(minor)
-
-
-def rebuild_command(sidecar: EngineSidecar, engine_path: str | Path, model_dir: str | Path | None = None) -> str:
-    """The build-engine command that makes this engine again, for the machine it runs on."""
-    onnx: Path | str = sidecar.source_onnx
-    folder = Path(model_dir) if model_dir is not None else Path(engine_path).parent
-    if (folder / sidecar.source_onnx).exists():
-        onnx = folder / sidecar.source_onnx
-    return f"trtmass build-engine {onnx} --profile {sidecar.build.profile_name} -o {engine_path}"
-
-
-def inside(path: Path, folder: Path) -> bool:
-    """True when `path`, every symlink resolved, lies inside `folder` (also resolved)."""
-    try:
-        return path.resolve(strict=True).is_relative_to(folder.resolve(strict=True))
-    except OSError:
-        return False
-
-
-def engine_checks(
-    sidecar: EngineSidecar,
-    engine_path: str | Path,
-    *,
-    gpu: GpuInfo | None,
-    tensorrt_version: str | None,
-    model_dir: str | Path,
-    allow_engine_host_code: bool = False,
-    engine_bytes: bytes | None = None,
-) -> list[Check]:
-    """Every condition for loading the engine, in order: location, hash, GPU, TensorRT, host code.
-
-    `engine_bytes`: the exact bytes that would be deserialized (hash them, not the file again).
-    Nothing here deserializes anything.
-    """
-    engine_path = Path(engine_path)
-    model_dir = Path(model_dir)
-    checks: list[Check] = []
-
-    located = inside(engine_path, model_dir) and inside(sidecar_path(engine_path), model_dir)
-    if located:
-        detail = f"{engine_path} and its sidecar lie in the model directory {model_dir}"
-    elif not engine_path.is_file():
-        detail = f"no engine file {engine_path}"
-    else:
-        detail = (f"{engine_path} (or its sidecar) resolves to {_resolved(engine_path)}, outside the model "
-                  f"directory {model_dir} (symlinks are followed); engines are loaded only from the model directory")
-    checks.append(Check("location", located, detail))
-
-    if not located:
-        checks.append(Check("sha256", False, "not checked: the engine lies outside the model directory"))
-    else:
-        digest = hashlib.sha256(engine_bytes).hexdigest() if engine_bytes is not None else file_sha256(engine_path)
-        same = digest == sidecar.engine_sha256
-        checks.append(Check("sha256", same, f"engine SHA-256 {digest[:16]}… matches the sidecar" if same else
-                            f"engine SHA-256 {digest[:16]}… differs from the sidecar's "
-                            f"{sidecar.engine_sha256[:16]}… (the engine was replaced or damaged)"))
-
-    checks.append(_gpu_check(sidecar, gpu))
-    checks.append(_tensorrt_check(sidecar, tensorrt_version))
-
-    if sidecar.build.version_compatible and not allow_engine_host_code:
-        checks.append(Check("host_code", False,
-                            "the engine is version-compatible: it embeds TensorRT's lean runtime, host code that "
-                            "runs when the engine is loaded; allow it explicitly (--allow-engine-host-code) only "
-                            "for engines you built yourself"))
-    else:
-        checks.append(Check("host_code", True, "engine host code explicitly allowed"
-                            if sidecar.build.version_compatible else "no engine host code"))
-    return checks
-
-
-def _resolved(path: Path) -> str:
-    try:
-        return str(path.resolve(strict=False))
-    except OSError:
-        return str(path)
-
-
-def _gpu_check(sidecar: EngineSidecar, gpu: GpuInfo | None) -> Check:
-    built = f"{sidecar.gpu_name} (compute capability {sidecar.compute_capability})"
-    if gpu is None:
-        return Check("gpu", False, f"no CUDA GPU here; the engine was built for {built}")
-    level = sidecar.build.hardware_compatibility_level
-    here = gpu.describe()
-    if level == "ampere_plus":
-        # HardwareCompatibilityLevel.AMPERE_PLUS: "compatible with Ampere and newer GPUs" (compute capability
-        # >= 8.0); TensorRT API reference, enum HardwareCompatibilityLevel.
-        ok = _capability(gpu.compute_capability) >= (8, 0)
-        return Check("gpu", ok, f"built for Ampere and newer (from {built}); this GPU is {here}"
-                     + ("" if ok else ": older than Ampere"))
-    if level == "same_compute_capability":
-        ok = gpu.compute_capability == sidecar.compute_capability
-        return Check("gpu", ok, f"built for compute capability {sidecar.compute_capability} (on {built}); "
-                     f"this GPU is {here}")
-    ok = gpu.name == sidecar.gpu_name and gpu.compute_capability == sidecar.compute_capability
-    return Check("gpu", ok, f"built for {built}; this GPU is {here}"
-                 + ("" if ok else " (engines without hardware compatibility run only on the GPU model they were "
-                                  "built on)"))
-
-
-def _tensorrt_check(sidecar: EngineSidecar, tensorrt_version: str | None) -> Check:
-    if tensorrt_version is None:
-        return Check("tensorrt", False, f"tensorrt is not installed; the engine needs TensorRT "
-                     f"{sidecar.tensorrt_version}")
-    built, here = version_tuple(sidecar.tensorrt_version), version_tuple(tensorrt_version)
-    if sidecar.build.version_compatible:
-        # Version-compatible engines run on the same or a later TensorRT of the same major version
-        # (TensorRT 11 docs, "Engine Compatibility" > "Version Compatibility").
-        ok = bool(built) and bool(here) and here[0] == built[0] and here >= built
-        return Check("tensorrt", ok, f"version-compatible engine built with TensorRT {sidecar.tensorrt_version}; "
-                     f"this is TensorRT {tensorrt_version}" + ("" if ok else " (needs the same major version, "
-                                                                 "not older)"))
-    # "To reuse plan files and timing caches, a version compatible engine must be used, otherwise version numbers
-    # must match across major, minor, patch, and build versions" (TensorRT docs, Reference > Support Policies).
-    # Every part both versions state is compared (pip wheels state all four: 11.4.1.5).
-    shared = min(len(built), len(here))
-    ok = shared >= 3 and built[:shared] == here[:shared]
-    return Check("tensorrt", ok, f"built with TensorRT {sidecar.tensorrt_version}; this is TensorRT "
-                 f"{tensorrt_version}" + ("" if ok else " (an engine runs only on the TensorRT version that built "
-                                                        "it: major, minor, patch and build)"))
-
-
-def check_engine(
-    sidecar: EngineSidecar,
-    engine_path: str | Path,
-    gpu: GpuInfo | None,
-    tensorrt_version: str | None,
-    model_dir: str | Path,
-    allow_engine_host_code: bool = False,
-    engine_bytes: bytes | None = None,
-) -> None:
-    """Raise ModelError, with the reason and the command to rebuild, unless the engine may be loaded here."""
-    for check in engine_checks(sidecar, engine_path, gpu=gpu, tensorrt_version=tensorrt_version,
-                               model_dir=model_dir, allow_engine_host_code=allow_engine_host_code,
-                               engine_bytes=engine_bytes):
-        if check.ok:
-            continue
-        if check.name == "location":
-            target = Path(model_dir) / Path(engine_path).name
-            fix = f"build it into the model directory: {rebuild_command(sidecar, target, model_dir)}"
-        elif check.name == "host_code":
-            fix = ("or rebuild it without version compatibility: "
-                   + rebuild_command(sidecar, engine_path, model_dir))
-        else:
-            fix = "rebuild it on this machine: " + rebuild_command(sidecar, engine_path, model_dir)
-        raise ModelError(f"{engine_path}: refused ({check.name}): {check.detail}; {fix}")

@@ -9,7 +9,6 @@ report is written.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from trt_mass.atomic import write_json_atomic
 from trt_mass.errors import AccuracyRegressionError, ConfigError
 from trt_mass.eval.froc import FPPI_POINTS, ImageResult
 from trt_mass.merge_oracle import box_iou
@@ -113,7 +113,7 @@ def _stats(values: list[float]) -> dict[str, float | None]:
 
 def run_compare(config: CompareConfig, progress: bool = False) -> dict[str, Any]:
     """Measure both models on `config.data` and write compare.json (see `enforce_gate`)."""
-    from trt_mass.datasets.labelled.labelled import load_dataset
+    from trt_mass.datasets.labelled import load_dataset
     from trt_mass.eval.run import detect_samples, summarize
     from trt_mass.metadata import read_onnx_metadata
 
@@ -165,7 +165,7 @@ def run_compare(config: CompareConfig, progress: bool = False) -> dict[str, Any]
     }
     if config.out_dir is not None:
         config.out_dir.mkdir(parents=True, exist_ok=True)
-        (config.out_dir / "compare.json").write_text(json.dumps(report, indent=2))
+        write_json_atomic(config.out_dir / "compare.json", report)
     return report
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 import sys
 import time
 from collections.abc import Sequence
@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from trt_mass.datasets.labelled.labelled import Sample, load_dataset
+from trt_mass.atomic import atomic_path, write_json_atomic, write_text_atomic
+from trt_mass.datasets.labelled import Sample, load_dataset
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.eval.froc import FPPI_POINTS, ImageResult, bootstrap_tpr, froc_curve
 
@@ -89,7 +90,7 @@ def summarize(images: list[ImageResult], normal_ids: set[str], criterion: str, i
 def run_eval(config: EvalConfig, progress: bool = False) -> dict[str, Any]:
     samples = load_dataset(config.data)
     if config.folds:
-        from trt_mass.datasets.labelled.labelled import patient_folds
+        from trt_mass.datasets.labelled import patient_folds
 
         _, samples = patient_folds(samples, config.folds, config.fold, config.seed)
     normal_ids = {s.image_id for s in samples if s.normal}
@@ -111,22 +112,25 @@ def run_eval(config: EvalConfig, progress: bool = False) -> dict[str, Any]:
 
 
 def write_report(out_dir: Path, report: dict[str, Any]) -> None:
-    (out_dir / "eval.json").write_text(json.dumps(report, indent=2))
-    with open(out_dir / "tpr_at_fppi.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["model", "fppi", "tpr", "ci95_low", "ci95_high"])
-        for name, summary in report["models"].items():
-            for point, value in summary["tpr_at_fppi"].items():
-                low, high = value["ci95"] or (None, None)
-                writer.writerow([name, point, round(value["tpr"], 4), low, high])
-    with open(out_dir / "froc.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["model", "threshold", "fppi", "tpr"])
-        for name, summary in report["models"].items():
-            froc = summary["froc"]
-            for row in zip(froc["threshold"], froc["fppi"], froc["tpr"], strict=True):
-                writer.writerow([name, *(round(v, 6) for v in row)])
+    write_json_atomic(out_dir / "eval.json", report)
+    tpr_rows: list[list[Any]] = [["model", "fppi", "tpr", "ci95_low", "ci95_high"]]
+    froc_rows: list[list[Any]] = [["model", "threshold", "fppi", "tpr"]]
+    for name, summary in report["models"].items():
+        for point, value in summary["tpr_at_fppi"].items():
+            low, high = value["ci95"] or (None, None)
+            tpr_rows.append([name, point, round(value["tpr"], 4), low, high])
+        froc = summary["froc"]
+        for row in zip(froc["threshold"], froc["fppi"], froc["tpr"], strict=True):
+            froc_rows.append([name, *(round(v, 6) for v in row)])
+    _write_csv(out_dir / "tpr_at_fppi.csv", tpr_rows)
+    _write_csv(out_dir / "froc.csv", froc_rows)
     _plots(out_dir, report)
+
+
+def _write_csv(path: Path, rows: list[list[Any]]) -> None:
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    write_text_atomic(path, text.getvalue())
 
 
 def _plots(out_dir: Path, report: dict[str, Any]) -> None:
@@ -163,5 +167,6 @@ def _plot(path: Path, series: dict[str, tuple[list[float], list[float]]], xlabel
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=120, format="png")
     plt.close(figure)

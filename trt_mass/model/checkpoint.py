@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from trt_mass.atomic import atomic_path
 from trt_mass.errors import ModelError
 from trt_mass.model.network import RetinaNetNetwork, set_prior_probability
 from trt_mass.spec import ModelSpec
@@ -40,7 +41,8 @@ def save_checkpoint(path: str | Path, network: RetinaNetNetwork, extra: dict[str
         "state_dict": network.state_dict(),
         "extra": extra or {},
     }
-    torch.save(payload, Path(path))
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def load_checkpoint(path: str | Path) -> tuple[RetinaNetNetwork, dict[str, Any]]:

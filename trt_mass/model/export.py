@@ -14,6 +14,7 @@ from typing import Any
 import onnx
 import torch
 
+from trt_mass.atomic import atomic_path
 from trt_mass.errors import ModelError
 from trt_mass.metadata import ModelMetadata, TensorSpec
 from trt_mass.model.checkpoint import weights_sha256
@@ -126,7 +127,8 @@ def export_onnx(
     onnx.checker.check_model(model)
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(output_path))
+    with atomic_path(output_path, suffix=".onnx") as temporary:
+        onnx.save(model, str(temporary))
     return metadata
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trt_mass.datasets.labelled.labelled import Sample, load_dataset, patient_folds
+from trt_mass.atomic import atomic_path
+from trt_mass.datasets.labelled import Sample, load_dataset, patient_folds
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.geometry import CanvasBuilder
 from trt_mass.model.checkpoint import load_checkpoint, random_network, save_checkpoint
@@ -193,6 +194,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                  "geometry": config.geometry.to_dict()}  # export takes the views' geometry from here
         save_checkpoint(config.out_dir / f"epoch{epoch + 1:03d}.pt", network.cpu(), extra)
         save_checkpoint(last, network, extra)
-        torch.save(optimizer.state_dict(), config.out_dir / "optimizer.pt")
+        with atomic_path(config.out_dir / "optimizer.pt") as temporary:
+            torch.save(optimizer.state_dict(), temporary)
         network = network.to(device).train()
     return last

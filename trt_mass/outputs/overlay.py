@@ -1,34 +1,19 @@
-"""Result writers: per-image JSON and overlay PNG, each written to a temporary name and renamed."""
+"""The overlay picture of a result: a downscaled 8-bit copy of the image with the findings (red) and,
+when given, the ground truth (green) drawn on it; boxes in original pixels, xyxy."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from trt_mass.atomic import atomic_path
 from trt_mass.geometry import Finding
 
 OVERLAY_MAX_SIDE = 1024
 FINDING_COLOUR = (255, 64, 32)
 TRUTH_COLOUR = (40, 220, 90)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` so that a reader sees either nothing or the whole file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
 def downscaled_rgb(pixels: np.ndarray, max_side: int) -> tuple[Image.Image, float]:
@@ -56,6 +41,5 @@ def render_overlay(pixels: np.ndarray, findings: list[Finding], truth_xyxy: np.n
 
 
 def write_overlay(path: Path, picture: Image.Image) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    picture.save(temporary, format="PNG")
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        picture.save(temporary, format="PNG")

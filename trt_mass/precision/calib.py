@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 import tomllib
 
+from trt_mass.atomic import write_text_atomic
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.metadata import file_sha256
+from trt_mass.version import __version__
 
 MANIFEST_FORMAT = 1
 UNKNOWN = "unknown"
@@ -89,7 +91,7 @@ def find_candidates(source: str) -> list[Candidate]:
 
     Masses/normals come from the data set's labels where it has them; vendor and view from DICOM headers.
     """
-    from trt_mass.datasets.labelled.labelled import load_dataset
+    from trt_mass.datasets.labelled import load_dataset
     from trt_mass.inputs.files import collect_inputs
 
     spec_kind = source.split(":", 1)[0] if ":" in source else ""
@@ -209,8 +211,6 @@ def _toml_value(value: Any) -> str:
 
 
 def write_manifest(calibration: CalibrationSet, output: Path) -> None:
-    from trt_mass import __version__
-
     output.parent.mkdir(parents=True, exist_ok=True)
     root = os.path.relpath(calibration.root, output.parent.resolve())
     lines = [
@@ -237,9 +237,7 @@ def write_manifest(calibration: CalibrationSet, output: Path) -> None:
     for image in calibration.images:
         lines += ["", "[[image]]", f"path = {_toml_string(image.path)}", f"sha256 = {_toml_string(image.sha256)}",
                   f"stratum = {_toml_string(image.stratum)}"]
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(output)
+    write_text_atomic(output, "\n".join(lines) + "\n")
 
 
 def load_manifest(path: Path) -> CalibrationSet:

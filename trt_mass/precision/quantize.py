@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from trt_mass.atomic import atomic_path
 from trt_mass.errors import ConfigError, ModelError
 from trt_mass.metadata import ModelMetadata, file_sha256, metadata_from_map
 from trt_mass.precision.calib import CalibrationSet, CanvasReader
@@ -169,8 +170,8 @@ def quantize_model(source: Path, output: Path, options: QuantizeOptions,
     _name_nodes(model)
     network_nodes = network_node_names(model.graph)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp.onnx")
-    try:
+    # Never a half-made variant beside the real ones: everything happens on the temporary file.
+    with atomic_path(output, suffix=".onnx") as tmp:
         if options.precision == "fp16":
             quantization = _to_fp16(model, network_nodes, tmp)
         elif options.precision == "fp32":
@@ -196,10 +197,6 @@ def quantize_model(source: Path, output: Path, options: QuantizeOptions,
         _write_metadata(variant, variant_metadata)
         onnx.save(variant, str(tmp))
         _check_loads(tmp, metadata)
-        tmp.replace(output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave a half-made variant beside the real ones
-        raise
     return variant_metadata
 
 
@@ -356,7 +353,9 @@ def _save_minmax_ranges(model: Any, network_nodes: set[str], reader: CanvasReade
         raise ModelError("calibration produced non-finite ranges (NaN/Inf activations on the calibration set)")
     ranges = {tensor: (np.array([lo], np.float32), np.array([hi], np.float32))
               for tensor, lo, hi in zip(tensors, lowest, highest, strict=True)}
-    save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as temporary:
+        save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), temporary)
 
 
 def _cache_path(options: QuantizeOptions, calibration: CalibrationSet, source: Path, scheme: Int8Scheme) -> Path | None:

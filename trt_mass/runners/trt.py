@@ -36,7 +36,7 @@ class _Binding:
 class TensorRTRunner(Runner):
     """Runs a TensorRT engine built by `trtmass build-engine`.
 
-    Before anything is deserialized the engine must pass the sidecar checks (trt_mass.engine.sidecar):
+    Before anything is deserialized the engine must pass the sidecar checks (trt_mass.engine.checks):
     inside `model_dir` (symlinks resolved), SHA-256 equal to the sidecar's (on the very bytes that are
     deserialized), built for this GPU and this TensorRT, and no engine host code unless
     `allow_engine_host_code`.
@@ -77,9 +77,9 @@ class TensorRTRunner(Runner):
 
     # ------------------------------------------------------------------------------------------ activate
     def _activate(self) -> ModelMetadata:
-        from trt_mass.engine.build import import_tensorrt
-        from trt_mass.engine.gpu import import_cudart
-        from trt_mass.engine.sidecar import check_engine, probe_gpu, read_sidecar
+        from trt_mass.engine.checks import LoadContext, check_engine
+        from trt_mass.engine.gpu import import_cudart, import_tensorrt, probe_gpu
+        from trt_mass.engine.sidecar import read_sidecar
 
         trt = import_tensorrt()
         cudart = import_cudart()
@@ -91,8 +91,8 @@ class TensorRTRunner(Runner):
             blob: bytes | None = self.engine_path.read_bytes() if self.engine_path.is_file() else None
         except OSError as error:
             raise ModelError(f"{self.engine_path}: cannot read the engine ({error})") from error
-        check_engine(sidecar, self.engine_path, gpu, str(trt.__version__), self.model_dir,
-                     self.allow_engine_host_code, engine_bytes=blob)
+        context = LoadContext(gpu, str(trt.__version__), self.model_dir, self.allow_engine_host_code)
+        check_engine(sidecar, self.engine_path, context, engine_bytes=blob)
         assert blob is not None  # check_engine refuses a missing engine
         self._cudart = cudart
         try:
@@ -118,7 +118,17 @@ class TensorRTRunner(Runner):
             raise ModelError(f"{self.engine_path}: TensorRT could not create an execution context (GPU memory?)")
         self._engine, self._context = engine, context
         self._runtime = runtime
+        found = self._engine_io(trt, engine, metadata)
+        self._stream = self._call(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        for _ in range(4):  # appended one by one, so a failure frees the ones made
+            self._events.append(self._call(cudart.cudaEventCreate(), "cudaEventCreate"))
+        for name, (is_input, dtype_name, shape) in found.items():
+            self._bind(cudart, context, _Binding(name, is_input, shape, np.dtype(dtype_name), 0))
+        return metadata
 
+    def _engine_io(self, trt: Any, engine: Any,
+                   metadata: ModelMetadata) -> dict[str, tuple[bool, str, tuple[int, ...]]]:
+        """{name: (is input, dtype, shape)} of the engine, refused unless it is what the metadata declares."""
         declared = {t.name: (True, t) for t in metadata.inputs} | {t.name: (False, t) for t in metadata.outputs}
         found = {}
         # Name-based I/O (TensorRT >= 10; unchanged in 11): num_io_tensors, get_tensor_name(i),
@@ -135,25 +145,23 @@ class TensorRTRunner(Runner):
                              f"sidecar {expected}")
         if any(d < 0 for _, _, shape in found.values() for d in shape):
             raise ModelError(f"{self.engine_path}: dynamic shapes are not supported (trt_mass graphs are static)")
+        return found
 
-        self._stream = self._call(cudart.cudaStreamCreate(), "cudaStreamCreate")
-        for _ in range(4):  # appended one by one, so a failure frees the ones made
-            self._events.append(self._call(cudart.cudaEventCreate(), "cudaEventCreate"))
-        for name, (is_input, dtype_name, shape) in found.items():
-            dtype = np.dtype(dtype_name)
-            nbytes = max(1, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
-            binding = _Binding(name, is_input, shape, dtype, nbytes)
-            self._bindings.append(binding)
-            binding.device = int(self._call(cudart.cudaMalloc(nbytes), f"cudaMalloc({name})"))
-            # Pinned (page-locked) host memory, so cudaMemcpyAsync really is asynchronous and fast.
-            binding.host_pointer = int(self._call(cudart.cudaMallocHost(nbytes), f"cudaMallocHost({name})"))
-            buffer = (ctypes.c_byte * nbytes).from_address(binding.host_pointer)
-            binding.host = np.frombuffer(buffer, dtype=dtype, count=nbytes // dtype.itemsize).reshape(shape)
-            # set_tensor_address(name, device pointer) for every I/O tensor before execute_async_v3
-            # (IExecutionContext, Core/ExecutionContext).
-            if not context.set_tensor_address(name, binding.device):
-                raise ModelError(f"{self.engine_path}: TensorRT refused the address of tensor {name!r}")
-        return metadata
+    def _bind(self, cudart: Any, context: Any, binding: _Binding) -> None:
+        """Device and pinned host memory for one I/O tensor, its address given to the execution context."""
+        binding.nbytes = max(1, int(np.prod(binding.shape, dtype=np.int64)) * binding.dtype.itemsize)
+        self._bindings.append(binding)  # before allocating, so a failure frees what was allocated
+        binding.device = int(self._call(cudart.cudaMalloc(binding.nbytes), f"cudaMalloc({binding.name})"))
+        # Pinned (page-locked) host memory, so cudaMemcpyAsync really is asynchronous and fast.
+        binding.host_pointer = int(self._call(cudart.cudaMallocHost(binding.nbytes),
+                                              f"cudaMallocHost({binding.name})"))
+        buffer: Any = (ctypes.c_byte * binding.nbytes).from_address(binding.host_pointer)
+        binding.host = np.frombuffer(buffer, dtype=binding.dtype,
+                                     count=binding.nbytes // binding.dtype.itemsize).reshape(binding.shape)
+        # set_tensor_address(name, device pointer) for every I/O tensor before execute_async_v3
+        # (IExecutionContext, Core/ExecutionContext).
+        if not context.set_tensor_address(binding.name, binding.device):
+            raise ModelError(f"{self.engine_path}: TensorRT refused the address of tensor {binding.name!r}")
 
     @property
     def device_memory_bytes(self) -> int | None:

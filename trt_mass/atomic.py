@@ -1,0 +1,93 @@
+"""The one way trt_mass writes a file: whole or not at all, and still there after a crash.
+
+Every writer (results, overlays, DICOM objects, status and error reports, engine sidecars, engines,
+timing caches, calibration manifests and caches, exported and quantized models, checkpoints,
+reports) goes through `atomic_path` or `write_atomic`:
+
+  1. a temporary file in the target's folder, named `.NAME.<random>.tmp[SUFFIX]` (a dotfile: the watch
+     daemon and folder scans ignore it, and the daemon removes leftovers on start), created with
+     O_EXCL and the usual permissions (0666 minus the umask, like any new file);
+  2. the content is written and fsync'd;
+  3. os.replace renames it over the target (atomic within one filesystem: a reader sees the old file
+     or the new one, never a part);
+  4. the folder is fsync'd, so that the rename itself survives a power cut (POSIX; skipped where a
+     folder cannot be opened, as on Windows).
+
+On any error the temporary file is removed and the target is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TEMPORARY_MARK = ".tmp"
+
+
+def _create_temporary(path: Path, suffix: str) -> Path:
+    for _ in range(100):
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMPORARY_MARK}{suffix}")
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename (or a new name) in `folder` durable; a no-op where folders cannot be opened."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):  # some filesystems refuse fsync on a folder; the rename stands
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write with any writer (onnx.save, PIL, torch.save, ...).
+
+    When the block ends without an error the file is fsync'd and renamed over `path`, and the folder
+    fsync'd; on an error it is removed.  `suffix` is appended to the temporary name for writers that
+    choose a format by the file's ending (e.g. ".onnx").
+    """
+    path = Path(path)
+    temporary = _create_temporary(path, suffix)
+    try:
+        yield temporary
+        _fsync_file(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_folder(path.parent)
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically and durably (see the module docstring)."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        handle.write(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | Path, document: Any, *, sort_keys: bool = False) -> None:
+    """`document` as indented JSON with a final newline."""
+    write_text_atomic(path, json.dumps(document, indent=2, sort_keys=sort_keys) + "\n")

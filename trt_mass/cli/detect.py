@@ -1,0 +1,89 @@
+"""`trtmass detect` and `trtmass synth`: mammograms in, results out; phantoms to try it on."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from trt_mass.cli.errors import maps_errors
+from trt_mass.errors import ConfigError, InputError
+from trt_mass.runners.select import DEPLOYABLE_CHOICES
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Engine-graph ONNX (default: the bundled demo model).")
+@click.option("--backend", type=click.Choice(DEPLOYABLE_CHOICES), default="ort", show_default=True,
+              help="ort: ONNX Runtime; trt: the model's TensorRT engine (same folder) or an engine file; auto: "
+                   "TensorRT when an engine for this GPU exists, else ONNX Runtime.")
+@click.option("--allow-engine-host-code", is_flag=True,
+              help="Allow version-compatible TensorRT engines (their embedded runtime runs as host code).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The only folder TensorRT engines are looked up in and loaded from [default: the model's folder].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Folder for <sop uid or name>.json results.")
+@click.option("--overlay", is_flag=True, help="Also write a downscaled PNG with the boxes and scores.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="truth.csv (trtmass synth's format): ground truth drawn on the overlays in green.")
+@click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
+@click.option("--pixel-spacing", type=float, default=None,
+              help="Pixel spacing in mm for inputs that carry none (PNG/TIFF).")
+@click.option("--dicom-out", default="",
+              help="DICOM results for DICOM inputs: any of sr,gsps,sc (comma-separated), or 'none'.")
+@click.option("-v", "--verbose", is_flag=True, help="One line per file.")
+@maps_errors
+def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_engine_host_code: bool,
+           model_dir: Path | None, out_dir: Path,
+           overlay: bool, truth: Path | None, threads: int | None, pixel_spacing: float | None, dicom_out: str,
+           verbose: bool) -> None:
+    """Detect masses in mammograms: DICOM, PNG or TIFF files, or folders of them."""
+    from trt_mass.detect import DetectConfig, FileOutcome, run_detect
+    from trt_mass.inputs.files import collect_inputs
+    from trt_mass.outputs.dicom import parse_kinds
+
+    files = collect_inputs(inputs)
+    if not files:
+        raise ConfigError("no DICOM, PNG or TIFF files found in the inputs")
+    if model is None:
+        from trt_mass.bundled import default_model
+
+        model = default_model()
+    config = DetectConfig(model=model, out_dir=out_dir, backend=backend, threads=threads, overlay=overlay,
+                          truth=truth, pixel_spacing_mm=pixel_spacing, dicom_out=parse_kinds(dicom_out),
+                          allow_engine_host_code=allow_engine_host_code, model_dir=model_dir)
+    detector = config.detector()
+    click.echo(f"backend: {detector.backend} ({detector.backend_reason})", err=True)
+
+    def report(outcome: FileOutcome) -> None:
+        if outcome.error is not None:
+            click.echo(f"\ntrtmass: refused {outcome.error}", err=True)
+        elif verbose:
+            click.echo(f"{outcome.path}: {outcome.findings} finding(s) -> {outcome.result_path}")
+
+    with detector, click.progressbar(files, label="detect", file=sys.stderr) as bar:
+        summary = run_detect(bar, config, detector, on_file=report)
+    click.echo(summary.line())
+    click.echo(f"results in {out_dir}" + (" (with .overlay.png pictures)" if overlay else ""))
+    if summary.refused:
+        sys.exit(InputError.exit_code)
+
+
+@click.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--count", type=int, default=8, show_default=True, help="How many phantoms.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Fraction of the vendors' native sizes (e.g. 0.125 for fast tests); spacing grows to match.")
+@click.option("--normal-fraction", type=float, default=0.3, show_default=True, help="Share of images without masses.")
+@maps_errors
+def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: float) -> None:
+    """Write synthetic MG DICOM phantoms and OUT_DIR/truth.csv (boxes in original pixels)."""
+    from trt_mass.datasets.synth import write_phantoms
+
+    started = time.perf_counter()
+    paths = write_phantoms(out_dir, count, seed, scale=scale, normal_fraction=normal_fraction)
+    click.echo(f"wrote {len(paths)} phantom(s) and truth.csv to {out_dir} in {time.perf_counter() - started:.1f} s")

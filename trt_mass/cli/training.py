@@ -1,0 +1,80 @@
+"""`trtmass train` and `trtmass eval`: train the RetinaNet, measure a model's FROC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from trt_mass.cli.errors import maps_errors
+
+
+@click.command()
+@click.option("--data", "data", required=True, multiple=True,
+              help="Data set spec (repeatable): DIR with truth.csv, mias:DIR or inbreast:DIR.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for checkpoints (epochNNN.pt, last.pt).")
+@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet50", show_default=True)
+@click.option("--head-width", type=int, default=256, show_default=True)
+@click.option("--tile", default="768x640", show_default=True, help="View size HEIGHTxWIDTH (as exported).")
+@click.option("--grid", type=int, default=5, show_default=True)
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--lr", type=float, default=1e-5, show_default=True, help="Adam learning rate (the paper: 1e-5).")
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--folds", type=int, default=None, help="Patient-wise K-fold: train on all folds but --fold.")
+@click.option("--fold", type=int, default=0, show_default=True)
+@click.option("--init", "init_checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Start from this checkpoint (fine-tuning).")
+@click.option("--backbone-weights", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A torchvision ResNet state dict (e.g. ImageNet weights you provide; nothing is downloaded).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@maps_errors
+def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile: str, grid: int, epochs: int,
+          lr: float, batch_size: int, folds: int | None, fold: int, init_checkpoint: Path | None,
+          backbone_weights: Path | None, resume: bool, device: str, seed: int) -> None:
+    """Train the RetinaNet on labelled mammograms (focal loss, Adam), one checkpoint per epoch."""
+    from trt_mass.model.train import TrainConfig
+    from trt_mass.model.train import train as run_training
+    from trt_mass.spec import ModelSpec, TileGeometry, parse_hw
+
+    tile_h, tile_w = parse_hw(tile)
+    config = TrainConfig(data=data, out_dir=out_dir, spec=ModelSpec(arch=arch, head_width=head_width),
+                         geometry=TileGeometry(tile_h, tile_w, grid), epochs=epochs, lr=lr, batch_size=batch_size,
+                         folds=folds, fold=fold, init=init_checkpoint, backbone_weights=backbone_weights,
+                         resume=resume, device=device, seed=seed)
+    last = run_training(config)
+    click.echo(f"checkpoint: {last}; export it with: trtmass export {last} --tile {tile} --grid {grid} -o model.onnx")
+
+
+@click.command("eval")
+@click.option("--model", "models", required=True, multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Engine-graph ONNX (repeat, or use --compare, to put several on one plot).")
+@click.option("--compare", "compare", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Further models or precision variants to measure on the same data.")
+@click.option("--data", required=True, help="DIR with truth.csv, mias:DIR or inbreast:DIR.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--criterion", type=click.Choice(["iou", "centre"]), default="iou", show_default=True,
+              help="Hit: IoU >= --iou (the paper) or detection centre inside the ground-truth box.")
+@click.option("--iou", "iou_threshold", type=float, default=0.2, show_default=True)
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Patient resamples for the CIs (0: none).")
+@click.option("--threads", type=int, default=None)
+@click.option("--folds", type=int, default=None, help="Evaluate only the patient-wise test fold --fold of K.")
+@click.option("--fold", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold assignment (as in train).")
+@maps_errors
+def evaluate(models: tuple[Path, ...], compare: tuple[Path, ...], data: str, out_dir: Path, criterion: str,
+             iou_threshold: float, bootstrap: int, threads: int | None, folds: int | None, fold: int,
+             seed: int) -> None:
+    """FROC and related figures of a model on a labelled data set (JSON, CSV and PNG plots)."""
+    from trt_mass.eval.run import EvalConfig, run_eval
+
+    config = EvalConfig(models=models + compare, data=data, out_dir=out_dir, criterion=criterion,
+                        iou_threshold=iou_threshold, bootstrap=bootstrap, threads=threads, folds=folds, fold=fold,
+                        seed=seed)
+    report = run_eval(config, progress=True)
+    for name, summary in report["models"].items():
+        points = ", ".join(f"{p}: {v['tpr']:.3f}" for p, v in summary["tpr_at_fppi"].items())
+        click.echo(f"{name}: {summary['images']} images, {summary['lesions']} lesions; TPR at FPPI {points}")
+    click.echo(f"report: {out_dir}/eval.json, froc.csv, tpr_at_fppi.csv, froc.png, tpr_vs_iou.png, fp_normals.png")

@@ -1,0 +1,53 @@
+"""`trtmass watch`: the watch-folder daemon (the library is trt_mass.daemon)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from trt_mass.cli.errors import maps_errors
+from trt_mass.runners.select import DEPLOYABLE_CHOICES
+
+
+@click.command()
+@click.argument("root", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Engine-graph ONNX.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="TOML file with the settings (see systemd/trtmass-watch.toml).")
+@click.option("--polling/--inotify", default=None, help="Poll (network shares) instead of inotify.")
+@click.option("--backend", type=click.Choice(DEPLOYABLE_CHOICES), default=None,
+              help="ort, trt (the model's engine in its folder) or auto (TensorRT when an engine fits this GPU).")
+@click.option("--allow-engine-host-code/--no-engine-host-code", default=None,
+              help="Allow version-compatible TensorRT engines (their embedded runtime runs as host code).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The only folder TensorRT engines are loaded from [default: the model's folder].")
+@click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
+@click.option("--delete-done/--keep-done", default=None, help="Delete processed inputs instead of moving them.")
+@click.option("--overlay/--no-overlay", default=None, help="Also write overlay PNGs.")
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default=None)
+@click.option("--dicom-out", default=None, help="DICOM results: any of sr,gsps,sc, or 'none' (default: all three).")
+@maps_errors
+def watch(root: Path | None, model: Path | None, config_file: Path | None, polling: bool | None,
+          backend: str | None, allow_engine_host_code: bool | None, model_dir: Path | None, threads: int | None,
+          delete_done: bool | None,
+          overlay: bool | None, log_format: str | None, dicom_out: str | None) -> None:
+    """Watch ROOT/incoming and turn every complete mammogram into ROOT/results/<SOP UID>.json.
+
+    Settings: flags > TRTMASS_WATCH_* environment > --config TOML > defaults.  SIGTERM finishes the
+    current file and exits; a restart picks up anything left in processing/.
+    """
+    import signal
+
+    from trt_mass.daemon.config import load_config
+    from trt_mass.daemon.service import WatchService
+
+    flags = {"root": root, "model": model, "polling": polling, "backend": backend, "threads": threads,
+             "delete_done": delete_done, "overlay": overlay, "log_format": log_format, "dicom_out": dicom_out,
+             "allow_engine_host_code": allow_engine_host_code, "model_dir": model_dir}
+    config = load_config(flags, config_file)
+    service = WatchService(config)
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: service.request_stop())
+    sys.exit(service.run())

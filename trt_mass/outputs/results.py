@@ -1,0 +1,152 @@
+"""The one output step: a DetectionResult becomes its result JSON, overlay picture and DICOM objects.
+
+`trtmass detect`, the watch daemon and `trtmass bench` all end in ResultWriter.write, so a result
+looks the same whichever way it was made.  For one image, in this order:
+
+    OUT/<stem>.overlay.png      with OutputOptions.overlay (findings red, ground truth green)
+    OUT/<SOP UID>.<kind>.dcm    CAD SR / GSPS / SC for DICOM inputs, with OutputOptions.dicom_kinds
+    OUT/<stem>.json             last: its presence means the whole result was written
+
+<stem> is the SOP Instance UID (the file name for rasters).  Every file is written atomically
+(trt_mass.atomic).  The JSON (see `result_record`) carries UIDs, never patient data.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_mass.atomic import write_json_atomic
+from trt_mass.inputs.dicom import Mammogram
+from trt_mass.metadata import ModelMetadata
+from trt_mass.outputs.overlay import render_overlay, write_overlay
+from trt_mass.pipeline import DetectionResult
+
+COORDINATES = "original pixels, xyxy (x right, y down, pixel (0,0) spans [0,1) x [0,1))"
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What is written besides the JSON.
+
+    Attributes:
+        overlay: a downscaled PNG with the boxes and scores (<stem>.overlay.png).
+        dicom_kinds: DICOM objects for DICOM inputs, any of "sr", "gsps", "sc" (trt_mass.outputs.dicom).
+    """
+
+    overlay: bool = False
+    dicom_kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WrittenResult:
+    """Where a result went and what it said."""
+
+    json_path: Path
+    record: dict[str, Any]
+
+    @property
+    def findings(self) -> int:
+        return len(self.record["findings"])
+
+
+def result_stem(mammogram: Mammogram, source: Path) -> str:
+    """The name a result is filed under: the SOP Instance UID, else the input's file name without suffix."""
+    return mammogram.sop_instance_uid or source.stem
+
+
+class StemAllocator:
+    """Result names for one batch: a second image with the same stem gets `<stem>-2`, and so on."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+
+    def claim(self, mammogram: Mammogram, source: Path) -> str:
+        stem = result_stem(mammogram, source)
+        candidate, number = stem, 2
+        while candidate in self._used:
+            candidate, number = f"{stem}-{number}", number + 1
+        self._used.add(candidate)
+        return candidate
+
+
+def result_record(mammogram: Mammogram, result: DetectionResult, metadata: ModelMetadata, backend: str,
+                  timings_ms: dict[str, float]) -> dict[str, Any]:
+    """The JSON of one image: where it came from (UIDs, no patient data), findings in original pixels."""
+    spacing = result.pixel_spacing_mm
+    return {
+        "image": {**mammogram.describe(), "pixel_spacing_mm": None if spacing is None else list(spacing)},
+        "coordinates": COORDINATES,
+        "findings": [f.to_dict() for f in result.findings],
+        "model": {
+            "model_id": metadata.model_id,
+            "weights_sha256": metadata.weights_sha256,
+            "init": metadata.init,
+            "precision": metadata.precision,
+            "backend": backend,
+        },
+        "timings_ms": {k: round(v, 2) for k, v in timings_ms.items()},
+    }
+
+
+class ResultWriter:
+    """Writes the results of one model, run on one backend, into one folder.
+
+    Args:
+        out_dir: the results folder (it must exist: the caller owns it).
+        metadata: the model's metadata (what the results say about the model; the DICOM UIDs).
+        backend: the backend that ran it.
+        options: overlay and DICOM objects.
+    """
+
+    def __init__(self, out_dir: Path, metadata: ModelMetadata, backend: str,
+                 options: OutputOptions = OutputOptions()) -> None:
+        self.out_dir = Path(out_dir)
+        self.metadata = metadata
+        self.backend = backend
+        self.options = options
+
+    def json_path(self, stem: str) -> Path:
+        return self.out_dir / f"{stem}.json"
+
+    def write(self, source: Path, mammogram: Mammogram, result: DetectionResult, stem: str,
+              timings_ms: dict[str, float], truth_xyxy: np.ndarray | None = None) -> WrittenResult:
+        """Write the overlay and DICOM objects (as configured), then the JSON.
+
+        Args:
+            source: the input file (DICOM objects copy its study and patient modules).
+            mammogram: the image as loaded.
+            result: its detection.
+            stem: the result's name (result_stem, or StemAllocator for a batch).
+            timings_ms: the times so far (e.g. read_decode_ms and the result's own); write_ms is added.
+            truth_xyxy: ground-truth boxes [K, 4] (original pixels) drawn on the overlay.
+
+        Raises InputError when the source header cannot be referenced by DICOM objects, OSError when the
+        folder cannot be written.
+        """
+        started = time.perf_counter()
+        if self.options.overlay:
+            write_overlay(self.out_dir / f"{stem}.overlay.png",
+                          render_overlay(mammogram.pixels, result.findings, truth_xyxy))
+        record = result_record(mammogram, result, self.metadata, self.backend, timings_ms)
+        if self.options.dicom_kinds:
+            record["dicom_outputs"] = self._dicom_outputs(source, mammogram, result)
+        record["timings_ms"]["write_ms"] = round(1000 * (time.perf_counter() - started), 2)
+        path = self.json_path(stem)
+        write_json_atomic(path, record)
+        return WrittenResult(path, record)
+
+    def _dicom_outputs(self, source: Path, mammogram: Mammogram, result: DetectionResult) -> dict[str, str] | None:
+        """The CAD SR / GSPS / SC of a DICOM input; None for rasters (nothing to reference)."""
+        from trt_mass.outputs.dicom import ModelIdentity, write_dicom_outputs
+
+        if mammogram.sop_instance_uid is None:
+            return None
+        identity = ModelIdentity(self.metadata.weights_sha256, self.metadata.model_id, self.metadata.precision)
+        written = write_dicom_outputs(source, mammogram.pixels, result.findings, identity, self.out_dir,
+                                      self.options.dicom_kinds)
+        return {kind: target.name for kind, target in written.items()}
