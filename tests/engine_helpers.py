@@ -7,7 +7,10 @@ can load them, and the checks under test run before any deserialization.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from pathlib import Path
+
+import pytest
 
 from trt_mass.engine.gpu import GpuInfo
 from trt_mass.engine.sidecar import BuildOptions, EngineSidecar, write_sidecar
@@ -18,6 +21,16 @@ A2000 = GpuInfo("NVIDIA RTX A2000 12GB", "8.6", "13.0", 12000)
 ADA2000 = GpuInfo("NVIDIA RTX 2000 Ada Generation", "8.9", "13.0", 16000)
 T1000 = GpuInfo("NVIDIA T1000 8GB", "7.5", "13.0", 8000)
 TRT = "11.4.1.5"
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+no_tensorrt = pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed here; these tests state its absence")
+
+
+def onnx_stand_in(folder: Path, content: bytes = b"an onnx file, hashed only") -> Path:
+    """folder/model.onnx with `content`: the selection and the checks only hash it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.onnx"
+    path.write_bytes(content)
+    return path
 
 
 def make_metadata(precision: str = "fp16", canvas_dtype: str = "int32", target: str = "tensorrt") -> ModelMetadata:

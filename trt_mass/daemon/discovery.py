@@ -88,10 +88,18 @@ class Discovery:
 
         class Handler(FileSystemEventHandler):
             def on_closed(self, event: Any) -> None:
-                discovery._mark(Path(str(event.src_path)))
+                if not event.is_directory:
+                    discovery._mark(Path(str(event.src_path)))
+
+            def on_created(self, event: Any) -> None:
+                # A file moved in from another folder arrives as IN_MOVED_TO without its IN_MOVED_FROM, which
+                # watchdog reports as created; a file created here is marked early, and waits for settle + parse.
+                if not event.is_directory:
+                    discovery._mark(Path(str(event.src_path)))
 
             def on_moved(self, event: Any) -> None:
-                discovery._mark(Path(str(event.dest_path)))
+                if not event.is_directory:
+                    discovery._mark(Path(str(event.dest_path)))
 
         self._observer = Observer()
         self._observer.schedule(Handler(), str(self.folder), recursive=False)

@@ -15,13 +15,14 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
 def is_candidate(path: Path) -> bool:
-    """Files a folder scan picks up: DICOM/PNG/TIFF by suffix, or suffix-less DICOM (PACS exports)."""
+    """Files a folder scan picks up: DICOM/PNG/TIFF by suffix, else any file with the DICOM preamble (PACS
+    exports are often named by their UID: "1.2.840.113619.2.5.1762" has the "suffix" .1762)."""
     if path.name.startswith(".") or not path.is_file():
         return False
     suffix = path.suffix.lower()
     if suffix in DICOM_SUFFIXES or suffix in RASTER_SUFFIXES:
         return True
-    return suffix == "" and is_dicom_file(path)
+    return is_dicom_file(path)
 
 
 def collect_inputs(items: list[Path] | tuple[Path, ...]) -> list[Path]:

@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from trt_mass.errors import InputError
+from trt_mass.inputs.dicom import MAX_PIXELS  # the same limit as for DICOM: checked before decoding
 
 RASTER_SUFFIXES = (".png", ".tif", ".tiff")
-MAX_PIXELS = 40_000 * 40_000  # refuse decompression bombs before decoding
 
 
 def read_raster(path: str | Path) -> np.ndarray:
@@ -37,6 +37,8 @@ def read_raster(path: str | Path) -> np.ndarray:
                 raise InputError(str(path), f"unsupported image mode {mode}")
     except FileNotFoundError as error:
         raise InputError(str(path), "no such file") from error
+    except Image.DecompressionBombError as error:  # Pillow's own limit, checked when the header is read
+        raise InputError(str(path), f"too large ({error})") from error
     except UnidentifiedImageError as error:
         raise InputError(str(path), "not a PNG/TIFF image Pillow can read") from error
     except (OSError, ValueError) as error:

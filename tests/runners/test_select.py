@@ -1,4 +1,4 @@
-"""--backend auto / trt: which backend and artifact are picked, and why; build-engine and detect on the CLI.
+"""Backend selection (--backend auto / trt / ort): which backend and artifact are picked, and why.
 
 The selection logic is tested two ways: on this machine as it is (no TensorRT here: ONNX Runtime with the
 reason), and with an injected TensorRTEnvironment (a GPU and a TensorRT version as data, no fake tensorrt
@@ -7,7 +7,6 @@ module) against real sidecar files, so the TensorRT branches are covered without
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -16,36 +15,21 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tests.conftest import TinyModel
-from tests.engine_helpers import A2000, ADA2000, T1000, TRT, export_tiny_int32, write_engine_pair
+from tests.engine_helpers import A2000, ADA2000, T1000, TRT, no_tensorrt, onnx_stand_in, write_engine_pair
 from trt_mass.cli import main
-from trt_mass.daemon.config import load_config
 from trt_mass.engine.gpu import TensorRTEnvironment
-from trt_mass.errors import BackendUnavailableError, ConfigError, ModelError
+from trt_mass.errors import BackendUnavailableError, ConfigError
 from trt_mass.metadata import file_sha256
 from trt_mass.pipeline import Detector
 from trt_mass.runners.select import BackendOptions, choose_backend, open_runner
 
-HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-no_tensorrt = pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed here; these tests state its absence")
 HERE = TensorRTEnvironment(TRT, A2000)
-
-
-@pytest.fixture(scope="module")
-def tiny_int32(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_tiny_int32(tmp_path_factory.getbasetemp() / "int32-models")
-
-
-def _onnx(folder: Path, content: bytes = b"an onnx file, hashed only") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "model.onnx"
-    path.write_bytes(content)
-    return path
 
 
 # ------------------------------------------------------------------------------------- this machine
 @no_tensorrt
 def test_auto_without_tensorrt_is_onnxruntime(tmp_path: Path) -> None:
-    onnx = _onnx(tmp_path)
+    onnx = onnx_stand_in(tmp_path)
     assert choose_backend("auto", onnx) == ("ort", onnx, "tensorrt is not installed")
     # a real sidecar and engine bytes for this very ONNX change nothing without TensorRT
     write_engine_pair(tmp_path, file_sha256(onnx))
@@ -55,7 +39,7 @@ def test_auto_without_tensorrt_is_onnxruntime(tmp_path: Path) -> None:
 
 @no_tensorrt
 def test_backend_trt_without_tensorrt_fails_with_the_reason(tmp_path: Path) -> None:
-    onnx = _onnx(tmp_path)
+    onnx = onnx_stand_in(tmp_path)
     write_engine_pair(tmp_path, file_sha256(onnx))
     with pytest.raises(BackendUnavailableError, match="--backend trt: tensorrt is not installed"):
         choose_backend("trt", onnx)
@@ -67,7 +51,7 @@ def test_backend_trt_without_tensorrt_fails_with_the_reason(tmp_path: Path) -> N
 
 
 def test_explicit_backends(tmp_path: Path) -> None:
-    onnx = _onnx(tmp_path)
+    onnx = onnx_stand_in(tmp_path)
     assert choose_backend("ort", onnx) == ("ort", onnx, "requested with --backend ort")
     with pytest.raises(ConfigError, match="is a TensorRT engine"):
         choose_backend("ort", tmp_path / "model.plan")
@@ -78,7 +62,7 @@ def test_explicit_backends(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------- injected environments
 def test_auto_picks_the_matching_engine(tmp_path: Path) -> None:
-    onnx = _onnx(tmp_path)
+    onnx = onnx_stand_in(tmp_path)
     engine, _ = write_engine_pair(tmp_path, file_sha256(onnx))
     backend, artifact, reason = choose_backend("auto", onnx, environment=HERE)
     assert (backend, artifact) == ("trt", engine)
@@ -86,7 +70,7 @@ def test_auto_picks_the_matching_engine(tmp_path: Path) -> None:
 
 
 def test_auto_explains_every_fallback(tmp_path: Path) -> None:
-    onnx = _onnx(tmp_path)
+    onnx = onnx_stand_in(tmp_path)
     no_gpu = TensorRTEnvironment(None, None, "no CUDA GPU (no CUDA GPU found)")
     assert choose_backend("auto", onnx, environment=no_gpu) == ("ort", onnx, "no CUDA GPU (no CUDA GPU found)")
     assert choose_backend("auto", onnx, environment=HERE) == ("ort", onnx, f"no engine for this model in {tmp_path}")
@@ -107,14 +91,14 @@ def test_auto_explains_every_fallback(tmp_path: Path) -> None:
 
 
 def test_auto_prefers_a_usable_engine_among_several(tmp_path: Path) -> None:
-    onnx = _onnx(tmp_path)
+    onnx = onnx_stand_in(tmp_path)
     write_engine_pair(tmp_path, file_sha256(onnx), name="a-t1000.plan", gpu=T1000)
     good, _ = write_engine_pair(tmp_path, file_sha256(onnx), name="b-ada.plan", gpu=ADA2000)
     assert choose_backend("auto", onnx, environment=TensorRTEnvironment(TRT, ADA2000))[:2] == ("trt", good)
 
 
 def test_auto_checks_tensorrt_version_hash_and_host_code(tmp_path: Path) -> None:
-    onnx = _onnx(tmp_path)
+    onnx = onnx_stand_in(tmp_path)
     engine, _ = write_engine_pair(tmp_path, file_sha256(onnx), tensorrt_version="11.3.0.1")
     assert "TensorRT 11.4.1.5" in choose_backend("auto", onnx, environment=HERE)[2]
     engine, _ = write_engine_pair(tmp_path, file_sha256(onnx), version_compatible=True)
@@ -126,7 +110,7 @@ def test_auto_checks_tensorrt_version_hash_and_host_code(tmp_path: Path) -> None
 
 
 def test_auto_looks_in_the_model_directory(tmp_path: Path) -> None:
-    onnx = _onnx(tmp_path / "onnx")
+    onnx = onnx_stand_in(tmp_path / "onnx")
     engine, _ = write_engine_pair(tmp_path / "engines", file_sha256(onnx))
     assert choose_backend("auto", onnx, environment=HERE)[0] == "ort"
     engines = BackendOptions(model_dir=tmp_path / "engines")
@@ -143,15 +127,6 @@ def test_open_runner_and_detector_auto(tiny_model: TinyModel) -> None:
     assert detector.runner.backend == detector.backend == "ort"
     assert detector.backend_reason == "tensorrt is not installed"
     assert Detector(tiny_model.onnx_path).backend_reason == "requested with --backend ort"
-
-
-def test_watch_config_knows_the_backends(tmp_path: Path) -> None:
-    for backend in ("ort", "trt", "auto"):
-        assert load_config({"root": tmp_path, "backend": backend}, environ={}).backend == backend
-    with pytest.raises(ConfigError, match="backend must be one of ort, trt, auto"):
-        load_config({"root": tmp_path, "backend": "cuda"}, environ={})
-    config = load_config({"root": tmp_path}, environ={"TRTMASS_WATCH_ALLOW_ENGINE_HOST_CODE": "yes"})
-    assert config.allow_engine_host_code is True
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -172,48 +147,7 @@ def test_detect_auto_prints_the_backend_and_why(tiny_model: TinyModel, tmp_path:
     assert "--backend trt: tensorrt is not installed" in refused.stderr
 
 
-@no_tensorrt
-def test_build_engine_without_tensorrt_exits_5(tiny_int32: Path, tmp_path: Path) -> None:
-    profile = tmp_path / "fp32-test.toml"
-    profile.write_text('precisions = ["fp32"]\nworkspace_mib = 256\n')
-    result = CliRunner().invoke(main, ["build-engine", str(tiny_int32), "--profile", str(profile),
-                                       "-o", str(tmp_path / "tiny.plan")])
-    assert result.exit_code == 5, result.output
-    assert "trtmass: error: tensorrt is not installed" in result.stderr
-    assert "pip install 'trt_mass[gpu]'" in result.stderr and "Traceback" not in result.output
-    assert not (tmp_path / "tiny.plan").exists() and not (tmp_path / "tiny.plan.json").exists()
-    no_profile = CliRunner().invoke(main, ["build-engine", str(tiny_int32), "-o", str(tmp_path / "tiny.plan")])
-    assert no_profile.exit_code == 5 and "tensorrt is not installed" in no_profile.stderr
-
-
-def test_build_engine_refuses_before_needing_tensorrt(tiny_model: TinyModel, tiny_int32: Path,
-                                                      tmp_path: Path) -> None:
-    out = str(tmp_path / "x.plan")
-    uint16 = CliRunner().invoke(main, ["build-engine", str(tiny_model.onnx_path), "--profile", "t400-t1000-fp16",
-                                       "-o", out])
-    assert uint16.exit_code == ModelError.exit_code
-    assert "TensorRT has no uint16" in uint16.stderr and "--canvas-dtype int32" in uint16.stderr
-    fp32 = CliRunner().invoke(main, ["build-engine", str(tiny_int32), "--profile", "a2000-ada2000-int8", "-o", out])
-    assert fp32.exit_code == ModelError.exit_code
-    assert "is a fp32 model but profile 'a2000-ada2000-int8' builds int8 / fp16 only" in fp32.stderr
-    bad_profile = CliRunner().invoke(main, ["build-engine", str(tiny_int32), "--profile", "rtx9090", "-o", out])
-    assert bad_profile.exit_code == ConfigError.exit_code and "no build profile 'rtx9090'" in bad_profile.stderr
-    same = CliRunner().invoke(main, ["build-engine", str(tiny_int32), "--profile", "t400-t1000-fp16",
-                                     "-o", str(tiny_int32)])
-    assert same.exit_code == ConfigError.exit_code and "name the engine file" in same.stderr
-
-
-def test_engine_info_prints_the_sidecar_and_the_checks(tmp_path: Path) -> None:
-    onnx = _onnx(tmp_path)
-    engine, _ = write_engine_pair(tmp_path, file_sha256(onnx))
-    result = CliRunner().invoke(main, ["engine-info", str(engine)])
-    assert "built for:   NVIDIA RTX A2000 12GB (compute capability 8.6), TensorRT 11.4.1.5" in result.output
-    assert "[ok] location" in result.output and "[ok] sha256" in result.output
-    if not HAS_TENSORRT:
-        assert result.exit_code == ModelError.exit_code
-        assert "[FAIL] tensorrt: tensorrt is not installed" in result.output
-        assert f"to rebuild here: trtmass build-engine {onnx}" in result.output
-    as_json = CliRunner().invoke(main, ["engine-info", str(engine), "--json"])
-    assert '"source_onnx_sha256"' in as_json.output and '"checks"' in as_json.output
-    missing = CliRunner().invoke(main, ["engine-info", str(tmp_path / "none.plan")])
-    assert missing.exit_code == ModelError.exit_code and "no sidecar" in missing.stderr
+def test_backend_table(tiny_model: TinyModel) -> None:
+    assert open_runner(choose_backend("auto", tiny_model.onnx_path)).backend == "ort"
+    with pytest.raises(ConfigError, match="unknown backend"):
+        choose_backend("tensorflow", tiny_model.onnx_path)

@@ -10,7 +10,7 @@ import pytest
 
 from trt_mass.eval.froc import ImageResult, bootstrap_tpr, froc_curve, hit_matrix
 
-RIBLI = Path(__file__).parents[1].parent / "shared" / "data" / "ribli-inbreast-eval"
+RIBLI = Path(__file__).parents[2].parent / "shared" / "data" / "ribli-inbreast-eval"
 
 
 def _image(name: str, dets: list, scores: list, gts: list, patient: str | None = None) -> ImageResult:

@@ -284,7 +284,7 @@ def test_unit_file_verifies(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed: the unit file was NOT verified")
-    unit = (Path(__file__).parents[1] / "systemd" / "trtmass-watch.service").read_text()
+    unit = (Path(__file__).parents[2] / "systemd" / "trtmass-watch.service").read_text()
     trtmass = Path(sys.executable).with_name("trtmass")
     unit = unit.replace("/opt/trtmass/venv/bin/trtmass", str(trtmass))
     target = tmp_path / "trtmass-watch.service"

@@ -18,7 +18,7 @@ from trt_mass.engine.profiles import (
 )
 from trt_mass.errors import ConfigError, ModelError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ("t400-t1000-fp16", "a2000-ada2000-int8", "jetson-orin-fp16", "jetson-orin-int8")
 
 

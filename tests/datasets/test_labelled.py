@@ -11,7 +11,7 @@ import pytest
 from trt_mass.datasets.labelled import Sample, inbreast_mass_boxes, load_dataset, patient_folds
 from trt_mass.datasets.synth import write_phantoms
 
-MIAS = Path(__file__).parents[1].parent / "shared" / "data" / "mini-mias-train"
+MIAS = Path(__file__).parents[2].parent / "shared" / "data" / "mini-mias-train"
 
 
 def test_patient_folds_never_leak() -> None:

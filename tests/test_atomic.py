@@ -1,0 +1,90 @@
+"""The one atomic write: whole or nothing for readers, nothing left behind on errors, ordinary permissions."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from trt_mass.atomic import atomic_path, write_atomic, write_json_atomic
+
+
+def test_writes_the_content_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "result.json"
+    write_atomic(target, b"first")
+    write_atomic(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_permissions_are_those_of_any_new_file(tmp_path: Path) -> None:
+    ordinary = tmp_path / "ordinary"
+    ordinary.write_bytes(b"x")  # created with 0666 minus the umask
+    target = tmp_path / "atomic"
+    write_atomic(target, b"x")
+    assert (target.stat().st_mode & 0o777) == (ordinary.stat().st_mode & 0o777)
+
+
+def test_an_error_keeps_the_old_file_and_removes_the_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"the good one")
+    with pytest.raises(RuntimeError, match="writer failed"), atomic_path(target, suffix=".onnx") as temporary:
+        temporary.write_bytes(b"half of a new o")
+        raise RuntimeError("writer failed")
+    assert target.read_bytes() == b"the good one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_temporary_is_a_dotfile_beside_the_target_that_the_daemon_ignores(tmp_path: Path) -> None:
+    from trt_mass.daemon.discovery import is_temporary
+
+    with atomic_path(tmp_path / "a.json") as temporary:
+        assert temporary.parent == tmp_path and temporary.exists()
+        assert temporary.name.startswith(".a.json.") and temporary.name.endswith(".tmp")
+        assert is_temporary(temporary.name)
+        assert list(tmp_path.glob(".*.tmp")) == [temporary]  # what the daemon removes after a crash
+        temporary.write_text("{}")
+    with atomic_path(tmp_path / "b.onnx", suffix=".onnx") as temporary:
+        assert temporary.name.endswith(".tmp.onnx")
+        temporary.write_bytes(b"")
+
+
+def test_readers_see_one_whole_version_or_another(tmp_path: Path) -> None:
+    target = tmp_path / "status.json"
+    versions = [bytes([65 + i]) * (256 * 1024 + i) for i in range(8)]
+    write_atomic(target, versions[0])
+    stop = threading.Event()
+    seen: set[bytes] = set()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.add(target.read_bytes())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for round_ in range(40):
+            write_atomic(target, versions[round_ % len(versions)])
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and seen <= set(versions), "a reader saw a partly written file"
+
+
+def test_json_is_indented_with_a_final_newline(tmp_path: Path) -> None:
+    target = tmp_path / "r.json"
+    write_json_atomic(target, {"b": 1, "a": [1, 2]})
+    text = target.read_text()
+    assert text == json.dumps({"b": 1, "a": [1, 2]}, indent=2) + "\n"
+    write_json_atomic(target, {"b": 1, "a": 2}, sort_keys=True)
+    assert target.read_text().index('"a"') < target.read_text().index('"b"')
+
+
+def test_a_missing_folder_is_an_error_not_a_silent_mkdir(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        write_atomic(tmp_path / "absent" / "x.json", b"{}")
+    assert not (tmp_path / "absent").exists()
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,85 @@
+"""The Detector: findings in original pixels, the backend it chose and why, refused models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import TinyModel
+from trt_mass import Detector
+from trt_mass.errors import InputError, ModelError
+
+
+def test_detector_maps_findings_to_original_pixels(tiny_model: TinyModel) -> None:
+    """The detector's findings equal the graph's canvas boxes mapped through the letterbox."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(1000, 60000, size=(1500, 900), dtype=np.uint16)  # portrait, odd scale
+    with Detector(tiny_model.onnx_path, threads=2) as detector:
+        result = detector.detect(image, pixel_spacing_mm=(0.05, 0.05))
+        canvas = detector._canvas
+        assert canvas is not None
+        raw = detector.runner.infer({"canvas": canvas.canvas})
+    letterbox = result.letterbox
+    assert letterbox.original_hw == (1500, 900) and letterbox.resized_hw[0] == 768
+    assert result.findings, "structured random weights give findings"
+    scale_y, scale_x = letterbox.scale_yx
+    used = raw["scores"] > 0
+    expected = raw["boxes"][used].astype(np.float64) / np.array([scale_x, scale_y, scale_x, scale_y])
+    expected = np.clip(expected, 0, [900, 1500, 900, 1500])  # boxes reaching into the padding are clipped
+    for finding in result.findings:
+        assert 0 <= finding.x1 <= finding.x2 <= 900 and 0 <= finding.y1 <= finding.y2 <= 1500
+        corners = np.array([finding.x1, finding.y1, finding.x2, finding.y2])
+        assert np.abs(expected - corners).max(axis=1).min() < 1e-3
+        assert finding.area_mm2 is not None and finding.area_mm2 >= 24.5
+    assert list(result.timings_ms) == ["canvas_ms", "infer_ms", "postprocess_ms"]
+
+
+def test_detector_refuses_network_only_models(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from trt_mass.model.checkpoint import random_network
+    from trt_mass.model.export import ExportOptions, export_onnx
+    from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry
+
+    path = tmp_path / "net.onnx"
+    export_onnx(random_network(ModelSpec("resnet18", 16), 0), "random", ExportOptions(
+        GraphSpec(geometry=TileGeometry(64, 64, 1)), network_only=True), path)
+    with pytest.raises(ModelError, match="network_only"), Detector(path):
+        pass
+
+
+def test_detector_says_which_backend_and_why(tiny_model: TinyModel) -> None:
+    detector = Detector(tiny_model.onnx_path, backend="ort", threads=1)
+    assert (detector.backend, detector.backend_reason) == ("ort", "requested with --backend ort")
+    assert detector.choice.artifact == tiny_model.onnx_path
+    assert not detector.runner.is_active, "choosing loads nothing; open() or `with` does"
+    with detector:
+        assert detector.runner.is_active and detector.metadata.kind == "engine_graph"
+    assert not detector.runner.is_active
+
+
+def test_a_detector_around_a_runner_made_elsewhere(tiny_model: TinyModel) -> None:
+    from trt_mass.runners.ort import OnnxRuntimeRunner
+
+    runner = OnnxRuntimeRunner(tiny_model.onnx_path, threads=1)
+    with Detector.from_runner(runner, tiny_model.onnx_path, "made by the caller") as detector:
+        assert (detector.backend, detector.backend_reason) == ("ort", "made by the caller")
+        image = np.random.default_rng(1).integers(0, 65535, size=(400, 300), dtype=np.uint16)
+        assert detector.detect(image).letterbox.original_hw == (400, 300)
+
+
+def test_spacing_of_a_mammogram_and_the_default_for_rasters(tiny_model: TinyModel) -> None:
+    from trt_mass.inputs.dicom import Mammogram
+
+    image = np.random.default_rng(3).integers(1000, 60000, size=(700, 500), dtype=np.uint16)
+    with Detector(tiny_model.onnx_path, threads=1) as detector:
+        own = detector.detect_mammogram(Mammogram(image, "a.dcm", pixel_spacing_mm=(0.07, 0.08)),
+                                        default_spacing_mm=0.5)
+        assert own.pixel_spacing_mm == (0.07, 0.08), "a file's own spacing wins"
+        default = detector.detect_mammogram(Mammogram(image, "a.png"), default_spacing_mm=0.5)
+        assert default.pixel_spacing_mm == (0.5, 0.5)
+        unknown = detector.detect_mammogram(Mammogram(image, "a.png"))
+        assert unknown.pixel_spacing_mm is None and all(f.area_mm2 is None for f in unknown.findings)
+        with pytest.raises(InputError, match=r"^b\.png: expected uint16"):
+            detector.detect_mammogram(Mammogram(image.astype(np.float32), "b.png"))
