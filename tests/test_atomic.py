@@ -88,3 +88,32 @@ def test_a_missing_folder_is_an_error_not_a_silent_mkdir(tmp_path: Path) -> None
         write_atomic(tmp_path / "absent" / "x.json", b"{}")
     assert not (tmp_path / "absent").exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_symlink_is_followed_and_kept(tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    write_atomic(link, b"new")
+    assert link.is_symlink() and real.read_text() == "new"
+
+
+def test_an_existing_file_keeps_its_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "engine.plan"
+    target.write_bytes(b"old")
+    target.chmod(0o600)
+    write_atomic(target, b"new")
+    assert (target.stat().st_mode & 0o777) == 0o600 and target.read_bytes() == b"new"
+
+
+def test_a_target_that_is_not_a_regular_file_is_written_in_place(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    write_atomic(fifo, b"through the pipe")
+    reader.join(timeout=10)
+    assert received == [b"through the pipe"] and fifo.exists() and not fifo.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]

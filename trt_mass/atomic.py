@@ -2,7 +2,7 @@
 
 Every writer (results, overlays, DICOM objects, status and error reports, engine sidecars, engines,
 timing caches, calibration manifests and caches, exported and quantized models, checkpoints,
-reports) goes through `atomic_path` or `write_atomic`:
+reports, synthetic phantoms) goes through `atomic_path` or `write_atomic`:
 
   1. a temporary file in the target's folder, named `.NAME.<random>.tmp[SUFFIX]` (a dotfile: the watch
      daemon and folder scans ignore it, and the daemon removes leftovers on start), created with
@@ -13,7 +13,9 @@ reports) goes through `atomic_path` or `write_atomic`:
   4. the folder is fsync'd, so that the rename itself survives a power cut (POSIX; skipped where a
      folder cannot be opened, as on Windows).
 
-On any error the temporary file is removed and the target is left as it was.
+On any error the temporary file is removed and the target is left as it was.  A target that is a
+symlink is written where the link points (the link stays); one that exists keeps its permissions; one
+that is not a regular file (/dev/stdout, a FIFO) is written in place, as nothing can be renamed over it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,8 +70,15 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     choose a format by the file's ending (e.g. ".onnx").
     """
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        yield path
+        return
     temporary = _create_temporary(path, suffix)
     try:
+        if path.exists():
+            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         yield temporary
         _fsync_file(temporary)
         os.replace(temporary, path)

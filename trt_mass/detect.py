@@ -71,8 +71,8 @@ class DetectSummary:
                 f"{self.seconds:.1f} s")
 
 
-def run_detect(paths: Iterable[Path], config: DetectConfig, detector: Detector | None = None,
-               on_file: Callable[[FileOutcome], None] | None = None) -> DetectSummary:
+def run_detect(paths: Iterable[Path], config: DetectConfig, on_file: Callable[[FileOutcome], None] | None = None,
+               *, detector: Detector | None = None) -> DetectSummary:
     """Detect on every path; a refused file is recorded and the others still processed.
 
     `detector`: an open Detector for `config` (the CLI opens it first to say which backend runs);
@@ -80,7 +80,7 @@ def run_detect(paths: Iterable[Path], config: DetectConfig, detector: Detector |
     """
     if detector is None:
         with config.detector() as opened:
-            return run_detect(paths, config, opened, on_file)
+            return run_detect(paths, config, on_file, detector=opened)
     started = time.perf_counter()
     truth = read_truth(config.truth) if config.truth else {}
     config.out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Plain NumPy reference of the cross-view merge (DESIGN.md), the oracle for the in-graph merge.
+"""Plain NumPy reference of the cross-view merge (docs/architecture.md), the oracle for the in-graph merge.
 
 Semantics:
 1. Candidates are boxes with score > score_threshold; of them the max_candidates highest-scoring

@@ -132,7 +132,7 @@ class TileGeometry:
 class GraphSpec:
     """The engine graph around the network: views, decode, per-view NMS, cross-view merge.
 
-    Defaults follow the paper's code (DESIGN.md): per-view NMS at IoU 0.1 keeping at most 300 boxes,
+    Defaults follow the paper's code (docs/architecture.md): per-view NMS at IoU 0.1 keeping at most 300 boxes,
     candidates with score > 0.1, merge at IoU > 0.2.
 
     Attributes:

@@ -116,3 +116,14 @@ def test_cli_refusal_is_one_line(tiny_model: TinyModel, tmp_path: Path) -> None:
     result = CliRunner().invoke(bench, ["--model", str(tiny_model.onnx_path), "--synthetic", "1",
                                         "--input", str(tmp_path)])
     assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_the_baseline_reads_a_uint16_canvas_whatever_ours_takes() -> None:
+    from tests.engine_helpers import make_metadata
+    from trt_mass.bench.run import _uint16_canvas
+
+    int32 = make_metadata(canvas_dtype="int32")
+    plain = _uint16_canvas(int32)
+    assert plain.graph_spec.canvas_dtype == "uint16" and [t.dtype for t in plain.inputs] == ["uint16"]
+    assert plain.inputs[0].shape == int32.inputs[0].shape and plain.weights_sha256 == int32.weights_sha256
+    assert plain.graph_spec.geometry == int32.graph_spec.geometry

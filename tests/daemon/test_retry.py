@@ -66,3 +66,11 @@ def test_only_the_kinds_asked_for_are_retried() -> None:
     with pytest.raises(ValueError, match="a bug"):
         _retry(attempt, retry_on=(OSError,))
     assert attempt.calls == 1
+
+
+def test_nothing_is_final_where_the_caller_says_so() -> None:
+    """Loading a model: whatever it raises is the model's problem, so even an InputError is retried."""
+    attempt = Flaky(1, InputError("model.onnx", "odd"))
+    value = retry(attempt, backoff=Backoff(1.0, 2.0), should_stop=lambda: False, on_failure=lambda e, d: None,
+                  sleep=lambda s: None, final=())
+    assert value == "done" and attempt.calls == 2

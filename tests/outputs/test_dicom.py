@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 
 from tests.outputs.conftest import GSPS_CLASS, SC_CLASS, records, require, sr_findings
 from trt_mass.outputs.cad_sr import MAMMOGRAPHY_CAD_SR
@@ -71,3 +72,13 @@ def test_dciodvfy_reports_no_errors(outputs: dict[str, Path]) -> None:
         result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
         errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
         assert not errors, f"{path.name}: {errors}"
+
+
+def test_kinds_of_dicom_output() -> None:
+    from trt_mass.errors import ConfigError
+    from trt_mass.outputs.dicom import parse_kinds
+
+    assert parse_kinds("sr,GSPS, sc") == ("sr", "gsps", "sc")
+    assert parse_kinds("none") == parse_kinds(" None ") == parse_kinds("") == ()
+    with pytest.raises(ConfigError, match=r"unknown DICOM output \['pdf'\]"):
+        parse_kinds("sr,pdf")

@@ -334,6 +334,6 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     axes.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=120, format="png")
+    with atomic_path(path, suffix=path.suffix) as temporary:  # the suffix picks the format, as in savefig
+        figure.savefig(temporary, dpi=120)
     plt.close(figure)

@@ -23,6 +23,7 @@ The report's schema is in trt_mass.bench.report.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -320,6 +321,13 @@ def _baseline_metadata(config: BenchConfig, ours: _Pipeline) -> ModelMetadata:
     return metadata
 
 
+def _uint16_canvas(metadata: ModelMetadata) -> ModelMetadata:
+    """The paper's way reads the image as it is: a uint16 canvas, whatever ours takes (int32 for TensorRT)."""
+    inputs = tuple(dataclasses.replace(t, dtype="uint16") if t.name == "canvas" else t for t in metadata.inputs)
+    return dataclasses.replace(metadata, inputs=inputs,
+                               graph_spec=dataclasses.replace(metadata.graph_spec, canvas_dtype="uint16"))
+
+
 def _open_baseline(config: BenchConfig, ours: _Pipeline, out_dir: Path) -> _Pipeline:
     try:
         from trt_mass.bench.baseline import EagerBaseline
@@ -328,7 +336,7 @@ def _open_baseline(config: BenchConfig, ours: _Pipeline, out_dir: Path) -> _Pipe
         raise BackendUnavailableError(f"--baseline needs torch and torchvision ({error}); "
                                       "pip install 'trt_mass[train]'") from error
     source = config.baseline_model or config.model
-    metadata = _baseline_metadata(config, ours)
+    metadata = _uint16_canvas(_baseline_metadata(config, ours))
     device = config.baseline_device
     if device == "auto":
         device = "cuda" if str(ours.facts.get("device", "cpu")).startswith("cuda") else "cpu"

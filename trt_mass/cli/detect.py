@@ -65,7 +65,7 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
             click.echo(f"{outcome.path}: {outcome.findings} finding(s) -> {outcome.result_path}")
 
     with detector, click.progressbar(files, label="detect", file=sys.stderr) as bar:
-        summary = run_detect(bar, config, detector, on_file=report)
+        summary = run_detect(bar, config, report, detector=detector)
     click.echo(summary.line())
     click.echo(f"results in {out_dir}" + (" (with .overlay.png pictures)" if overlay else ""))
     if summary.refused:

@@ -38,16 +38,18 @@ def retry(
     on_failure: Callable[[Exception, float], None],
     sleep: Callable[[float], None],
     retry_on: tuple[type[Exception], ...] = (Exception,),
+    final: tuple[type[Exception], ...] = (InputError,),
 ) -> T | None:
     """Call `attempt` until it returns, and return what it returned; None when `should_stop()` first.
 
     After a failure of a `retry_on` kind: `on_failure(error, delay)`, then `sleep(delay)` (which should
-    wake up early when stopping).  InputError and other exceptions propagate.
+    wake up early when stopping).  `final` kinds (by default InputError: the input's own fault) and
+    anything outside `retry_on` propagate.
     """
     while not should_stop():
         try:
             return attempt()
-        except InputError:
+        except final:
             raise
         except retry_on as error:
             delay = backoff.next_delay()

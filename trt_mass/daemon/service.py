@@ -125,6 +125,7 @@ class WatchService:
 
     # ----------------------------------------------------------------------------- retries
     def _retry(self, kind: str, attempt: Callable[[], T], *, retry_on: tuple[type[Exception], ...] = (Exception,),
+               final: tuple[type[Exception], ...] = (InputError,),
                on_failure: Callable[[Exception], None] | None = None) -> T | None:
         """attempt() until it succeeds (None when stopping first); each failure is reported as `kind`."""
         def failed(error: Exception, delay: float) -> None:
@@ -133,7 +134,8 @@ class WatchService:
                 on_failure(error)
 
         return retry(attempt, backoff=Backoff(self.config.retry_initial_s, self.config.retry_max_s),
-                     should_stop=self._stop.is_set, on_failure=failed, sleep=self._sleep, retry_on=retry_on)
+                     should_stop=self._stop.is_set, on_failure=failed, sleep=self._sleep, retry_on=retry_on,
+                     final=final)
 
     def _report_failure(self, kind: str, error: BaseException, retry_in: float) -> None:
         self.counters.retries += 1
@@ -151,7 +153,8 @@ class WatchService:
     # ----------------------------------------------------------------------------- model
     def _load_model_with_retry(self) -> Detector | None:
         """The loaded model; a failing one is retried, never fatal (None: stopping)."""
-        return self._retry("model_unavailable", self._load_model, on_failure=self._model_failing)
+        # Whatever loading the model raises is the model's problem, never the input's: always retried.
+        return self._retry("model_unavailable", self._load_model, final=(), on_failure=self._model_failing)
 
     def _load_model(self) -> Detector:
         config = self.config

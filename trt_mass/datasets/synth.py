@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import math
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from trt_mass.atomic import atomic_path, write_text_atomic
 from trt_mass.errors import ConfigError
 
 # (manufacturer, model, rows, columns, pixel spacing mm, bits stored) -- sizes like real detectors.
@@ -166,24 +169,10 @@ def make_phantom(rng: np.random.Generator, scale: float, normal: bool, vendor_in
     skin = (radius > 1 - skin_mm / (shape[1] * spacing_mm * 0.7)) & breast
     image = np.where(skin, image + 0.06, image)
     if view == "MLO":
-        yy, xx = grid
-        pectoral_w, pectoral_h = shape[1] * rng.uniform(0.25, 0.45), shape[0] * rng.uniform(0.35, 0.6)
-        pectoral = (xx / pectoral_w + yy / pectoral_h) < 1
-        muscle = (rng.uniform(0.42, 0.55) + 0.04 * texture) * (1 - 0.25 * xx / pectoral_w)
-        image = np.where(pectoral, muscle, image)
-        breast = breast | pectoral
-    masses = []
+        image, breast = _with_pectoral_muscle(rng, grid, shape, texture, image, breast)
+    masses: list[MassTruth] = []
     if not normal:
-        candidates = np.argwhere(breast & (radius < 0.75) & (radius > 0.15))
-        for _ in range(int(rng.integers(1, 4))):
-            if len(candidates) == 0:
-                break
-            cy, cx = candidates[int(rng.integers(len(candidates)))]
-            radius_px = rng.uniform(4.0, 15.0) / spacing_mm
-            kind = MASS_SHAPES[int(rng.integers(len(MASS_SHAPES)))]
-            mask, box = _mass_mask(rng, grid, (float(cy), float(cx)), radius_px, kind)
-            image = image + rng.uniform(0.10, 0.30) * mask
-            masses.append(MassTruth(*box, shape=kind))
+        image, masses = _with_masses(rng, grid, image, breast & (radius < 0.75) & (radius > 0.15), spacing_mm)
     image = np.where(breast, image, 0.02 + 0.01 * texture)  # air: nearly black
     image = image + rng.normal(0, rng.uniform(0.004, 0.012), size=shape)
     presentation = np.clip(image, 0, 1).astype(np.float32)
@@ -192,6 +181,33 @@ def make_phantom(rng: np.random.Generator, scale: float, normal: bool, vendor_in
         width = shape[1]
         masses = [MassTruth(width - m.x2, m.y1, width - m.x1, m.y2, m.shape) for m in masses]
     return Phantom(presentation, tuple(masses), laterality, view, vendor, spacing_mm)
+
+
+def _with_pectoral_muscle(rng: np.random.Generator, grid: np.ndarray, shape: tuple[int, int],
+                          texture: np.ndarray, image: np.ndarray, breast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The MLO view's pectoral muscle in the top corner at the chest wall: (image, breast mask) with it."""
+    yy, xx = grid
+    pectoral_w, pectoral_h = shape[1] * rng.uniform(0.25, 0.45), shape[0] * rng.uniform(0.35, 0.6)
+    pectoral = (xx / pectoral_w + yy / pectoral_h) < 1
+    muscle = (rng.uniform(0.42, 0.55) + 0.04 * texture) * (1 - 0.25 * xx / pectoral_w)
+    return np.where(pectoral, muscle, image), breast | pectoral
+
+
+def _with_masses(rng: np.random.Generator, grid: np.ndarray, image: np.ndarray,
+                 allowed: np.ndarray, spacing_mm: float) -> tuple[np.ndarray, list[MassTruth]]:
+    """One to three masses (4-15 mm radius) centred where `allowed`: (image with them, their truth boxes)."""
+    masses = []
+    candidates = np.argwhere(allowed)
+    for _ in range(int(rng.integers(1, 4))):
+        if len(candidates) == 0:
+            break
+        cy, cx = candidates[int(rng.integers(len(candidates)))]
+        radius_px = rng.uniform(4.0, 15.0) / spacing_mm
+        kind = MASS_SHAPES[int(rng.integers(len(MASS_SHAPES)))]
+        mask, box = _mass_mask(rng, grid, (float(cy), float(cx)), radius_px, kind)
+        image = image + rng.uniform(0.10, 0.30) * mask
+        masses.append(MassTruth(*box, shape=kind))
+    return image, masses
 
 
 def _uid(seed: int, index: int, what: str) -> str:
@@ -203,16 +219,10 @@ def _uid(seed: int, index: int, what: str) -> str:
 def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, voi_function: str = "LINEAR") -> object:
     """A For-Presentation MG dataset (uncompressed) holding the phantom."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.sequence import Sequence
     from pydicom.uid import UID, ExplicitVRLittleEndian
 
     from trt_mass.inputs.dicom import MG_FOR_PRESENTATION
 
-    manufacturer, model, _, _, _, bits = phantom.vendor
-    max_value = 2**bits - 1
-    low, high = int(max_value * 0.05), int(max_value * 0.95)
-    values = phantom.presentation if photometric == "MONOCHROME2" else 1.0 - phantom.presentation
-    stored = np.rint(low + values * (high - low)).astype(np.uint16)
     sop_uid = UID(_uid(seed, index, "sop"))
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(MG_FOR_PRESENTATION)
@@ -222,6 +232,15 @@ def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, v
     ds.file_meta = meta
     ds.SOPClassUID = MG_FOR_PRESENTATION
     ds.SOPInstanceUID = sop_uid
+    _patient_and_study(ds, seed, index)
+    _equipment_and_acquisition(ds, phantom, index)
+    _view(ds, phantom)
+    _pixels(ds, phantom, photometric, voi_function)
+    return ds
+
+
+def _patient_and_study(ds: Any, seed: int, index: int) -> None:
+    """The fake patient and study (four images per study), deterministic for the seed."""
     ds.StudyInstanceUID = _uid(seed, index // 4, "study")
     ds.SeriesInstanceUID = _uid(seed, index, "series")
     ds.PatientName = FAKE_PATIENT_NAME
@@ -233,6 +252,14 @@ def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, v
     ds.ReferringPhysicianName = ""
     ds.StudyDate = ds.ContentDate = "20260101"
     ds.StudyTime = ds.ContentTime = "120000"
+
+
+def _equipment_and_acquisition(ds: Any, phantom: Phantom, index: int) -> None:
+    """The vendor, the MG image module's fixed values, the series and instance numbers."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    manufacturer, model, _, _, _, _ = phantom.vendor
     ds.Modality = "MG"
     ds.Manufacturer = manufacturer
     ds.ManufacturerModelName = model
@@ -252,6 +279,13 @@ def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, v
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.ImageType = ["DERIVED", "PRIMARY"]
     ds.SeriesNumber, ds.InstanceNumber = 1, index + 1
+
+
+def _view(ds: Any, phantom: Phantom) -> None:
+    """Laterality, view (code and position), patient orientation and pixel spacing."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
     ds.ImageLaterality = phantom.laterality
     ds.ViewPosition = phantom.view
     code = Dataset()
@@ -264,6 +298,15 @@ def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, v
     spacing = f"{phantom.pixel_spacing_mm:.6f}"
     ds.ImagerPixelSpacing = [spacing, spacing]
     ds.PixelSpacing = [spacing, spacing]
+
+
+def _pixels(ds: Any, phantom: Phantom, photometric: str, voi_function: str) -> None:
+    """The stored values (5-95 % of the vendor's bit depth), the photometric interpretation and the VOI."""
+    bits = phantom.vendor[5]
+    max_value = 2**bits - 1
+    low, high = int(max_value * 0.05), int(max_value * 0.95)
+    values = phantom.presentation if photometric == "MONOCHROME2" else 1.0 - phantom.presentation
+    stored = np.rint(low + values * (high - low)).astype(np.uint16)
     ds.Rows, ds.Columns = stored.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
@@ -275,7 +318,6 @@ def phantom_dataset(phantom: Phantom, seed: int, index: int, photometric: str, v
     ds.VOILUTFunction = voi_function
     ds.BurnedInAnnotation = "NO"
     ds.PixelData = stored.tobytes()
-    return ds
 
 
 def write_phantoms(out_dir: str | Path, count: int, seed: int, scale: float = 1.0,
@@ -301,7 +343,8 @@ def write_phantoms(out_dir: str | Path, count: int, seed: int, scale: float = 1.
         if rng.random() < 0.4:
             ds.compress(JPEG2000Lossless, generate_instance_uid=False)  # type: ignore[attr-defined]
         path = out_dir / f"synth_{index:04d}.dcm"
-        ds.save_as(path, enforce_file_format=True)  # type: ignore[attr-defined]
+        with atomic_path(path) as temporary:  # whole files only: the output may be a watched incoming/
+            ds.save_as(temporary, enforce_file_format=True)  # type: ignore[attr-defined]
         paths.append(path)
         for mass in phantom.masses:
             rows.append([path.name, ds.SOPInstanceUID,  # type: ignore[attr-defined]
@@ -310,8 +353,9 @@ def write_phantoms(out_dir: str | Path, count: int, seed: int, scale: float = 1.
             print(f"\rsynth {index + 1}/{count}", end="", flush=True)
     if progress:
         print()
-    with open(out_dir / "truth.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["file", "sop_instance_uid", "x1", "y1", "x2", "y2"])
-        writer.writerows(rows)
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["file", "sop_instance_uid", "x1", "y1", "x2", "y2"])
+    writer.writerows(rows)
+    write_text_atomic(out_dir / "truth.csv", table.getvalue())
     return paths

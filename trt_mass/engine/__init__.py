@@ -1,7 +1,6 @@
-"""TensorRT engines: build profiles, the build itself, and the sidecar that ties an engine to its GPU.
+"""TensorRT engines: the GPU module (gpu), build profiles (profiles), the build (build), the sidecar beside
+every engine (sidecar) and the checks before one is loaded (checks).
 
-Nothing here imports tensorrt or cuda-python at module level: the sidecar checks and the profile
-loading are pure Python (tested without a GPU); `build` imports tensorrt inside build_engine().
+Only gpu imports tensorrt or cuda-python, and only inside its functions: the sidecar, the checks and the
+profiles are pure Python (tested without a GPU).
 """
-
-from __future__ import annotations

@@ -1,1 +1,2 @@
-"""Evaluation: FROC analysis of detections against ground-truth boxes (NumPy only)."""
+"""Evaluation: FROC analysis (froc), `trtmass eval` over a labelled set (run), and `trtmass compare` of a
+variant against its reference (compare)."""

@@ -114,31 +114,22 @@ def _stats(values: list[float]) -> dict[str, float | None]:
 def run_compare(config: CompareConfig, progress: bool = False) -> dict[str, Any]:
     """Measure both models on `config.data` and write compare.json (see `enforce_gate`)."""
     from trt_mass.datasets.labelled import load_dataset
-    from trt_mass.eval.run import detect_samples, summarize
     from trt_mass.metadata import read_onnx_metadata
 
     if config.model_a.resolve() == config.model_b.resolve():
         raise ConfigError(f"MODEL_A and MODEL_B are the same file ({config.model_a})")
     samples = load_dataset(config.data)
-    normal_ids = {s.image_id for s in samples if s.normal}
-    metadata = {name: read_onnx_metadata(path) for name, path in (("a", config.model_a), ("b", config.model_b))}
+    paths = {"a": config.model_a, "b": config.model_b}
+    metadata = {name: read_onnx_metadata(path) for name, path in paths.items()}
     if metadata["a"].graph_spec.geometry != metadata["b"].graph_spec.geometry:
         raise ConfigError(f"{config.model_a} and {config.model_b} have different tile geometries; "
                           "compare variants of one export")
-    results, summaries, seconds = {}, {}, {}
-    for name, path in (("a", config.model_a), ("b", config.model_b)):
-        started = time.perf_counter()
-        images, refused = detect_samples(path, samples, config.backend, config.threads, progress)
-        seconds[name] = time.perf_counter() - started
-        if not images:
-            raise ConfigError(f"every image of {config.data} was refused: {refused[:3]}")
-        results[name] = images
-        summaries[name] = summarize(images, normal_ids, config.criterion, config.iou_threshold, config.bootstrap)
-    lesions = summaries["a"]["lesions"]
+    measured = {name: _measure(path, samples, config, progress) for name, path in paths.items()}
+    lesions = measured["a"].summary["lesions"]
     if lesions == 0:
         raise ConfigError(f"{config.data} has no masses in its truth: the TPR gate cannot judge; compare on labelled "
                           "images with masses")
-    tpr = {name: summaries[name]["tpr_at_fppi"]["1.0"]["tpr"] for name in ("a", "b")}
+    tpr = {name: measured[name].tpr_at(1.0) for name in paths}
     drop = tpr["a"] - tpr["b"]
     report: dict[str, Any] = {
         "data": config.data,
@@ -146,18 +137,16 @@ def run_compare(config: CompareConfig, progress: bool = False) -> dict[str, Any]
         "models": {name: {"path": str(path), "model_id": metadata[name].model_id,
                           "precision": metadata[name].precision, "target": metadata[name].target,
                           "calibration_sha256": metadata[name].calibration_sha256,
-                          "seconds_per_image": seconds[name] / max(1, len(results[name]))}
-                   for name, path in (("a", config.model_a), ("b", config.model_b))},
+                          "seconds_per_image": measured[name].seconds / max(1, len(measured[name].images))}
+                   for name, path in paths.items()},
         "same_weights": metadata["a"].weights_sha256 == metadata["b"].weights_sha256,
-        "agreement": agreement(results["a"], results["b"], config.match_iou),
+        "agreement": agreement(measured["a"].images, measured["b"].images, config.match_iou),
         "accuracy": {
             "criterion": config.criterion,
             "iou_threshold": config.iou_threshold,
             "lesions": lesions,
-            "tpr_at_fppi": {str(p): {"a": summaries["a"]["tpr_at_fppi"][str(p)]["tpr"],
-                                     "b": summaries["b"]["tpr_at_fppi"][str(p)]["tpr"],
-                                     "delta": summaries["b"]["tpr_at_fppi"][str(p)]["tpr"]
-                                     - summaries["a"]["tpr_at_fppi"][str(p)]["tpr"]} for p in FPPI_POINTS},
+            "tpr_at_fppi": {str(p): {"a": measured["a"].tpr_at(p), "b": measured["b"].tpr_at(p),
+                                     "delta": measured["b"].tpr_at(p) - measured["a"].tpr_at(p)} for p in FPPI_POINTS},
         },
         "gate": {"metric": "TPR at 1 FPPI", "max_drop": config.max_tpr_drop,
                  # 1e-9: a drop of exactly the allowance passes (46/50 - 45/50 is 0.020000000000000018)
@@ -167,6 +156,31 @@ def run_compare(config: CompareConfig, progress: bool = False) -> dict[str, Any]
         config.out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(config.out_dir / "compare.json", report)
     return report
+
+
+@dataclass
+class _Measured:
+    """One model's detections on the data, their FROC summary, and the time they took."""
+
+    images: list[ImageResult]
+    summary: dict[str, Any]
+    seconds: float
+
+    def tpr_at(self, fppi: float) -> float:
+        return float(self.summary["tpr_at_fppi"][str(fppi)]["tpr"])
+
+
+def _measure(path: Path, samples: list[Any], config: CompareConfig, progress: bool) -> _Measured:
+    from trt_mass.eval.run import detect_samples, summarize
+
+    normal_ids = {s.image_id for s in samples if s.normal}
+    started = time.perf_counter()
+    images, refused = detect_samples(path, samples, config.backend, config.threads, progress)
+    seconds = time.perf_counter() - started
+    if not images:
+        raise ConfigError(f"every image of {config.data} was refused: {refused[:3]}")
+    summary = summarize(images, normal_ids, config.criterion, config.iou_threshold, config.bootstrap)
+    return _Measured(images, summary, seconds)
 
 
 def enforce_gate(report: dict[str, Any]) -> None:

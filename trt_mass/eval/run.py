@@ -167,6 +167,6 @@ def _plot(path: Path, series: dict[str, tuple[list[float], list[float]]], xlabel
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=120, format="png")
+    with atomic_path(path, suffix=path.suffix) as temporary:  # the suffix picks the format, as in savefig
+        figure.savefig(temporary, dpi=120)
     plt.close(figure)

@@ -37,7 +37,7 @@ class ViewBatch(nn.Module):
 
 
 class CrossViewMerge(nn.Module):
-    """Merge candidates from all views (DESIGN.md semantics; NumPy oracle: trt_mass.merge_oracle).
+    """Merge candidates from all views (docs/architecture.md; NumPy oracle: trt_mass.merge_oracle).
 
     forward(boxes [M, 4] xyxy canvas px, scores [M] (0 = not a candidate))
         -> boxes [N, 4] xyxy canvas px, scores [N], N = min(max_candidates, M), sorted by decreasing

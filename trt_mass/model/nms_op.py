@@ -2,7 +2,7 @@
 NonMaxSuppression (whole view batch) when exported.
 
 The op returns a fixed-shape keep mask instead of data-dependent indices, so everything after it
-has static shapes (DESIGN.md: pad the data-dependent output before a fixed top-N).
+has static shapes (the data-dependent output is padded before a fixed top-N; docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -170,31 +170,47 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     torch.manual_seed(config.seed + start_epoch)
     for epoch in range(start_epoch, config.epochs):
         views = [v for image in images for v in make_views(image, config.geometry, rng, config.random_tiles)]
-        order = rng.permutation(len(views))
-        steps = math.ceil(len(views) / config.batch_size)
-        started, total = time.perf_counter(), 0.0
-        for step in range(steps):
-            batch = [views[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]]
-            pixels = torch.from_numpy(np.stack([v for v, _ in batch]).astype(np.float32) / 65535.0)[:, None]
-            targets = [{"boxes": torch.from_numpy(b.astype(np.float32)).to(device),
-                        "labels": torch.zeros(len(b), dtype=torch.int64, device=device)} for _, b in batch]
-            losses = network.loss(pixels.to(device), targets, anchors)
-            loss = losses["classification"] + losses["bbox_regression"]
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss)
-            if progress:
-                print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{steps} loss {total / (step + 1):.4f} "
-                      f"({time.perf_counter() - started:.0f} s)", end="", file=sys.stderr, flush=True)
-        if progress:
-            print(file=sys.stderr)
+        mean_loss = _train_epoch(network, optimizer, views, rng.permutation(len(views)), anchors, config, epoch,
+                                 progress)
         network.eval()
-        extra = {"epoch": epoch + 1, "loss": total / max(1, steps), "data": list(config.data),
-                 "geometry": config.geometry.to_dict()}  # export takes the views' geometry from here
-        save_checkpoint(config.out_dir / f"epoch{epoch + 1:03d}.pt", network.cpu(), extra)
-        save_checkpoint(last, network, extra)
-        with atomic_path(config.out_dir / "optimizer.pt") as temporary:
-            torch.save(optimizer.state_dict(), temporary)
+        _save_epoch(network, optimizer, config, epoch, mean_loss)
         network = network.to(device).train()
     return last
+
+
+def _train_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer,
+                 views: list[tuple[np.ndarray, np.ndarray]], order: np.ndarray, anchors: torch.Tensor,
+                 config: TrainConfig, epoch: int, progress: bool) -> float:
+    """One pass over `views` in `order`, in batches; returns the mean loss."""
+    device = anchors.device
+    steps = math.ceil(len(views) / config.batch_size)
+    started, total = time.perf_counter(), 0.0
+    for step in range(steps):
+        batch = [views[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]]
+        pixels = torch.from_numpy(np.stack([v for v, _ in batch]).astype(np.float32) / 65535.0)[:, None]
+        targets = [{"boxes": torch.from_numpy(b.astype(np.float32)).to(device),
+                    "labels": torch.zeros(len(b), dtype=torch.int64, device=device)} for _, b in batch]
+        losses = network.loss(pixels.to(device), targets, anchors)
+        loss = losses["classification"] + losses["bbox_regression"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss)
+        if progress:
+            print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{steps} loss {total / (step + 1):.4f} "
+                  f"({time.perf_counter() - started:.0f} s)", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return total / max(1, steps)
+
+
+def _save_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int,
+                mean_loss: float) -> None:
+    """epochNNN.pt, last.pt and optimizer.pt (so --resume continues where this epoch ended)."""
+    extra = {"epoch": epoch + 1, "loss": mean_loss, "data": list(config.data),
+             "geometry": config.geometry.to_dict()}  # export takes the views' geometry from here
+    save_checkpoint(config.out_dir / f"epoch{epoch + 1:03d}.pt", network.cpu(), extra)
+    save_checkpoint(config.out_dir / "last.pt", network, extra)
+    with atomic_path(config.out_dir / "optimizer.pt") as temporary:
+        torch.save(optimizer.state_dict(), temporary)
+

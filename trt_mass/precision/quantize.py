@@ -242,11 +242,8 @@ def _quiet_ort_advice() -> Any:
 def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], options: QuantizeOptions,
              calibration: CalibrationSet, source: Path, path: Path, progress: bool) -> dict[str, Any]:
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     scheme = INT8_SCHEMES[options.target]
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[options.method]
     cache = _cache_path(options, calibration, source, scheme)
     reader = CanvasReader(calibration, metadata.graph_spec.geometry, metadata.graph_spec.canvas_dtype,
                           metadata.inputs[0].name, progress)
@@ -261,24 +258,7 @@ def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], optio
             cache = cache or path.with_name(path.name + ".ranges.json")
             _save_minmax_ranges(model, network_nodes, reader, cache)
         with _quiet_ort_advice():
-            quantize_static(
-                str(named), str(path), None if cache is not None and cache.is_file() else reader,
-                quant_format=QuantFormat.QDQ,
-                per_channel=scheme.per_channel,
-                reduce_range=options.reduce_range,
-                activation_type=getattr(QuantType, scheme.activation_type),
-                weight_type=getattr(QuantType, scheme.weight_type),
-                nodes_to_quantize=sorted(network_nodes),
-                calibrate_method=method,
-                calibration_cache_path=str(cache) if cache else None,
-                extra_options={
-                    "ActivationSymmetric": scheme.activation_symmetric,
-                    "WeightSymmetric": True,
-                    "QuantizeBias": scheme.quantize_bias,
-                    # one image per calibration pass: bounded memory for entropy/percentile histograms
-                    "CalibStridedMinMax": 1,
-                },
-            )
+            _quantize_static(named, path, reader, cache, network_nodes, options, scheme)
     except (ValueError, RuntimeError) as error:
         raise ModelError(f"{source}: ONNX Runtime quantization failed ({error})") from error
     finally:
@@ -287,6 +267,39 @@ def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], optio
             cache.unlink(missing_ok=True)
         if progress and not cached:
             print(file=sys.stderr)
+    return _int8_report(options, scheme, calibration, cached)
+
+
+def _quantize_static(named: Path, path: Path, reader: CanvasReader, cache: Path | None, network_nodes: set[str],
+                     options: QuantizeOptions, scheme: Int8Scheme) -> None:
+    """ONNX Runtime's quantize_static with our scheme; the ranges come from `cache` when it exists."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[options.method]
+    quantize_static(
+        str(named), str(path), None if cache is not None and cache.is_file() else reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=scheme.per_channel,
+        reduce_range=options.reduce_range,
+        activation_type=getattr(QuantType, scheme.activation_type),
+        weight_type=getattr(QuantType, scheme.weight_type),
+        nodes_to_quantize=sorted(network_nodes),
+        calibrate_method=method,
+        calibration_cache_path=str(cache) if cache else None,
+        extra_options={
+            "ActivationSymmetric": scheme.activation_symmetric,
+            "WeightSymmetric": True,
+            "QuantizeBias": scheme.quantize_bias,
+            # one image per calibration pass: bounded memory for entropy/percentile histograms
+            "CalibStridedMinMax": 1,
+        },
+    )
+
+
+def _int8_report(options: QuantizeOptions, scheme: Int8Scheme, calibration: CalibrationSet,
+                 cached: bool) -> dict[str, Any]:
+    """What the int8 variant's metadata says about its quantization."""
     return {
         "tool": "onnxruntime.quantization.quantize_static",
         "format": "QDQ",

@@ -26,6 +26,7 @@ gets the plain export, never this variant.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -249,8 +250,19 @@ def _winograd_nodes(conv: _Conv, model: Any, transformed: dict[str, str], shared
         helper.make_node("DepthToSpace", [name + "y_tiles"], [name + "y_full"], name=name + "depth_to_space",
                          blocksize=TILE, mode="DCR"),
     ]
-    current = name + "y_full"
-    if (out_h, out_w) != (TILE * tiles_h, TILE * tiles_w):
+    return nodes + _crop_and_bias(conv, prefix, name + "y_full", (tiles_h, tiles_w), constant)
+
+
+def _crop_and_bias(conv: _Conv, prefix: str, tiled: str, tiles_hw: tuple[int, int],
+                   constant: Callable[[str, np.ndarray], str]) -> list[Any]:
+    """Crop what the last row/column of tiles computed beyond the output, then add the bias (or just name it)."""
+    from onnx import helper
+
+    node, name = conv.node, f"{prefix}_"
+    out_h, out_w = conv.output_hw
+    channels_out = conv.weight.shape[0]
+    nodes, current = [], tiled
+    if (out_h, out_w) != (TILE * tiles_hw[0], TILE * tiles_hw[1]):
         starts = constant(f"{prefix}_starts", np.array([0, 0], np.int64))
         ends = constant(f"{prefix}_ends", np.array([out_h, out_w], np.int64))
         axes = constant(f"{prefix}_axes", np.array([2, 3], np.int64))

@@ -3,7 +3,7 @@
 Detector (trt_mass.pipeline) is the only caller: it asks `choose_backend` for a BackendChoice (backend,
 the artifact it loads, and the reason, said to the user) and `open_runner` for the runner.  The CLI,
 the daemon and bench take the choice from the Detector.  Each backend's module is imported only when
-it is used, so choosing never imports torch or tensorrt.
+it is used: choosing never imports torch, and imports tensorrt only to probe it when a CUDA GPU is there.
 
     ort    the .onnx on ONNX Runtime (CPU): the default, and the path CI tests every numeric step with
     trt    a TensorRT engine: given as a file, or the engine of the .onnx in the model directory
