@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-train-dev
 
-.PHONY: setup dicom-tools test lint typecheck pytest demo demo-model bench clean
+.PHONY: setup dicom-tools test lint typecheck pytest pytest-runtime demo demo-model bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,20 @@ typecheck: $(STAMP)
 pytest: $(STAMP) dicom-tools
 	$(PY) -m pytest -q
 
-test: lint typecheck pytest
+# The torch-free tests once more on a runtime-only install (no torch, no onnx): what detect and watch need.
+RUNTIME_TEST_VENV ?= .venv-runtime-test
+RUNTIME_TEST_STAMP := $(RUNTIME_TEST_VENV)/.installed-runtime-dev
+
+$(RUNTIME_TEST_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(RUNTIME_TEST_VENV)
+	$(RUNTIME_TEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(RUNTIME_TEST_STAMP)
+
+pytest-runtime: $(RUNTIME_TEST_STAMP) dicom-tools
+	@$(RUNTIME_TEST_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch in the runtime-only venv' if u.find_spec('torch') else 0)"
+	$(RUNTIME_TEST_VENV)/bin/python -m pytest -q -m "not train"
+
+test: lint typecheck pytest pytest-runtime
 
 # The main job needs only the runtime (no torch): its own small venv.
 RUNTIME_VENV ?= .venv-runtime
@@ -78,4 +91,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench_pipeline_vs_eager --runs 7 --synthetic 3
 
 clean:
-	rm -rf out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf out build .pytest_cache .mypy_cache .ruff_cache

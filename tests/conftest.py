@@ -1,21 +1,36 @@
-"""Tiny models exported once per test session (resnet18, narrow heads, small tiles)."""
+"""Tiny models exported once per test session (resnet18, narrow heads, small tiles).
+
+Making them needs torch (the `train` extra).  Every test that uses one is marked `train`, so a
+runtime-only install (no torch) runs the rest with `pytest -m "not train"`; modules that import torch
+themselves skip without it.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry
 
-from trt_mass.model.checkpoint import random_network  # noqa: E402
-from trt_mass.model.export import ExportOptions, export_onnx  # noqa: E402
-from trt_mass.model.network import RetinaNetNetwork  # noqa: E402
-from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry  # noqa: E402
+if TYPE_CHECKING:
+    from trt_mass.model.network import RetinaNetNetwork
 
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 TINY_SPEC = ModelSpec(arch="resnet18", head_width=32)
+# Fixtures that export a model (torch): a test using one is a `train` test.
+MODEL_FIXTURES = frozenset({"models_dir", "tiny_model", "tiny_model_other_shape", "quiet_model", "watch_model",
+                            "checkpoint", "report", "outputs", "detected", "tiny_int32", "landscape", "variants"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.train)
 
 
 @dataclass
@@ -33,6 +48,10 @@ def structured_random_network(seed: int, prior: float, cls_std: float = 0.035) -
     scores spread over several logits, like a trained model's, with a few percent of anchors above
     the 0.1 threshold at prior 0.001.
     """
+    import torch
+
+    from trt_mass.model.checkpoint import random_network
+
     network = random_network(TINY_SPEC, seed, prior)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed + 1000)
@@ -45,16 +64,34 @@ def structured_random_network(seed: int, prior: float, cls_std: float = 0.035) -
     return network.eval()
 
 
-def _export(tmp: Path, name: str, geometry: TileGeometry, prior: float, seed: int, **graph: object) -> TinyModel:
-    network = structured_random_network(seed, prior)
-    spec = GraphSpec(geometry=geometry, **graph)  # type: ignore[arg-type]
-    path = tmp / f"{name}.onnx"
-    export_onnx(network, f"random:seed={seed},prior={prior}", ExportOptions(spec), path)
+def quiet_network(seed: int = 0, prior: float = 0.001) -> RetinaNetNetwork:
+    """The paper's own init: every anchor scores about `prior`, far below the 0.1 threshold, on any image.
+
+    Exactly `random_network(TINY_SPEC, seed, prior)`, so the torch runner rebuilds it from the metadata.
+    """
+    from trt_mass.model.checkpoint import random_network
+
+    return random_network(TINY_SPEC, seed, prior)
+
+
+def export_tiny(folder: Path, name: str, network: RetinaNetNetwork, init: str, geometry: TileGeometry,
+                **graph: Any) -> TinyModel:
+    from trt_mass.model.export import ExportOptions, export_onnx
+
+    spec = GraphSpec(geometry=geometry, **graph)
+    path = folder / f"{name}.onnx"
+    export_onnx(network, init, ExportOptions(spec), path)
     return TinyModel(network, spec, path)
+
+
+def _export(tmp: Path, name: str, geometry: TileGeometry, prior: float, seed: int, **graph: Any) -> TinyModel:
+    return export_tiny(tmp, name, structured_random_network(seed, prior), f"random:seed={seed},prior={prior}",
+                       geometry, **graph)
 
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    pytest.importorskip("torch")
     yield tmp_path_factory.mktemp("models")
 
 
@@ -69,3 +106,9 @@ def tiny_model_other_shape(models_dir: Path) -> TinyModel:
     """A second geometry: tile 192x288 (landscape), 3 x 3 grid, other thresholds and N."""
     return _export(models_dir, "tiny_other", TileGeometry(192, 288, 3), prior=0.001, seed=1,
                    max_candidates=256, pre_nms_top_k=600, max_per_view=100)
+
+
+@pytest.fixture(scope="session")
+def quiet_model(models_dir: Path) -> TinyModel:
+    """The tiny geometry with the paper's init: nothing anywhere scores above the threshold."""
+    return export_tiny(models_dir, "quiet", quiet_network(), "random:seed=0,prior=0.001", TileGeometry(256, 224, 5))

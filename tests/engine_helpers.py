@@ -88,18 +88,20 @@ def write_engine_pair(
     return engine, sidecar
 
 
-def export_tiny_int32(folder: Path) -> Path:
-    """The conftest tiny model (tile 256x224, grid 5) exported with an int32 canvas; reused when present."""
-    path = folder / "tiny-int32.onnx"
+def export_tiny_int32(folder: Path, quiet: bool = False) -> Path:
+    """The conftest tiny model (tile 256x224, grid 5) exported with an int32 canvas; reused when present.
+
+    `quiet`: the paper's init instead of the structured weights: nothing anywhere scores above the threshold.
+    """
+    name = "quiet-int32" if quiet else "tiny-int32"
+    path = folder / f"{name}.onnx"
     if path.is_file():
         return path
-    from tests.conftest import structured_random_network
+    from tests.conftest import quiet_network, structured_random_network
     from trt_mass.model.export import ExportOptions, export_onnx
 
     folder.mkdir(parents=True, exist_ok=True)
-    network = structured_random_network(0, 0.001)
+    network = quiet_network() if quiet else structured_random_network(0, 0.001)
     spec = GraphSpec(geometry=TileGeometry(256, 224, 5), canvas_dtype="int32")
-    partial = folder / "tiny-int32.partial.onnx"
-    export_onnx(network, "random:seed=0,prior=0.001", ExportOptions(spec), partial)
-    partial.rename(path)
+    export_onnx(network, "random:seed=0,prior=0.001", ExportOptions(spec), path)  # written atomically
     return path

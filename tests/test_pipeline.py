@@ -21,10 +21,12 @@ def test_detector_maps_findings_to_original_pixels(tiny_model: TinyModel) -> Non
         canvas = detector._canvas
         assert canvas is not None
         raw = detector.runner.infer({"canvas": canvas.canvas})
-    letterbox = result.letterbox
-    assert letterbox.original_hw == (1500, 900) and letterbox.resized_hw[0] == 768
+    # By hand, not from the code under test: the canvas is 768 x 672 (3 x the 256 x 224 tile); 1500 x 900
+    # shrinks by min(768 / 1500, 672 / 900) = 0.512 to 768 x round(460.8) = 461 canvas pixels.
+    assert tiny_model.graph_spec.geometry.canvas_hw == (768, 672)
+    assert result.letterbox.original_hw == (1500, 900) and result.letterbox.resized_hw == (768, 461)
     assert result.findings, "structured random weights give findings"
-    scale_y, scale_x = letterbox.scale_yx
+    scale_y, scale_x = 768 / 1500, 461 / 900
     used = raw["scores"] > 0
     expected = raw["boxes"][used].astype(np.float64) / np.array([scale_x, scale_y, scale_x, scale_y])
     expected = np.clip(expected, 0, [900, 1500, 900, 1500])  # boxes reaching into the padding are clipped
@@ -83,3 +85,25 @@ def test_spacing_of_a_mammogram_and_the_default_for_rasters(tiny_model: TinyMode
         assert unknown.pixel_spacing_mm is None and all(f.area_mm2 is None for f in unknown.findings)
         with pytest.raises(InputError, match=r"^b\.png: expected uint16"):
             detector.detect_mammogram(Mammogram(image.astype(np.float32), "b.png"))
+
+
+def test_a_normal_mammogram_where_nothing_scores_above_the_threshold(quiet_model: TinyModel, tmp_path: Path) -> None:
+    """Zero candidates anywhere (NonMaxSuppression's output is empty): zero findings, no error, on every backend."""
+    from trt_mass.datasets.synth import write_phantoms
+    from trt_mass.inputs.files import read_image
+    from trt_mass.outputs.results import OutputOptions, ResultWriter
+
+    phantom = write_phantoms(tmp_path / "in", 1, seed=8, scale=0.1, normal_fraction=1.0)[0]
+    mammogram = read_image(phantom)
+    for backend in ("ort", "torch"):
+        with Detector(quiet_model.onnx_path, backend=backend, threads=1, device="cpu") as detector:
+            raw = detector.runner.infer({"canvas": np.zeros(detector.metadata.inputs[0].shape, np.uint16)})
+            assert not raw["scores"].any() and not raw["boxes"].any(), backend
+            result = detector.detect_mammogram(mammogram)
+            assert result.findings == [], backend
+            out = tmp_path / backend
+            out.mkdir()
+            written = ResultWriter(out, detector.metadata, detector.backend,
+                                   OutputOptions(overlay=True, dicom_kinds=("sr", "gsps", "sc"))).write(
+                phantom, mammogram, result, "normal", {})
+            assert written.record["findings"] == [] and len(list(out.iterdir())) == 5, backend

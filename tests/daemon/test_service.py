@@ -308,3 +308,26 @@ def test_watch_defaults_to_the_bundled_model_and_reads_config_layers(tmp_path: P
     assert config.root == tmp_path / "root", "flags override the file"
     assert config.poll_interval_s == 2.5 and config.stable_polls == 6 and config.delete_done and config.polling
     assert WatchService(config).config.model == BUNDLED_MODEL
+
+
+def test_a_duplicate_arrival_writes_no_second_result(tmp_path: Path, watch_model: Path) -> None:
+    root = tmp_path / "root"
+    daemon = Daemon(root, watch_model).start()
+    _wait_for(lambda: (root / "status.json").exists(), 30, "the daemon")
+    source = write_phantoms(tmp_path / "staging", 1, seed=9, scale=0.05, normal_fraction=0.0)[0]
+    uid = str(pydicom.dcmread(source, stop_before_pixels=True).SOPInstanceUID)
+    shutil.copyfile(source, root / "incoming" / "first.dcm")
+    _wait_for(lambda: _folder(root, "done") == ["first.dcm"], 60, "the first arrival")
+    result = root / "results" / f"{uid}.json"
+    written = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (root / "results").iterdir()}
+    shutil.copyfile(source, root / "incoming" / "again.dcm")  # the same image sent twice
+    _wait_for(lambda: _folder(root, "done") == ["again.dcm", "first.dcm"], 60, "the second arrival")
+    assert daemon.terminate() == 0
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (root / "results").iterdir()} == written, \
+        "the duplicate rewrote nothing"
+    assert json.loads(result.read_text())["image"]["source"] == "first.dcm"
+    events = [json.loads(line) for line in daemon.log.read_text().splitlines() if line.startswith("{")]
+    duplicates = [e for e in events if e["event"] == "duplicate"]
+    assert [(e["file"], e["sop_instance_uid"]) for e in duplicates] == [("again.dcm", uid)]
+    assert [e["file"] for e in events if e["event"] == "processed"] == ["first.dcm"]
+    assert json.loads((root / "status.json").read_text())["duplicates"] == 1

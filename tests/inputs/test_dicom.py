@@ -193,3 +193,23 @@ def test_decoder_panic_becomes_input_error(tmp_path: Path) -> None:
     path = write(ds, tmp_path / "panic.dcm")
     with pytest.raises(InputError, match=r"panic\.dcm"):
         load_mammogram(path)
+
+
+@pytest.mark.parametrize(("photometric", "shape", "inverted"), [
+    ("MONOCHROME2", None, False),
+    ("MONOCHROME2", "IDENTITY", False),
+    ("MONOCHROME1", None, True),  # MONOCHROME1 alone: minimum is white, so invert
+    ("MONOCHROME2", "INVERSE", True),  # INVERSE alone inverts too
+    ("MONOCHROME1", "INVERSE", True),  # both describe the same inversion: applied once
+])
+def test_inversion_rule(tmp_path: Path, photometric: str, shape: str | None, inverted: bool) -> None:
+    """Dense tissue comes out bright however the file says it is stored: each rule checked on its own."""
+    anatomy = stored_ramp(bits=12)  # what a viewer must show: the ramp's last rows brightest
+    stored = (4095 - anatomy).astype(np.uint16) if inverted else anatomy
+    ds = mg_dataset(stored, photometric=photometric, WindowCenter="2048.5", WindowWidth="4096",
+                    PresentationLUTShape=shape)
+    pixels = load_mammogram(write(ds, tmp_path / "m.dcm")).pixels.astype(int)
+    reference = load_mammogram(write(mg_dataset(anatomy, WindowCenter="2048.5", WindowWidth="4096"),
+                                     tmp_path / "reference.dcm")).pixels.astype(int)
+    assert np.abs(pixels - reference).max() <= 65535 // 4095 + 1
+    assert pixels[-1].mean() > pixels[0].mean() + 30000

@@ -8,17 +8,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import helper
 
-from tests.conftest import TinyModel
-from trt_mass.errors import ModelError
-from trt_mass.metadata import read_onnx_metadata
+onnx = pytest.importorskip("onnx")  # the `train` extra: exporting and quantizing need onnx
+
+from onnx import helper  # noqa: E402
+
+from tests.conftest import TinyModel  # noqa: E402
+from trt_mass.errors import ModelError  # noqa: E402
+from trt_mass.metadata import read_onnx_metadata  # noqa: E402
 
 pytest.importorskip("torch")
 
-from trt_mass.model.export import _constant_ints, check_standard_ops
+from trt_mass.model.export import _constant_ints, check_standard_ops  # noqa: E402
 
 
 def test_op_set_is_standard_with_nms_and_small_topk(tiny_model: TinyModel) -> None:

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from tests.outputs.conftest import records, require
 from tests.outputs.tid4000 import check_cad_sr_template
@@ -27,3 +28,38 @@ def test_dsrdump_reads_the_sr(outputs: dict[str, Path]) -> None:
         assert result.returncode == 0, result.stderr
         assert "Mammography CAD Report" in result.stdout and "Single Image Finding" in result.stdout
         assert "E:" not in result.stderr
+
+
+VIEWS = {"CC": ("399162004", "SCT", "cranio-caudal"), "MLO": ("399368009", "SCT", "medio-lateral oblique")}
+SIDE_CODES = {"L": "80248007", "R": "73056007"}
+
+
+def _source_header(tmp_path: Path, laterality: str, view: str) -> pydicom.Dataset:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from tests.dicom_factory import mg_dataset, stored_ramp, write
+    from trt_mass.outputs.dicom import read_source
+
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = VIEWS[view]
+    ds = mg_dataset(stored_ramp(64, 48), ImageLaterality=laterality, ViewPosition=view,
+                    ViewCodeSequence=Sequence([code]))
+    return read_source(write(ds, tmp_path / f"{laterality}{view}.dcm"))
+
+
+@pytest.mark.parametrize(("laterality", "view"), [("L", "CC"), ("R", "MLO"), ("R", "CC"), ("L", "MLO")])
+def test_image_library_entry_names_the_analysed_breast_and_view(tmp_path: Path, laterality: str, view: str) -> None:
+    from trt_mass.geometry import Finding
+    from trt_mass.outputs.cad_sr import build_cad_sr
+    from trt_mass.outputs.dicom import ModelIdentity
+
+    source = _source_header(tmp_path, laterality, view)
+    sr = build_cad_sr(source, [Finding(1.0, 2.0, 30.0, 40.0, 0.5, 1036.0)], ModelIdentity("ab" * 32, "m", "fp32"))
+    library = next(item for item in sr.ContentSequence if item.ConceptNameCodeSequence[0].CodeValue == "111028")
+    image = library.ContentSequence[0]
+    assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    context = {item.ConceptNameCodeSequence[0].CodeValue: item for item in image.ContentSequence}
+    assert context["111027"].ConceptCodeSequence[0].CodeValue == SIDE_CODES[laterality]  # Image Laterality
+    assert context["111031"].ConceptCodeSequence[0].CodeValue == VIEWS[view][0]  # Image View
+    assert "Laterality" not in sr, "an SR document series has no laterality"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 
 from tests.dicom_factory import mg_dataset, stored_ramp, write
 from trt_mass.geometry import Finding
@@ -44,3 +45,11 @@ def test_burned_in_copy_is_labelled_and_marked(tmp_path: Path) -> None:
     assert sc.BurnedInAnnotation == "YES" and list(sc.ImageType) == ["DERIVED", "SECONDARY"]
     assert sc.Laterality == "L" and "NOT FOR DIAGNOSIS" in sc.ImageComments
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == pydicom.dcmread(source_path).SOPInstanceUID
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_both_objects_carry_the_source_breast(tmp_path: Path, laterality: str) -> None:
+    source = read_source(_source(tmp_path, laterality))
+    pixels = np.zeros((200, 160), np.uint16)
+    assert build_gsps(source, [FINDING], MODEL).Laterality == laterality
+    assert build_secondary_capture(source, pixels, [FINDING], MODEL).Laterality == laterality

@@ -6,22 +6,24 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from click.testing import CliRunner
-from onnx import numpy_helper
 
-from tests.conftest import TinyModel, _export
-from trt_mass.cli import main
-from trt_mass.datasets.synth import write_phantoms
-from trt_mass.errors import ConfigError, InputError, ModelError
-from trt_mass.geometry import CanvasBuilder
-from trt_mass.inputs.files import read_image
-from trt_mass.merge_oracle import box_iou
-from trt_mass.precision.calib import CalibrationSet, load_manifest, make_manifest
-from trt_mass.precision.quantize import QuantizeOptions, network_node_names, quantize_model, tensorrt_qdq_problems
-from trt_mass.runners.ort import OnnxRuntimeRunner
-from trt_mass.spec import TileGeometry
+onnx = pytest.importorskip("onnx")  # the `train` extra: exporting and quantizing need onnx
+
+from onnx import numpy_helper  # noqa: E402
+
+from tests.conftest import TinyModel, _export  # noqa: E402
+from trt_mass.cli import main  # noqa: E402
+from trt_mass.datasets.synth import write_phantoms  # noqa: E402
+from trt_mass.errors import ConfigError, InputError, ModelError  # noqa: E402
+from trt_mass.geometry import CanvasBuilder  # noqa: E402
+from trt_mass.inputs.files import read_image  # noqa: E402
+from trt_mass.merge_oracle import box_iou  # noqa: E402
+from trt_mass.precision.calib import CalibrationSet, load_manifest, make_manifest  # noqa: E402
+from trt_mass.precision.quantize import QuantizeOptions, network_node_names, quantize_model, tensorrt_qdq_problems  # noqa: E402
+from trt_mass.runners.ort import OnnxRuntimeRunner  # noqa: E402
+from trt_mass.spec import TileGeometry  # noqa: E402
 
 # Stated tolerances of each variant against fp32 on held-out images, judged on the fp32 findings
 # scoring >= score_floor: `located` = share with a variant finding at IoU >= 0.5, `recall` = share

@@ -7,24 +7,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
-from onnx import TensorProto, helper, numpy_helper
 
-from tests.conftest import TinyModel, _export
-from trt_mass.cli import main
-from trt_mass.datasets.synth import write_phantoms
-from trt_mass.errors import ConfigError, ModelError
-from trt_mass.geometry import CanvasBuilder
-from trt_mass.inputs.files import read_image
-from trt_mass.merge_oracle import box_iou
-from trt_mass.metadata import file_sha256, read_onnx_metadata
-from trt_mass.precision.quantize import QuantizeOptions, quantize_model
-from trt_mass.precision.winograd import WinogradRule, require_rewrites, rewrite_model
-from trt_mass.runners.ort import OnnxRuntimeRunner
-from trt_mass.spec import TileGeometry
+onnx = pytest.importorskip("onnx")  # the `train` extra: exporting and quantizing need onnx
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from tests.conftest import TinyModel, _export  # noqa: E402
+from trt_mass.cli import main  # noqa: E402
+from trt_mass.datasets.synth import write_phantoms  # noqa: E402
+from trt_mass.errors import ConfigError, ModelError  # noqa: E402
+from trt_mass.geometry import CanvasBuilder  # noqa: E402
+from trt_mass.inputs.files import read_image  # noqa: E402
+from trt_mass.merge_oracle import box_iou  # noqa: E402
+from trt_mass.metadata import file_sha256, read_onnx_metadata  # noqa: E402
+from trt_mass.precision.quantize import QuantizeOptions, quantize_model  # noqa: E402
+from trt_mass.precision.winograd import WinogradRule, require_rewrites, rewrite_model  # noqa: E402
+from trt_mass.runners.ort import OnnxRuntimeRunner  # noqa: E402
+from trt_mass.spec import TileGeometry  # noqa: E402
 
 EVERY_CONV = WinogradRule(min_in_channels=1, min_out_channels=1, min_output_pixels=1)
 TINY_RULE = WinogradRule(min_in_channels=16, min_out_channels=16, min_output_pixels=16)

@@ -48,6 +48,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"models": models, "onnx": onnx, "engine": engine, "cache": cache}
 
 
+def _build(models: Path, onnx: Path, name: str) -> Path:
+    from trt_mass.engine.build import build_engine
+    from trt_mass.engine.profiles import load_profile
+
+    profile_path = models.parent / "fp32-test.toml"
+    cache = models.parent / "timing.cache"
+    profile_path.write_text(f'precisions = ["fp32"]\nworkspace_mib = 1024\ntiming_cache = "{cache}"\n')
+    engine = models / f"{name}.plan"
+    build_engine(onnx, load_profile(profile_path), engine)
+    return engine
+
+
 def _canvas(shape: tuple[int, ...], seed: int) -> np.ndarray:
     """Blobs over a faint texture (no constant regions: exact score ties may order differently per backend)."""
     _, _, height, width = shape
@@ -114,3 +126,20 @@ def test_tampered_engine_is_refused_before_deserializing(built: dict[str, Path],
         TensorRTRunner(copy).activate()
     with pytest.raises(ModelError, match=r"refused \(location\)"):
         TensorRTRunner(built["engine"], model_dir=tmp_path).activate()
+
+
+def test_nothing_above_the_threshold_gives_no_findings_and_no_error(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The quiet model: NonMaxSuppression's output is empty on the GPU too; zero findings, no error."""
+    from trt_mass.pipeline import Detector
+
+    models = tmp_path_factory.mktemp("trt-quiet")
+    onnx = models / "quiet.onnx"
+    onnx.write_bytes(export_tiny_int32(tmp_path_factory.getbasetemp() / "int32-models", quiet=True).read_bytes())
+    _build(models, onnx, "quiet")
+    with Detector(onnx, backend="trt") as detector:
+        assert detector.backend == "trt"
+        image = np.random.default_rng(2).integers(1000, 60000, size=(900, 700), dtype=np.uint16)
+        assert detector.detect(image).findings == []
+        raw = detector.runner.infer({"canvas": _canvas(detector.metadata.inputs[0].shape, 5)})
+        assert not raw["scores"].any()
+
