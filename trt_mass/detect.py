@@ -24,6 +24,7 @@ class DetectConfig:
         out_dir: where <sop uid or stem>.json (and .overlay.png, DICOM objects) go.
         backend: "ort", "trt" or "auto" (trt_mass.runners.select).
         pixel_spacing_mm: spacing for inputs that carry none (rasters); DICOM files use their own.
+        raster_bits: significant bits of 16-bit PNG/TIFF inputs (None: from the file, else its maximum).
         dicom_out: DICOM objects for DICOM inputs, any of "sr", "gsps", "sc".
         model_dir: the only folder TensorRT engines are loaded from (default: the model's).
     """
@@ -35,6 +36,7 @@ class DetectConfig:
     overlay: bool = False
     truth: Path | None = None
     pixel_spacing_mm: float | None = None
+    raster_bits: int | None = None
     dicom_out: tuple[str, ...] = ()
     allow_engine_host_code: bool = False
     model_dir: Path | None = None
@@ -91,7 +93,7 @@ def run_detect(paths: Iterable[Path], config: DetectConfig, on_file: Callable[[F
     for path in paths:
         outcome = FileOutcome(path)
         try:
-            _detect_one(path, detector, writer, stems, config.pixel_spacing_mm, truth, outcome)
+            _detect_one(path, detector, writer, stems, config, truth, outcome)
         except InputError as error:
             outcome.error = str(error)
         summary.outcomes.append(outcome)
@@ -101,12 +103,12 @@ def run_detect(paths: Iterable[Path], config: DetectConfig, on_file: Callable[[F
     return summary
 
 
-def _detect_one(path: Path, detector: Detector, writer: ResultWriter, stems: StemAllocator,
-                default_spacing_mm: float | None, truth: dict[str, np.ndarray], outcome: FileOutcome) -> None:
+def _detect_one(path: Path, detector: Detector, writer: ResultWriter, stems: StemAllocator, config: DetectConfig,
+                truth: dict[str, np.ndarray], outcome: FileOutcome) -> None:
     read_started = time.perf_counter()
-    mammogram = read_image(path)
+    mammogram = read_image(path, config.raster_bits)
     read_ms = 1000 * (time.perf_counter() - read_started)
-    result = detector.detect_mammogram(mammogram, default_spacing_mm=default_spacing_mm, source=str(path))
+    result = detector.detect_mammogram(mammogram, default_spacing_mm=config.pixel_spacing_mm, source=str(path))
     stem = stems.claim(mammogram, path)
     truth_xyxy = truth.get(mammogram.sop_instance_uid or "", truth.get(path.name))
     written = writer.write(path, mammogram, result, stem, {"read_decode_ms": read_ms, **result.timings_ms},

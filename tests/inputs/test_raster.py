@@ -1,4 +1,4 @@
-"""Research rasters (PNG / TIFF) read as the canonical uint16 image, and refused with the file and the reason."""
+"""Research rasters (PNG / TIFF) read as the canonical uint16 image from the bits they use; refusals name the file."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from trt_mass.errors import InputError
-from trt_mass.inputs.raster import MAX_PIXELS, read_raster
+from trt_mass.inputs.raster import MAX_PIXELS, RasterScaling, read_raster
 
 RNG = np.random.default_rng(0)
 
@@ -20,7 +20,8 @@ def test_8_bit_values_are_scaled_to_the_uint16_range(tmp_path: Path) -> None:
     values = RNG.integers(0, 256, size=(30, 20), dtype=np.uint8)
     values[0, 0], values[0, 1] = 0, 255
     Image.fromarray(values).save(tmp_path / "a.png")
-    pixels = read_raster(tmp_path / "a.png")
+    pixels, scaling = read_raster(tmp_path / "a.png")
+    assert scaling == RasterScaling(8, "8-bit image")
     assert pixels.dtype == np.uint16 and pixels.shape == (30, 20) and pixels.flags.c_contiguous
     assert np.array_equal(pixels, values.astype(np.uint16) * 257)
     assert pixels[0, 0] == 0 and pixels[0, 1] == 65535
@@ -29,14 +30,16 @@ def test_8_bit_values_are_scaled_to_the_uint16_range(tmp_path: Path) -> None:
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_16_bit_values_pass_through(tmp_path: Path, suffix: str) -> None:
     values = RNG.integers(0, 65536, size=(25, 33), dtype=np.uint16)
+    values[0, 0] = 65535
     Image.fromarray(values).save(tmp_path / f"a{suffix}")
-    assert np.array_equal(read_raster(tmp_path / f"a{suffix}"), values)
+    pixels, scaling = read_raster(tmp_path / f"a{suffix}")
+    assert np.array_equal(pixels, values) and scaling == RasterScaling(16, "maximum value")
 
 
 def test_colour_is_read_as_luminance(tmp_path: Path) -> None:
     grey = RNG.integers(0, 256, size=(12, 10), dtype=np.uint8)
     Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "rgb.png")
-    assert np.array_equal(read_raster(tmp_path / "rgb.png"), grey.astype(np.uint16) * 257)
+    assert np.array_equal(read_raster(tmp_path / "rgb.png")[0], grey.astype(np.uint16) * 257)
 
 
 def _png_header_only(path: Path, width: int, height: int) -> None:
@@ -69,3 +72,83 @@ def test_refusals_name_the_file_and_the_reason(tmp_path: Path) -> None:
     (tmp_path / "cut.png").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(InputError, match=r"cut\.png: cannot decode"):
         read_raster(tmp_path / "cut.png")
+
+
+def _twelve_bit(rows: int = 40, columns: int = 30, maximum: int = 3000) -> np.ndarray:
+    values = RNG.integers(0, maximum, size=(rows, columns), dtype=np.uint16)
+    values[0, 0] = maximum
+    return values
+
+
+def test_the_maximum_picks_the_smallest_container(tmp_path: Path) -> None:
+    for maximum, bits in ((700, 10), (1023, 10), (1024, 12), (3000, 12), (16000, 14), (16384, 16)):
+        Image.fromarray(_twelve_bit(maximum=maximum)).save(tmp_path / "a.png")
+        pixels, scaling = read_raster(tmp_path / "a.png")
+        assert scaling == RasterScaling(bits, "maximum value"), maximum
+        assert pixels.max() == round(maximum * 65535 / (2**bits - 1)), maximum
+
+
+def test_a_png_s_significant_bits_chunk(tmp_path: Path) -> None:
+    values = _twelve_bit(maximum=1000)  # 12-bit content that happens to stay below 1024
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sBIT", bytes([12]))
+    Image.fromarray(values).save(tmp_path / "a.png", pnginfo=info)
+    pixels, scaling = read_raster(tmp_path / "a.png")
+    assert scaling == RasterScaling(12, "png sBIT")
+    assert np.array_equal(pixels, np.rint(values * (65535 / 4095)).astype(np.uint16))
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sBIT", bytes([10]))  # a chunk the values contradict is not believed
+    Image.fromarray(_twelve_bit(maximum=3000)).save(tmp_path / "b.png", pnginfo=info)
+    assert read_raster(tmp_path / "b.png")[1] == RasterScaling(12, "maximum value")
+
+
+def test_a_tiff_s_maximum_sample_value(tmp_path: Path) -> None:
+    Image.fromarray(_twelve_bit(maximum=900)).save(tmp_path / "a.tif", tiffinfo={281: 16383})
+    assert read_raster(tmp_path / "a.tif")[1] == RasterScaling(14, "tiff MaxSampleValue")
+
+
+def test_raster_bits_given_by_the_user(tmp_path: Path) -> None:
+    Image.fromarray(_twelve_bit(maximum=900)).save(tmp_path / "a.png")
+    pixels, scaling = read_raster(tmp_path / "a.png", bits=14)
+    assert scaling == RasterScaling(14, "--raster-bits") and pixels.max() == round(900 * 65535 / 16383)
+    with pytest.raises(InputError, match=r"a\.png: --raster-bits 8: the image holds values up to 900, which need 10"):
+        read_raster(tmp_path / "a.png", bits=8)
+    Image.fromarray(RNG.integers(0, 256, size=(8, 8), dtype=np.uint8)).save(tmp_path / "b.png")
+    assert read_raster(tmp_path / "b.png", bits=12)[1] == RasterScaling(8, "8-bit image")
+
+
+def test_one_image_in_three_containers_gives_one_canvas_and_one_set_of_findings(tmp_path: Path) -> None:
+    """The same mammogram as 8-bit, 12-in-16 and 14-in-16 PNG: same canvas within rounding, same findings.
+
+    With the bundled (trained) model: a random network's merge is chaotic, a trained one's is not.
+    """
+    from tests.helpers import match_as_sets
+    from trt_mass.bundled import default_model
+    from trt_mass.datasets.synth import write_phantoms
+    from trt_mass.inputs.files import read_image
+    from trt_mass.pipeline import Detector
+
+    phantom = read_image(write_phantoms(tmp_path / "dicom", 1, seed=21, scale=0.25, normal_fraction=0.0)[0])
+    eight = (phantom.pixels >> 8).astype(np.uint8)
+    Image.fromarray(eight).save(tmp_path / "8.png")
+    for bits in (12, 14):
+        stored = np.rint(eight * ((2**bits - 1) / 255)).astype(np.uint16)
+        Image.fromarray(stored).save(tmp_path / f"{bits}.png")
+    images = {name: read_image(tmp_path / f"{name}.png") for name in ("8", "12", "14")}
+    assert [images[n].raster_scaling.bits for n in ("8", "12", "14")] == [8, 12, 14]  # type: ignore[union-attr]
+    with Detector(default_model(), threads=2) as detector:
+        found = {}
+        for name, mammogram in images.items():
+            result = detector.detect_mammogram(mammogram, default_spacing_mm=0.35)
+            canvas = detector._canvas
+            assert canvas is not None
+            found[name] = (result, canvas.canvas.astype(np.int64).copy())
+    reference_result, reference_canvas = found["8"]
+    assert reference_result.findings, "the test needs findings to compare"
+    for name in ("12", "14"):
+        result, canvas = found[name]
+        assert np.abs(canvas - reference_canvas).max() <= 9, name  # half a 12-bit step is 8 in 16-bit units
+        boxes = np.array([[f.x1, f.y1, f.x2, f.y2] for f in result.findings]).reshape(-1, 4)
+        want = np.array([[f.x1, f.y1, f.x2, f.y2] for f in reference_result.findings]).reshape(-1, 4)
+        match_as_sets(boxes, np.array([f.score for f in result.findings]), want,
+                      np.array([f.score for f in reference_result.findings]), box_tol=0.5, score_tol=2e-3)

@@ -69,6 +69,7 @@ class BenchConfig:
             variant was made from); default: `model`.
         baseline_device: torch device of the baseline ("auto": the GPU when ours runs on one, else the CPU).
         pixel_spacing_mm: spacing for inputs that carry none (PNG/TIFF).
+        raster_bits: significant bits of 16-bit PNG/TIFF inputs (None: the file's, else its maximum).
         cov_threshold: warn when a coefficient of variation exceeds this (0.10 = 10 %).
         command: the command line, recorded in the report.
     """
@@ -88,6 +89,7 @@ class BenchConfig:
     baseline_model: Path | None = None
     baseline_device: str = "auto"
     pixel_spacing_mm: float | None = None
+    raster_bits: int | None = None
     cov_threshold: float = 0.10
     command: str = ""
 
@@ -187,14 +189,15 @@ class _Pipeline:
     def close(self) -> None:
         self.detector.close()
 
-    def process(self, path: Path, spacing_default: float | None, record: bool) -> list[int]:
+    def process(self, path: Path, config: BenchConfig, record: bool) -> list[int]:
         """One mammogram from file to JSON result; returns the image's [H, W]."""
         if self.cuda_memory is not None:
             self.cuda_memory.before_call()  # bookkeeping outside the timed region
         started = time.perf_counter()
-        mammogram = read_image(path)
+        mammogram = read_image(path, config.raster_bits)
         read_done = time.perf_counter()
-        result = self.detector.detect_mammogram(mammogram, default_spacing_mm=spacing_default, source=str(path))
+        result = self.detector.detect_mammogram(mammogram, default_spacing_mm=config.pixel_spacing_mm,
+                                                source=str(path))
         self.writer.write(path, mammogram, result, result_stem(mammogram, path), dict(result.timings_ms))
         done = time.perf_counter()
         if self.cuda_memory is not None:
@@ -450,14 +453,14 @@ def _timed_rounds(config: BenchConfig, files: list[Path], out_dir: Path, pipelin
         for position, pipeline in enumerate(order):
             if position:
                 time.sleep(SETTLE_S)
-            images_hw[path.name] = pipeline.process(path, config.pixel_spacing_mm, record=True)
+            images_hw[path.name] = pipeline.process(path, config, record=True)
             counter.step(f"{pipeline.name} {index + 1}/{config.runs}")
     return rss_before_baseline, images_hw
 
 
 def _warm_up(pipeline: _Pipeline, config: BenchConfig, files: list[Path], counter: _Progress) -> None:
     for index in range(config.warmup):
-        pipeline.process(files[index % len(files)], config.pixel_spacing_mm, record=False)
+        pipeline.process(files[index % len(files)], config, record=False)
         counter.step(f"warm-up ({pipeline.name})")
 
 
@@ -467,5 +470,5 @@ def _settings(config: BenchConfig, inputs_info: dict[str, Any]) -> dict[str, Any
         "device": config.device, "baseline": config.baseline,
         "baseline_model": None if config.baseline_model is None else str(config.baseline_model),
         "baseline_device": config.baseline_device, "cov_threshold": config.cov_threshold,
-        "pixel_spacing_mm": config.pixel_spacing_mm, "inputs": inputs_info,
+        "pixel_spacing_mm": config.pixel_spacing_mm, "raster_bits": config.raster_bits, "inputs": inputs_info,
     }

@@ -42,6 +42,8 @@ from trt_mass.runners.select import ALL_CHOICES
 @click.option("--baseline-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Device of the baseline (auto: the GPU when ours runs on one, else the CPU).")
 @click.option("--pixel-spacing", type=float, default=None, help="Pixel spacing in mm for PNG/TIFF inputs.")
+@click.option("--raster-bits", type=click.IntRange(8, 16), default=None,
+              help="Significant bits of 16-bit PNG/TIFF inputs [default: the file's own, else its maximum].")
 @click.option("--cov-threshold", type=float, default=10.0, show_default=True,
               help="Warn when a coefficient of variation exceeds this many percent (a noisy machine).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -53,7 +55,8 @@ from trt_mass.runners.select import ALL_CHOICES
 @maps_errors
 def bench(model: Path, backend: str, input_dir: Path | None, synthetic: int | None, synthetic_scale: float, seed: int,
           warmup: int, runs: int, threads: int | None, device: str, checkpoint: Path | None, baseline: bool,
-          baseline_model: Path | None, baseline_device: str, pixel_spacing: float | None, cov_threshold: float,
+          baseline_model: Path | None, baseline_device: str, pixel_spacing: float | None, raster_bits: int | None,
+          cov_threshold: float,
           json_path: Path | None, markdown_path: Path | None, plot_path: Path | None) -> None:
     """Latency of the whole pipeline per stage (read+decode, canvas, copies, inference, post-processing+writing)
     and end to end, with the machine, the model and, with --baseline, the ratio to the paper's way of running it.
@@ -71,7 +74,7 @@ def bench(model: Path, backend: str, input_dir: Path | None, synthetic: int | No
         model=model, backend=backend, inputs=input_dir, synthetic=synthetic, synthetic_scale=synthetic_scale,
         seed=seed, warmup=warmup, runs=runs, threads=threads, device=device, checkpoint=checkpoint,
         baseline=baseline, baseline_model=baseline_model, baseline_device=baseline_device,
-        pixel_spacing_mm=pixel_spacing, cov_threshold=cov_threshold / 100.0,
+        pixel_spacing_mm=pixel_spacing, raster_bits=raster_bits, cov_threshold=cov_threshold / 100.0,
         command=shlex.join(["trtmass", *sys.argv[1:]]),
     )
     if not model.is_file():

@@ -32,14 +32,17 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--pixel-spacing", type=float, default=None,
               help="Pixel spacing in mm for inputs that carry none (PNG/TIFF).")
+@click.option("--raster-bits", type=click.IntRange(8, 16), default=None,
+              help="Significant bits of 16-bit PNG/TIFF inputs [default: the file's sBIT / MaxSampleValue, else "
+                   "the smallest of 10, 12, 14, 16 bits holding the image's maximum].")
 @click.option("--dicom-out", default="",
               help="DICOM results for DICOM inputs: any of sr,gsps,sc (comma-separated), or 'none'.")
 @click.option("-v", "--verbose", is_flag=True, help="One line per file.")
 @maps_errors
 def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_engine_host_code: bool,
            model_dir: Path | None, out_dir: Path,
-           overlay: bool, truth: Path | None, threads: int | None, pixel_spacing: float | None, dicom_out: str,
-           verbose: bool) -> None:
+           overlay: bool, truth: Path | None, threads: int | None, pixel_spacing: float | None,
+           raster_bits: int | None, dicom_out: str, verbose: bool) -> None:
     """Detect masses in mammograms: DICOM, PNG or TIFF files, or folders of them."""
     from trt_mass.detect import DetectConfig, FileOutcome, run_detect
     from trt_mass.inputs.files import collect_inputs
@@ -53,7 +56,8 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
 
         model = default_model()
     config = DetectConfig(model=model, out_dir=out_dir, backend=backend, threads=threads, overlay=overlay,
-                          truth=truth, pixel_spacing_mm=pixel_spacing, dicom_out=parse_kinds(dicom_out),
+                          truth=truth, pixel_spacing_mm=pixel_spacing, raster_bits=raster_bits,
+                          dicom_out=parse_kinds(dicom_out),
                           allow_engine_host_code=allow_engine_host_code, model_dir=model_dir)
     detector = config.detector()
     click.echo(f"backend: {detector.backend} ({detector.backend_reason})", err=True)

@@ -38,6 +38,7 @@ class WatchConfig:
         backend: "ort", "trt" (the engine of `model` in its folder, or an engine file) or "auto".
         allow_engine_host_code: allow version-compatible TensorRT engines (their lean runtime runs as host code).
         model_dir: the only folder TensorRT engines are looked up in and loaded from (default: the model's).
+        raster_bits: significant bits of 16-bit PNG/TIFF arrivals (default: the file's statement, else its maximum).
     """
 
     root: Path
@@ -65,6 +66,7 @@ class WatchConfig:
     dicom_out: str = "sr,gsps,sc"
     allow_engine_host_code: bool = False
     model_dir: Path | None = None
+    raster_bits: int | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in DEPLOYABLE_CHOICES:
@@ -74,6 +76,8 @@ class WatchConfig:
             raise ConfigError(f"log_format must be plain or json, got {self.log_format!r}")
         if self.poll_interval_s <= 0 or self.stable_polls < 1 or self.queue_size < 1:
             raise ConfigError("poll_interval_s > 0, stable_polls >= 1 and queue_size >= 1 are required")
+        if self.raster_bits is not None and not 8 <= self.raster_bits <= 16:
+            raise ConfigError(f"raster_bits must be 8..16, got {self.raster_bits}")
         if self.retry_initial_s <= 0 or self.retry_max_s < self.retry_initial_s:
             raise ConfigError("retry_initial_s must be > 0 and <= retry_max_s")
 

@@ -208,7 +208,7 @@ class WatchService:
                     continue
                 started = time.perf_counter()
                 try:
-                    item = Decoded(claimed, read_image(claimed), None, 0.0)
+                    item = Decoded(claimed, read_image(claimed, self.config.raster_bits), None, 0.0)
                 except InputError as error:
                     item = Decoded(claimed, None, error, 0.0)
                 item.read_ms = 1000 * (time.perf_counter() - started)

@@ -16,11 +16,14 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trt_mass.errors import InputError
+
+if TYPE_CHECKING:
+    from trt_mass.inputs.raster import RasterScaling
 
 # SOP classes (PS3.4 B.5)
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
@@ -63,6 +66,8 @@ class Mammogram:
         pixels: uint16 [H, W], C-contiguous, presentation values scaled to 0..65535, dense bright.
         source: the file name it came from (for messages).
         pixel_spacing_mm: (row, column) spacing in mm, or None when the file gives none.
+        raster_scaling: for PNG/TIFF, the significant bits their values were scaled from and the rule that
+            found them (None for DICOM, whose values the modality LUT and VOI map).
     """
 
     pixels: np.ndarray
@@ -77,6 +82,7 @@ class Mammogram:
     manufacturer: str | None = None
     photometric_interpretation: str | None = None
     transfer_syntax_uid: str | None = None
+    raster_scaling: RasterScaling | None = None
 
     def describe(self) -> dict[str, Any]:
         """Non-identifying metadata for results and logs."""
@@ -90,6 +96,7 @@ class Mammogram:
             "pixel_spacing_mm": None if self.pixel_spacing_mm is None else list(self.pixel_spacing_mm),
             "manufacturer": self.manufacturer,
             "image_hw": [int(self.pixels.shape[0]), int(self.pixels.shape[1])],
+            "raster_scaling": None if self.raster_scaling is None else self.raster_scaling.to_dict(),
         }
 
 

@@ -36,11 +36,16 @@ def collect_inputs(items: list[Path] | tuple[Path, ...]) -> list[Path]:
     return files
 
 
-def read_image(path: Path) -> Mammogram:
-    """Load a DICOM or raster file as a Mammogram (InputError names the file and the reason)."""
+def read_image(path: Path, raster_bits: int | None = None) -> Mammogram:
+    """Load a DICOM or raster file as a Mammogram (InputError names the file and the reason).
+
+    `raster_bits`: the significant bits of 16-bit PNG/TIFF files that neither say nor show them
+    (trt_mass.inputs.raster); DICOM files and 8-bit images ignore it.
+    """
     suffix = path.suffix.lower()
     if suffix in RASTER_SUFFIXES:
-        return Mammogram(pixels=read_raster(path), source=path.name)
+        pixels, scaling = read_raster(path, raster_bits)
+        return Mammogram(pixels=pixels, source=path.name, raster_scaling=scaling)
     if suffix in DICOM_SUFFIXES or is_dicom_file(path):
         return load_mammogram(path)
     if not path.exists():

@@ -1,11 +1,25 @@
 """Research rasters (PNG / TIFF, 8- or 16-bit grayscale) as the canonical model input: uint16 H x W.
 
-8-bit values are scaled to the full uint16 range (v * 257) so they match 16-bit sources.
+Values are scaled to the full uint16 range the way a viewer shows them, from the number of bits the
+image really uses (public sets ship 12- or 14-bit mammograms in 16-bit PNGs; passed through, they
+would look nearly black to the model):
+
+    --raster-bits N          the user says so, for 16-bit files (refused when a value needs more bits)
+    8-bit image              L / RGB / palette images: v * 257
+    png sBIT                 the PNG's significant-bits chunk
+    tiff SMaxSampleValue / MaxSampleValue / BitsPerSample   the TIFF's own statement
+    maximum value            else: the smallest of 10, 12, 14, 16 bits that holds the image's maximum
+
+A stated bit depth that the values contradict (a maximum above it) falls back to the maximum rule.
+The rule that applied travels with the image (RasterScaling) into the result.
 """
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -14,27 +28,36 @@ from trt_mass.errors import InputError
 from trt_mass.inputs.dicom import MAX_PIXELS  # the same limit as for DICOM: checked before decoding
 
 RASTER_SUFFIXES = (".png", ".tif", ".tiff")
+CONTAINER_BITS = (10, 12, 14, 16)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_TAGS = ((341, "tiff SMaxSampleValue"), (281, "tiff MaxSampleValue"))
+TIFF_BITS_PER_SAMPLE = 258
 
 
-def read_raster(path: str | Path) -> np.ndarray:
-    """Read a grayscale PNG/TIFF as uint16 [H, W] (C-contiguous); InputError names the file and reason."""
+@dataclass(frozen=True)
+class RasterScaling:
+    """How a raster's values were scaled to 0..65535: the significant bits, and the rule that found them."""
+
+    bits: int
+    rule: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bits": self.bits, "rule": self.rule}
+
+
+def read_raster(path: str | Path, bits: int | None = None) -> tuple[np.ndarray, RasterScaling]:
+    """Read a grayscale PNG/TIFF as uint16 [H, W] (C-contiguous) and how it was scaled.
+
+    `bits`: the significant bits, when the file does not say and its maximum would mislead.
+    InputError names the file and the reason.
+    """
     path = Path(path)
     try:
         with Image.open(path) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise InputError(str(path), f"{width} x {height} pixels is too large")
-            mode = image.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(image)
-                if array.dtype != np.uint16:
-                    array = np.clip(array, 0, 65535).astype(np.uint16)
-            elif mode == "L":
-                array = np.asarray(image, dtype=np.uint16) * np.uint16(257)
-            elif mode in ("RGB", "RGBA", "LA", "P"):
-                array = np.asarray(image.convert("L"), dtype=np.uint16) * np.uint16(257)
-            else:
-                raise InputError(str(path), f"unsupported image mode {mode}")
+            values, stated = _values(path, image)
     except FileNotFoundError as error:
         raise InputError(str(path), "no such file") from error
     except Image.DecompressionBombError as error:  # Pillow's own limit, checked when the header is read
@@ -43,4 +66,80 @@ def read_raster(path: str | Path) -> np.ndarray:
         raise InputError(str(path), "not a PNG/TIFF image Pillow can read") from error
     except (OSError, ValueError) as error:
         raise InputError(str(path), f"cannot decode ({error})") from error
-    return np.ascontiguousarray(array, dtype=np.uint16)
+    scaling = _scaling(path, values, stated, bits)
+    return _scaled(values, scaling.bits), scaling
+
+
+def _values(path: Path, image: Image.Image) -> tuple[np.ndarray, RasterScaling | None]:
+    """The stored values (uint8 or uint16) and the bit depth the file states, if it states one."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image)
+        if array.dtype != np.uint16:
+            array = np.clip(array, 0, 65535).astype(np.uint16)
+        return array, _stated_bits(path, image)
+    if mode == "L":
+        return np.asarray(image, dtype=np.uint8), RasterScaling(8, "8-bit image")
+    if mode in ("RGB", "RGBA", "LA", "P"):
+        return np.asarray(image.convert("L"), dtype=np.uint8), RasterScaling(8, "8-bit image")
+    raise InputError(str(path), f"unsupported image mode {mode}")
+
+
+def _stated_bits(path: Path, image: Image.Image) -> RasterScaling | None:
+    if image.format == "PNG":
+        bits = _png_significant_bits(path)
+        return None if bits is None else RasterScaling(bits, "png sBIT")
+    if image.format == "TIFF":
+        tags = getattr(image, "tag_v2", {})
+        for tag, rule in TIFF_TAGS:
+            value = tags.get(tag)
+            if value:
+                maximum = int(value[0] if isinstance(value, tuple) else value)
+                return RasterScaling(max(1, maximum.bit_length()), rule) if maximum > 0 else None
+        per_sample = tags.get(TIFF_BITS_PER_SAMPLE)
+        per_sample = per_sample[0] if isinstance(per_sample, tuple) else per_sample
+        if per_sample and 8 < int(per_sample) < 16:
+            return RasterScaling(int(per_sample), "tiff BitsPerSample")
+    return None
+
+
+def _png_significant_bits(path: Path) -> int | None:
+    """The grey channel's significant bits from the PNG's sBIT chunk (it comes before IDAT), if any."""
+    with open(path, "rb") as handle:
+        if handle.read(8) != PNG_SIGNATURE:
+            return None
+        while True:
+            header = handle.read(8)
+            if len(header) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", header)
+            if kind == b"sBIT":
+                data = handle.read(length)
+                return int(data[0]) if data else None
+            if kind in (b"IDAT", b"IEND"):
+                return None
+            handle.seek(length + 4, 1)  # the data and its CRC
+
+
+def _scaling(path: Path, values: np.ndarray, stated: RasterScaling | None, bits: int | None) -> RasterScaling:
+    maximum = int(values.max()) if values.size else 0
+    if stated is not None and stated.bits == 8:
+        return stated  # 8-bit images are 8-bit, whatever --raster-bits says for 16-bit files
+    if bits is not None:
+        if maximum >= 1 << bits:
+            raise InputError(str(path), f"--raster-bits {bits}: the image holds values up to {maximum}, which need "
+                                        f"{maximum.bit_length()} bits")
+        return RasterScaling(bits, "--raster-bits")
+    if stated is not None and maximum < 1 << stated.bits:
+        return stated
+    smallest = next(b for b in CONTAINER_BITS if maximum < 1 << b)
+    return RasterScaling(smallest, "maximum value")
+
+
+def _scaled(values: np.ndarray, bits: int) -> np.ndarray:
+    """Values of `bits` significant bits stretched to 0..65535 (8-bit: exactly v * 257), rounded."""
+    full = (1 << bits) - 1
+    if full == 65535:
+        return np.ascontiguousarray(values, dtype=np.uint16)
+    wide = values.astype(np.uint32)
+    return np.ascontiguousarray((wide * 65535 + full // 2) // full, dtype=np.uint16)
