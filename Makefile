@@ -63,8 +63,9 @@ demo: $(RUNTIME_STAMP)
 	$(RUNTIME_VENV)/bin/trtmass detect out/demo/dicom --out out/demo/results --overlay \
 		--truth out/demo/dicom/truth.csv --dicom-out sr,gsps,sc -v
 	@$(RUNTIME_VENV)/bin/python -c "import json, glob; [print(r['image']['source'], r['image']['laterality'], \
-		r['image']['view'], [(f['x1'], f['y1'], f['x2'], f['y2'], f['score']) for f in r['findings']]) \
+		r['image']['view'], [(f['x1'], f['y1'], f['x2'], f['y2'], f['score']) for f in r['findings'] if f['shown']]) \
 		for r in map(lambda p: json.load(open(p)), sorted(glob.glob('out/demo/results/*.json')))]"
+	@echo "findings shown at the model's 1-FPPI operating point (the JSON lists every candidate, each with 'shown')"
 	@echo "overlays (findings red, truth green): out/demo/results/*.overlay.png; DICOM SR/GSPS/SC beside them"
 
 # How the bundled demo model was made (about an hour on 2 CPU cores); see trt_mass/data/MODEL_CARD.md.
@@ -78,8 +79,9 @@ demo-model: $(STAMP)
 	$(VENV)/bin/trtmass train --data out/demo-model/phantoms-train --data mias:../shared/data/mini-mias-train \
 		--folds 5 --fold 0 $(DEMO_MODEL_ARGS) --epochs 10 --lr 3e-4 --batch-size 8 --out out/demo-model/run --resume
 	$(VENV)/bin/trtmass export out/demo-model/run/last.pt --tile 256x224 -o trt_mass/data/demo-model.onnx
+	# the operating points (score thresholds at 0.25/0.5/1/2 FPPI) come from the held-out phantoms
 	$(VENV)/bin/trtmass eval --model trt_mass/data/demo-model.onnx --data out/demo-model/phantoms-test \
-		--out out/demo-model/eval-phantoms
+		--out out/demo-model/eval-phantoms --write-operating-points
 	$(VENV)/bin/trtmass eval --model trt_mass/data/demo-model.onnx --data mias:../shared/data/mini-mias-train \
 		--folds 5 --fold 0 --out out/demo-model/eval-mias
 

@@ -18,6 +18,9 @@ def test_bundled_model_is_small_and_documented() -> None:
     assert metadata.kind == "engine_graph" and metadata.init.startswith("checkpoint:")
     card = MODEL_CARD.read_text()
     assert "NOT FOR CLINICAL USE" in card and metadata.weights_sha256[:12] in card and "ImageNet" in card
+    points = metadata.operating_points
+    assert points is not None and points.source == "eval" and points.images == 50, "measured on held-out data"
+    assert f"{points.scores['1']:.3f}" in card, "the model card states the 1-FPPI point the model carries"
 
 
 def test_detect_defaults_to_the_bundled_model(tmp_path: Path) -> None:
@@ -28,3 +31,4 @@ def test_detect_defaults_to_the_bundled_model(tmp_path: Path) -> None:
     (result,) = tmp_path.joinpath("out").glob("*.json")
     record = json.loads(result.read_text())
     assert record["model"]["weights_sha256"] == read_onnx_metadata(BUNDLED_MODEL).weights_sha256
+    assert record["operating_point"]["name"] == "1fppi" and "warning" not in run.stderr

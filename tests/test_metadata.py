@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TinyModel
 from tests.engine_helpers import make_metadata
 from trt_mass.errors import ModelError
-from trt_mass.metadata import METADATA_KEY, ModelMetadata, file_sha256, metadata_from_map
+from trt_mass.metadata import METADATA_KEY, ModelMetadata, OperatingPoints, file_sha256, metadata_from_map
 
 
 def test_round_trip_through_json_and_flat_entries() -> None:
@@ -45,3 +46,29 @@ def test_file_hash_reads_in_chunks(tmp_path: Path) -> None:
     data = bytes(range(256)) * 5000
     (tmp_path / "f").write_bytes(data)
     assert file_sha256(tmp_path / "f", chunk=4096) == hashlib.sha256(data).hexdigest()
+
+
+def test_operating_points_travel_with_the_metadata() -> None:
+    points = OperatingPoints(scores={"1": 0.35, "2": 0.2}, data="d", source="eval", tpr={"1": 0.9}, images=5,
+                             lesions=4, criterion="iou", iou_threshold=0.2)
+    metadata = dataclasses.replace(make_metadata(), operating_points=points)
+    assert ModelMetadata.from_json(metadata.to_json()).operating_points == points
+    assert ModelMetadata.from_json(make_metadata().to_json()).operating_points is None
+    with pytest.raises(ModelError, match="not in"):
+        OperatingPoints(scores={"1": 1.5}, data="d", source="export")
+
+
+def test_rewriting_a_model_s_metadata_keeps_the_graph_and_refuses_other_weights(tiny_model: TinyModel,
+                                                                              tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from trt_mass.metadata import read_onnx_metadata, rewrite_onnx_metadata
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(tiny_model.onnx_path.read_bytes())
+    metadata = read_onnx_metadata(model)
+    points = OperatingPoints(scores={"1": 0.4}, data="given", source="export")
+    rewrite_onnx_metadata(model, dataclasses.replace(metadata, operating_points=points))
+    assert read_onnx_metadata(model) == dataclasses.replace(metadata, operating_points=points)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    with pytest.raises(ModelError, match="other weights or another graph"):
+        rewrite_onnx_metadata(model, dataclasses.replace(metadata, weights_sha256="00" * 32))

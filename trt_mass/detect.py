@@ -11,6 +11,7 @@ import numpy as np
 
 from trt_mass.errors import InputError
 from trt_mass.inputs.files import read_image, read_truth
+from trt_mass.outputs.operating_point import OperatingPoint, choose_operating_point
 from trt_mass.outputs.results import OutputOptions, ResultWriter, StemAllocator
 from trt_mass.pipeline import Detector
 
@@ -26,6 +27,8 @@ class DetectConfig:
         pixel_spacing_mm: spacing for inputs that carry none (rasters); DICOM files use their own.
         raster_bits: significant bits of 16-bit PNG/TIFF inputs (None: from the file, else its maximum).
         dicom_out: DICOM objects for DICOM inputs, any of "sr", "gsps", "sc".
+        operating_point: which findings are shown: "1fppi" (and the model's other points), a score, "all";
+            None: the model's 1-FPPI point, else all (trt_mass.outputs.operating_point).
         model_dir: the only folder TensorRT engines are loaded from (default: the model's).
     """
 
@@ -38,6 +41,7 @@ class DetectConfig:
     pixel_spacing_mm: float | None = None
     raster_bits: int | None = None
     dicom_out: tuple[str, ...] = ()
+    operating_point: str | None = None
     allow_engine_host_code: bool = False
     model_dir: Path | None = None
 
@@ -46,12 +50,17 @@ class DetectConfig:
         return Detector(self.model, backend=self.backend, threads=self.threads, model_dir=self.model_dir,
                         allow_engine_host_code=self.allow_engine_host_code)
 
+    def point_for(self, detector: Detector) -> OperatingPoint:
+        """The operating point of this run with the detector's (open) model."""
+        return choose_operating_point(detector.metadata, self.operating_point)
+
 
 @dataclass
 class FileOutcome:
     path: Path
     result_path: Path | None = None
-    findings: int = 0
+    findings: int = 0  # shown, at or above the operating point
+    candidates: int = 0
     error: str | None = None
 
 
@@ -87,7 +96,8 @@ def run_detect(paths: Iterable[Path], config: DetectConfig, on_file: Callable[[F
     truth = read_truth(config.truth) if config.truth else {}
     config.out_dir.mkdir(parents=True, exist_ok=True)
     writer = ResultWriter(config.out_dir, detector.metadata, detector.backend,
-                          OutputOptions(overlay=config.overlay, dicom_kinds=config.dicom_out))
+                          OutputOptions(overlay=config.overlay, dicom_kinds=config.dicom_out,
+                                        operating_point=config.point_for(detector)))
     stems = StemAllocator()
     summary = DetectSummary()
     for path in paths:
@@ -115,3 +125,4 @@ def _detect_one(path: Path, detector: Detector, writer: ResultWriter, stems: Ste
                            truth_xyxy)
     outcome.result_path = written.json_path
     outcome.findings = written.findings
+    outcome.candidates = written.candidates

@@ -19,6 +19,51 @@ from trt_mass.spec import GraphSpec, ModelSpec
 METADATA_KEY = "trt_mass"
 METADATA_FORMAT = 1
 KINDS = ("engine_graph", "network_only")
+OPERATING_FPPI = ("0.25", "0.5", "1", "2")  # the false positives per image eval measures score thresholds for
+
+
+@dataclass(frozen=True)
+class OperatingPoints:
+    """Score thresholds at which the model marked at most so many false positives per image on a named data set.
+
+    Attributes:
+        scores: {"0.25": s, "0.5": s, "1": s, "2": s}: a finding is shown at "1fppi" when its score >= scores["1"].
+        tpr: the sensitivity at each point on that data set ({} when the points were given, not measured).
+        data: the data set (as given to eval), or who set the points.
+        images, lesions: its size (0 when given).
+        criterion, iou_threshold: how a detection counted as a hit.
+        source: "eval" (measured) or "export" (given on the command line).
+    """
+
+    scores: dict[str, float]
+    data: str
+    source: str
+    tpr: dict[str, float] = field(default_factory=dict)
+    images: int = 0
+    lesions: int = 0
+    criterion: str | None = None
+    iou_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, score in self.scores.items():
+            if not 0.0 <= float(score) <= 1.0:
+                raise ModelError(f"operating point {name} fppi: score {score} is not in [0, 1]")
+
+    def describe(self) -> str:
+        measured = f" on {self.data} ({self.images} images, {self.lesions} masses)" if self.source == "eval" else ""
+        return f"{self.source}{measured}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scores": dict(self.scores), "tpr": dict(self.tpr), "data": self.data, "images": self.images,
+                "lesions": self.lesions, "criterion": self.criterion, "iou_threshold": self.iou_threshold,
+                "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OperatingPoints:
+        return cls(scores={str(k): float(v) for k, v in data["scores"].items()}, data=str(data["data"]),
+                   source=str(data["source"]), tpr={str(k): float(v) for k, v in data.get("tpr", {}).items()},
+                   images=int(data.get("images", 0)), lesions=int(data.get("lesions", 0)),
+                   criterion=data.get("criterion"), iou_threshold=data.get("iou_threshold"))
 
 
 @dataclass(frozen=True)
@@ -53,6 +98,7 @@ class ModelMetadata:
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     versions: dict[str, str] = field(default_factory=dict)
+    operating_points: OperatingPoints | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -80,6 +126,7 @@ class ModelMetadata:
                 "inputs": [t.to_dict() for t in self.inputs],
                 "outputs": [t.to_dict() for t in self.outputs],
                 "versions": self.versions,
+                "operating_points": None if self.operating_points is None else self.operating_points.to_dict(),
             },
             sort_keys=True,
         )
@@ -105,6 +152,8 @@ class ModelMetadata:
                 inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
                 outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
                 versions=dict(data.get("versions", {})),
+                operating_points=(OperatingPoints.from_dict(data["operating_points"])
+                                  if data.get("operating_points") else None),
             )
         except ModelError:
             raise
@@ -143,6 +192,33 @@ def read_onnx_metadata(path: str | Path) -> ModelMetadata:
     except Exception as error:
         raise ModelError(f"{path}: ONNX Runtime cannot load it ({error})") from error
     return metadata_from_map(dict(session.get_modelmeta().custom_metadata_map), str(path))
+
+
+def rewrite_onnx_metadata(path: str | Path, metadata: ModelMetadata) -> None:
+    """Replace the trt_mass metadata of an ONNX file (the graph and weights stay as they are), atomically.
+
+    Needs onnx (the `train` extra).  The file's hash changes: engines built from the old file no longer
+    match it and are rebuilt (`--backend auto` says so).
+    """
+    from trt_mass.atomic import atomic_path
+    from trt_mass.errors import BackendUnavailableError
+
+    try:
+        import onnx
+    except ImportError as error:
+        raise BackendUnavailableError(f"writing model metadata needs onnx ({error}); pip install "
+                                      "'trt_mass[train]'") from error
+    path = Path(path)
+    model = onnx.load(str(path))
+    current = metadata_from_map({p.key: p.value for p in model.metadata_props}, str(path))
+    if current.weights_sha256 != metadata.weights_sha256 or current.graph_spec != metadata.graph_spec:
+        raise ModelError(f"{path}: the new metadata is for other weights or another graph")
+    kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(METADATA_KEY)]
+    del model.metadata_props[:]
+    for key, value in [*kept, *metadata.flat_entries().items()]:
+        model.metadata_props.add(key=key, value=value)
+    with atomic_path(path, suffix=".onnx") as temporary:
+        onnx.save(model, str(temporary))
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -32,6 +32,10 @@ def test_hand_computed_case() -> None:
     assert np.allclose(curve.fppi, [0, 1 / 3, 1 / 3, 2 / 3, 2 / 3])
     assert np.allclose(curve.tpr, [0.5, 0.5, 0.5, 0.5, 1.0])
     assert curve.tpr_at(0.1) == 0.5 and curve.tpr_at(0.5) == 0.5 and curve.tpr_at(1.0) == 1.0
+    # The most sensitive threshold within each false-positive budget: 0.7 keeps 1/3 FPPI, 0.5 keeps 2/3.
+    assert curve.threshold_at(0.0) == 0.9 and curve.threshold_at(0.34) == 0.7 and curve.threshold_at(1.0) == 0.5
+    only_false = froc_curve([_image("n", [[0, 0, 5, 5]], [0.4], [])], "iou", 0.2)
+    assert only_false.threshold_at(0.5) == 1.0, "over budget from the first mark: show nothing"
     # Box b: IoU 0.8 >= 0.2 hits; with a minimum IoU of 0.9 it no longer does.
     assert froc_curve(images, "iou", 0.9).tpr_at(3) == 0.5
     centre = hit_matrix(np.array([[0, 0, 10, 10]]), np.array([[4, 4, 6, 6], [6, 6, 9, 9]]), "centre", 0)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from tests.conftest import TinyModel
@@ -34,3 +35,52 @@ def test_eval_writes_every_output(tiny_model: TinyModel, tiny_model_other_shape:
         with Image.open(out / name) as picture:
             assert picture.size[0] > 300
     assert "TPR at FPPI" in run.stdout
+
+
+def test_operating_points_measured_by_eval_are_what_detect_shows(tiny_model: TinyModel, tmp_path: Path) -> None:
+    import pydicom
+
+    from trt_mass.eval.froc import FrocCurve
+    from trt_mass.metadata import read_onnx_metadata
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(tiny_model.onnx_path.read_bytes())
+    data = tmp_path / "data"
+    write_phantoms(data, 6, seed=13, scale=0.05, normal_fraction=0.2)
+    cli = [sys.executable, "-m", "trt_mass.cli"]
+    run = subprocess.run([*cli, "eval", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "eval"),
+                          "--bootstrap", "0", "--write-operating-points"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"operating points written into {model}" in run.stdout
+    before, after = read_onnx_metadata(tiny_model.onnx_path), read_onnx_metadata(model)
+    points = after.operating_points
+    assert points is not None and points.source == "eval" and points.images == 6 and points.lesions > 0
+    assert after.weights_sha256 == before.weights_sha256 and after.graph_spec == before.graph_spec
+    scores = [points.scores[k] for k in ("0.25", "0.5", "1", "2")]
+    assert scores == sorted(scores, reverse=True), "a larger false-positive budget never raises the threshold"
+    summary = next(iter(json.loads((tmp_path / "eval" / "eval.json").read_text())["models"].values()))
+    froc = summary["froc"]
+    curve = FrocCurve(*(np.array(froc[k]) for k in ("threshold", "fppi", "tpr")), summary["images"], summary["lesions"])
+    assert points.scores["1"] == curve.threshold_at(1.0) and points.tpr["1"] == summary["tpr_at_fppi"]["1.0"]["tpr"]
+
+    out = tmp_path / "detect"
+    run = subprocess.run([*cli, "detect", str(data), "--model", str(model), "--out", str(out), "--overlay",
+                          "--dicom-out", "gsps"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"operating point: 1fppi (score >= {points.scores['1']:.3f}" in run.stderr and "warning" not in run.stderr
+    shown_total = 0
+    for path in sorted(out.glob("*.json")):
+        record = json.loads(path.read_text())
+        assert record["operating_point"]["name"] == "1fppi" and record["operating_point"]["score"] == points.scores["1"]
+        for finding in record["findings"]:  # every candidate is listed; `shown` says which are drawn
+            assert finding["shown"] == (finding["score"] >= round(points.scores["1"], 5) - 1e-5)
+        shown = [f for f in record["findings"] if f["shown"]]
+        shown_total += len(shown)
+        gsps = pydicom.dcmread(out / record["dicom_outputs"]["gsps"])
+        drawn = [o for a in gsps.get("GraphicAnnotationSequence", []) for o in a.GraphicObjectSequence]
+        assert len(drawn) == len(shown)
+    assert 0 < shown_total < sum(len(json.loads(p.read_text())["findings"]) for p in out.glob("*.json"))
+
+    plain = subprocess.run([*cli, "detect", str(data), "--model", str(tiny_model.onnx_path), "--out",
+                            str(tmp_path / "plain")], capture_output=True, text=True)
+    assert plain.returncode == 0 and "carries no operating points" in plain.stderr

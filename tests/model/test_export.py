@@ -106,10 +106,12 @@ def test_cli_export_random_network_only_and_checkpoint(tmp_path: Path) -> None:
     reloaded, _ = load_checkpoint(checkpoint)
     assert weights_sha256(reloaded) == weights_sha256(network)
     graph = tmp_path / "graph.onnx"
-    subprocess.run([*cli, "export", str(checkpoint), "--tile", "128x96", "--grid", "3", "-o", str(graph)], check=True)
+    subprocess.run([*cli, "export", str(checkpoint), "--tile", "128x96", "--grid", "3", "--operating-point",
+                    "1fppi=0.3", "-o", str(graph)], check=True)
     info = subprocess.run([*cli, "info", str(graph)], check=True, capture_output=True, text=True)
     data = json.loads(info.stdout)
     assert data["weights_sha256"] == weights_sha256(network) and data["init"] == "checkpoint:model.pt"
+    assert data["operating_points"]["scores"] == {"1": 0.3} and data["operating_points"]["source"] == "export"
     assert data["graph_spec"]["geometry"] == {"tile_h": 128, "tile_w": 96, "grid": 3}
 
     bad = subprocess.run([*cli, "export", "--tile", "100x96", "--init", "random", "-o", str(tmp_path / "x.onnx")],

@@ -15,6 +15,7 @@ from tests.conftest import TinyModel
 from trt_mass.datasets.synth import write_phantoms
 from trt_mass.errors import InputError
 from trt_mass.inputs.files import read_image
+from trt_mass.outputs.operating_point import SHOW_ALL, OperatingPoint
 from trt_mass.outputs.results import (
     COORDINATES,
     OutputOptions,
@@ -59,9 +60,11 @@ def test_a_dicom_result_is_written_whole_with_the_json_last(detector: Detector, 
     assert all((tmp_path / name).stat().st_mtime_ns <= json_time for name in names), "the JSON comes last"
     record = json.loads(written.json_path.read_text())
     assert record == written.record
-    assert list(record) == ["image", "coordinates", "findings", "model", "timings_ms", "dicom_outputs"]
+    assert list(record) == ["image", "coordinates", "operating_point", "findings", "model", "timings_ms",
+                            "dicom_outputs"]
     assert record["coordinates"] == COORDINATES
-    assert record["findings"] == [f.to_dict() for f in result.findings]
+    assert record["operating_point"] == {"name": "all", "score": None, "origin": SHOW_ALL.origin}
+    assert record["findings"] == [{**f.to_dict(), "shown": True} for f in result.findings]
     assert record["image"]["pixel_spacing_mm"] == list(mammogram.pixel_spacing_mm or ())
     assert record["image"]["sop_instance_uid"] == uid
     assert record["model"] == {"model_id": detector.metadata.model_id, "init": detector.metadata.init,
@@ -124,3 +127,20 @@ def test_result_names() -> None:
     stems = StemAllocator()
     assert [stems.claim(raster, Path(p)) for p in ("x/a.png", "y/a.png", "z/a.tif")] == ["a", "a-2", "a-3"]
     assert stems.claim(dicom, Path("a.dcm")) == "1.2.3"
+
+
+def test_only_findings_at_the_operating_point_are_drawn(detector: Detector, phantom: Path, tmp_path: Path) -> None:
+    mammogram = read_image(phantom)
+    result = detector.detect_mammogram(mammogram)
+    scores = sorted(f.score for f in result.findings)
+    assert len(scores) >= 2, "the test needs findings on both sides of the point"
+    cut = (scores[0] + scores[-1]) / 2
+    point = OperatingPoint(f"{cut:g}", cut, "given")
+    written = _writer(detector, tmp_path, dicom_kinds=("gsps", "sr"), operating_point=point).write(
+        phantom, mammogram, result, "x", {})
+    shown = [f for f in result.findings if f.score >= cut]
+    assert 0 < written.findings == len(shown) < written.candidates == len(result.findings)
+    assert [f["shown"] for f in written.record["findings"]] == [f.score >= cut for f in result.findings]
+    assert written.record["operating_point"] == {"name": f"{cut:g}", "score": cut, "origin": "given"}
+    gsps = pydicom.dcmread(tmp_path / written.record["dicom_outputs"]["gsps"])
+    assert len(gsps.GraphicAnnotationSequence[0].GraphicObjectSequence) == len(shown)

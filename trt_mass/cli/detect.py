@@ -37,12 +37,16 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
                    "the smallest of 10, 12, 14, 16 bits holding the image's maximum].")
 @click.option("--dicom-out", default="",
               help="DICOM results for DICOM inputs: any of sr,gsps,sc (comma-separated), or 'none'.")
+@click.option("--operating-point", default=None, metavar="NAME|SCORE|all",
+              help="Findings shown on overlays and DICOM results: the model's 1fppi (0.25fppi, 0.5fppi, 2fppi) "
+                   "point, a score, or all [default: the model's 1fppi point, else all]. The JSON lists every "
+                   "candidate with `shown`.")
 @click.option("-v", "--verbose", is_flag=True, help="One line per file.")
 @maps_errors
 def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_engine_host_code: bool,
            model_dir: Path | None, out_dir: Path,
            overlay: bool, truth: Path | None, threads: int | None, pixel_spacing: float | None,
-           raster_bits: int | None, dicom_out: str, verbose: bool) -> None:
+           raster_bits: int | None, dicom_out: str, operating_point: str | None, verbose: bool) -> None:
     """Detect masses in mammograms: DICOM, PNG or TIFF files, or folders of them."""
     from trt_mass.detect import DetectConfig, FileOutcome, run_detect
     from trt_mass.inputs.files import collect_inputs
@@ -57,7 +61,7 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
         model = default_model()
     config = DetectConfig(model=model, out_dir=out_dir, backend=backend, threads=threads, overlay=overlay,
                           truth=truth, pixel_spacing_mm=pixel_spacing, raster_bits=raster_bits,
-                          dicom_out=parse_kinds(dicom_out),
+                          dicom_out=parse_kinds(dicom_out), operating_point=operating_point,
                           allow_engine_host_code=allow_engine_host_code, model_dir=model_dir)
     detector = config.detector()
     click.echo(f"backend: {detector.backend} ({detector.backend_reason})", err=True)
@@ -66,10 +70,17 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
         if outcome.error is not None:
             click.echo(f"\ntrtmass: refused {outcome.error}", err=True)
         elif verbose:
-            click.echo(f"{outcome.path}: {outcome.findings} finding(s) -> {outcome.result_path}")
+            click.echo(f"{outcome.path}: {outcome.findings} finding(s) shown of {outcome.candidates} candidate(s) -> "
+                       f"{outcome.result_path}")
 
-    with detector, click.progressbar(files, label="detect", file=sys.stderr) as bar:
-        summary = run_detect(bar, config, report, detector=detector)
+    with detector:
+        point = config.point_for(detector)
+        if point.warning:
+            click.echo(f"trtmass: warning: {point.warning}", err=True)
+        click.echo(f"operating point: {point.name}"
+                   + ("" if point.score is None else f" (score >= {point.score:.3f}; {point.origin})"), err=True)
+        with click.progressbar(files, label="detect", file=sys.stderr) as bar:
+            summary = run_detect(bar, config, report, detector=detector)
     click.echo(summary.line())
     click.echo(f"results in {out_dir}" + (" (with .overlay.png pictures)" if overlay else ""))
     if summary.refused:

@@ -48,10 +48,13 @@ def _graph_spec(tile: str, grid: int, **thresholds: Any) -> Any:
               help="Canvas input type; int32 for TensorRT (it has no uint16 tensors).")
 @click.option("--network-only", is_flag=True, help="Export only backbone + heads on the view batch.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
+@click.option("--operating-point", "operating_points", multiple=True, metavar="NAME=SCORE",
+              help="Record a score threshold, e.g. 1fppi=0.35 (repeatable; NAME: 0.25fppi, 0.5fppi, 1fppi, 2fppi). "
+                   "Usually measured instead: trtmass eval --write-operating-points.")
 @maps_errors
 def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, head_width: int, seed: int,
            random_prior: float, tile: str | None, grid: int | None, network_only: bool, no_simplify: bool,
-           **thresholds: Any) -> None:
+           operating_points: tuple[str, ...], **thresholds: Any) -> None:
     """Export CHECKPOINT (or random weights) as the engine-graph ONNX."""
     if init_mode == "checkpoint" and checkpoint is None:
         raise ConfigError("give a CHECKPOINT, or --init random for random weights")
@@ -59,7 +62,10 @@ def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, hea
         raise ConfigError("--init random takes no CHECKPOINT")
     from trt_mass.model.checkpoint import load_checkpoint, random_network
     from trt_mass.model.export import ExportOptions, export_onnx
+    from trt_mass.outputs.operating_point import given_operating_points
     from trt_mass.spec import ModelSpec
+
+    points = given_operating_points(operating_points)
 
     trained: dict[str, Any] = {}
     if checkpoint is not None:
@@ -76,7 +82,7 @@ def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, hea
                               "change the scale the network sees (retrain or fine-tune at that geometry)")
     spec = _graph_spec(tile or trained_tile or "768x640", grid or trained.get("grid") or 5, **thresholds)
     started = time.perf_counter()
-    metadata = export_onnx(network, init, ExportOptions(spec, network_only, not no_simplify), output)
+    metadata = export_onnx(network, init, ExportOptions(spec, network_only, not no_simplify, points), output)
     click.echo(
         f"wrote {output} ({metadata.kind}, {metadata.model_id}, init {init}, "
         f"inputs {[(t.name, t.dtype, t.shape) for t in metadata.inputs]}) in "

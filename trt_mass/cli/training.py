@@ -63,18 +63,25 @@ def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile
 @click.option("--folds", type=int, default=None, help="Evaluate only the patient-wise test fold --fold of K.")
 @click.option("--fold", type=int, default=0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold assignment (as in train).")
+@click.option("--write-operating-points", is_flag=True,
+              help="Write the score thresholds for 0.25/0.5/1/2 false positives per image on this data into the "
+                   "(first) model's metadata; detect and watch then show findings at its 1-FPPI point.")
 @maps_errors
 def evaluate(models: tuple[Path, ...], compare: tuple[Path, ...], data: str, out_dir: Path, criterion: str,
              iou_threshold: float, bootstrap: int, threads: int | None, folds: int | None, fold: int,
-             seed: int) -> None:
+             seed: int, write_operating_points: bool) -> None:
     """FROC and related figures of a model on a labelled data set (JSON, CSV and PNG plots)."""
     from trt_mass.eval.run import EvalConfig, run_eval
 
     config = EvalConfig(models=models + compare, data=data, out_dir=out_dir, criterion=criterion,
                         iou_threshold=iou_threshold, bootstrap=bootstrap, threads=threads, folds=folds, fold=fold,
-                        seed=seed)
+                        seed=seed, write_operating_points=write_operating_points)
     report = run_eval(config, progress=True)
     for name, summary in report["models"].items():
         points = ", ".join(f"{p}: {v['tpr']:.3f}" for p, v in summary["tpr_at_fppi"].items())
         click.echo(f"{name}: {summary['images']} images, {summary['lesions']} lesions; TPR at FPPI {points}")
+        written = summary.get("operating_points_written")
+        if written:
+            scores = ", ".join(f"{fppi} FPPI: score >= {score:.3f}" for fppi, score in written["scores"].items())
+            click.echo(f"operating points written into {summary['model']}: {scores}")
     click.echo(f"report: {out_dir}/eval.json, froc.csv, tpr_at_fppi.csv, froc.png, tpr_vs_iou.png, fp_normals.png")

@@ -30,11 +30,14 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
 @click.option("--dicom-out", default=None, help="DICOM results: any of sr,gsps,sc, or 'none' (default: all three).")
 @click.option("--raster-bits", type=click.IntRange(8, 16), default=None,
               help="Significant bits of 16-bit PNG/TIFF arrivals [default: the file's own, else its maximum].")
+@click.option("--operating-point", default=None, metavar="NAME|SCORE|all",
+              help="Findings shown on overlays and DICOM results [default: the model's 1fppi point, else all].")
 @maps_errors
 def watch(root: Path | None, model: Path | None, config_file: Path | None, polling: bool | None,
           backend: str | None, allow_engine_host_code: bool | None, model_dir: Path | None, threads: int | None,
           delete_done: bool | None,
-          overlay: bool | None, log_format: str | None, dicom_out: str | None, raster_bits: int | None) -> None:
+          overlay: bool | None, log_format: str | None, dicom_out: str | None, raster_bits: int | None,
+          operating_point: str | None) -> None:
     """Watch ROOT/incoming and turn every complete mammogram into ROOT/results/<SOP UID>.json.
 
     Settings: flags > TRTMASS_WATCH_* environment > --config TOML > defaults.  SIGTERM finishes the
@@ -47,7 +50,8 @@ def watch(root: Path | None, model: Path | None, config_file: Path | None, polli
 
     flags = {"root": root, "model": model, "polling": polling, "backend": backend, "threads": threads,
              "delete_done": delete_done, "overlay": overlay, "log_format": log_format, "dicom_out": dicom_out,
-             "allow_engine_host_code": allow_engine_host_code, "model_dir": model_dir, "raster_bits": raster_bits}
+             "allow_engine_host_code": allow_engine_host_code, "model_dir": model_dir, "raster_bits": raster_bits,
+             "operating_point": operating_point}
     config = load_config(flags, config_file)
     service = WatchService(config)
     for signal_number in (signal.SIGTERM, signal.SIGINT):

@@ -12,6 +12,7 @@ import tomllib
 
 from trt_mass.errors import ConfigError
 from trt_mass.outputs.dicom import parse_kinds
+from trt_mass.outputs.operating_point import check_operating_point
 from trt_mass.runners.select import DEPLOYABLE_CHOICES
 
 ENV_PREFIX = "TRTMASS_WATCH_"
@@ -39,6 +40,8 @@ class WatchConfig:
         allow_engine_host_code: allow version-compatible TensorRT engines (their lean runtime runs as host code).
         model_dir: the only folder TensorRT engines are looked up in and loaded from (default: the model's).
         raster_bits: significant bits of 16-bit PNG/TIFF arrivals (default: the file's statement, else its maximum).
+        operating_point: findings shown on overlays and DICOM results: "1fppi" (or another of the model's
+            points), a score, or "all" (default: the model's 1-FPPI point, else all, with a warning).
     """
 
     root: Path
@@ -67,6 +70,7 @@ class WatchConfig:
     allow_engine_host_code: bool = False
     model_dir: Path | None = None
     raster_bits: int | None = None
+    operating_point: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in DEPLOYABLE_CHOICES:
@@ -76,6 +80,7 @@ class WatchConfig:
             raise ConfigError(f"log_format must be plain or json, got {self.log_format!r}")
         if self.poll_interval_s <= 0 or self.stable_polls < 1 or self.queue_size < 1:
             raise ConfigError("poll_interval_s > 0, stable_polls >= 1 and queue_size >= 1 are required")
+        check_operating_point(self.operating_point)
         if self.raster_bits is not None and not 8 <= self.raster_bits <= 16:
             raise ConfigError(f"raster_bits must be 8..16, got {self.raster_bits}")
         if self.retry_initial_s <= 0 or self.retry_max_s < self.retry_initial_s:

@@ -29,6 +29,7 @@ from trt_mass.daemon.retry import Backoff, retry
 from trt_mass.daemon.sdnotify import Notifier
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.inputs.dicom import Mammogram
+from trt_mass.outputs.operating_point import choose_operating_point
 from trt_mass.outputs.results import OutputOptions, ResultWriter, WrittenResult, result_stem
 from trt_mass.pipeline import DetectionResult, Detector
 
@@ -162,12 +163,15 @@ class WatchService:
         detector = Detector(config.model, backend=config.backend, threads=config.threads, model_dir=config.model_dir,
                             allow_engine_host_code=config.allow_engine_host_code).open()
         self._detector = detector
+        point = choose_operating_point(detector.metadata, config.operating_point)
         self._writer = ResultWriter(self.folders["results"], detector.metadata, detector.backend,
-                                    OutputOptions(overlay=config.overlay, dicom_kinds=config.dicom_kinds))
+                                    OutputOptions(overlay=config.overlay, dicom_kinds=config.dicom_kinds,
+                                                  operating_point=point))
         self._model_hash = detector.metadata.weights_sha256
         self.log.event("model_loaded", model=str(config.model), model_id=detector.metadata.model_id,
                        backend=detector.backend, backend_reason=detector.backend_reason,
-                       precision=detector.metadata.precision)
+                       precision=detector.metadata.precision, operating_point=point.to_dict(),
+                       **({"warning": point.warning} if point.warning else {}))
         self._announce(f"watching {self.folders['incoming']} with {detector.metadata.model_id}")
         self._write_status("running")
         return detector
@@ -365,6 +369,7 @@ class WatchService:
             "model": str(self.config.model),
             "model_id": detector.metadata.model_id if detector is not None else None,
             "backend": detector.backend if detector is not None else self.config.backend,
+            "operating_point": self._writer.options.operating_point.name if self._writer is not None else None,
             "mode": "polling" if self.config.polling else "inotify",
         }
         # The status file is informative; its failure must not stop processing.

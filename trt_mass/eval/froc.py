@@ -55,6 +55,12 @@ class FrocCurve:
         allowed = self.fppi <= fppi + 1e-12
         return float(self.tpr[allowed].max()) if allowed.any() else 0.0
 
+    def threshold_at(self, fppi: float) -> float:
+        """The lowest score threshold with at most `fppi` false positives per image: the most sensitive
+        operating point within that budget.  1.0 (nothing shown) when even the top score is over it."""
+        allowed = np.flatnonzero(self.fppi <= fppi + 1e-12)
+        return float(self.thresholds[allowed[-1]]) if allowed.size else 1.0
+
 
 def hit_matrix(det_boxes: np.ndarray, gt_boxes: np.ndarray, criterion: str, iou_threshold: float) -> np.ndarray:
     """[D, G] bool: does detection d hit ground-truth box g."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import sys
 import time
@@ -17,6 +18,7 @@ from trt_mass.atomic import atomic_path, write_json_atomic, write_text_atomic
 from trt_mass.datasets.labelled import Sample, load_dataset
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.eval.froc import FPPI_POINTS, ImageResult, bootstrap_tpr, froc_curve
+from trt_mass.metadata import OPERATING_FPPI, ModelMetadata, OperatingPoints, read_onnx_metadata, rewrite_onnx_metadata
 
 IOU_SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
@@ -34,6 +36,7 @@ class EvalConfig:
     folds: int | None = None  # with fold: evaluate only that patient-wise test fold (as held out by train)
     fold: int = 0
     seed: int = 0
+    write_operating_points: bool = False  # into the first model's metadata, measured on this data
 
 
 def detect_samples(model: Path, samples: Sequence[Sample], backend: str = "ort", threads: int | None = None,
@@ -50,10 +53,8 @@ def detect_samples(model: Path, samples: Sequence[Sample], backend: str = "ort",
             except InputError as error:
                 refused.append(str(error))
                 continue
-            spacing = mammogram.pixel_spacing_mm
-            if spacing is None and sample.pixel_spacing_mm is not None:
-                spacing = (sample.pixel_spacing_mm, sample.pixel_spacing_mm)
-            findings = detector.detect(mammogram.pixels, pixel_spacing_mm=spacing, source=str(sample.path)).findings
+            findings = detector.detect_mammogram(mammogram, default_spacing_mm=sample.pixel_spacing_mm,
+                                                 source=str(sample.path)).findings
             boxes = np.array([[f.x1, f.y1, f.x2, f.y2] for f in findings], dtype=np.float64).reshape(-1, 4)
             scores = np.array([f.score for f in findings], dtype=np.float64)
             results.append(ImageResult(sample.image_id, sample.patient_id, boxes, scores, sample.boxes))
@@ -98,17 +99,38 @@ def run_eval(config: EvalConfig, progress: bool = False) -> dict[str, Any]:
                               "models": {}}
     config.out_dir.mkdir(parents=True, exist_ok=True)
     for model in config.models:
-        from trt_mass.metadata import read_onnx_metadata
-
         metadata = read_onnx_metadata(model)
         images, refused = detect_samples(model, samples, config.backend, config.threads, progress)
         if not images:
             raise ConfigError(f"every image of {config.data} was refused: {refused[:3]}")
         summary = summarize(images, normal_ids, config.criterion, config.iou_threshold, config.bootstrap)
         summary.update(model=str(model), model_id=metadata.model_id, precision=metadata.precision, refused=refused)
+        if config.write_operating_points and model == config.models[0]:
+            summary["operating_points_written"] = _write_operating_points(model, metadata, images, config)
         report["models"][metadata.model_id if metadata.model_id not in report["models"] else str(model)] = summary
     write_report(config.out_dir, report)
     return report
+
+
+def operating_points(images: Sequence[ImageResult], data: str, criterion: str,
+                     iou_threshold: float) -> OperatingPoints:
+    """The score thresholds for 0.25 / 0.5 / 1 / 2 false positives per image on these results."""
+    curve = froc_curve(images, criterion, iou_threshold)
+    return OperatingPoints(
+        scores={name: curve.threshold_at(float(name)) for name in OPERATING_FPPI},
+        tpr={name: curve.tpr_at(float(name)) for name in OPERATING_FPPI},
+        data=data, source="eval", images=curve.num_images, lesions=curve.num_lesions, criterion=criterion,
+        iou_threshold=iou_threshold if criterion == "iou" else None)
+
+
+def _write_operating_points(model: Path, metadata: ModelMetadata, images: Sequence[ImageResult],
+                            config: EvalConfig) -> dict[str, Any]:
+    data = config.data if not config.folds else f"{config.data} (fold {config.fold} of {config.folds})"
+    points = operating_points(images, data, config.criterion, config.iou_threshold)
+    if points.lesions == 0:
+        raise ConfigError(f"{config.data} has no masses: operating points need masses to measure sensitivity")
+    rewrite_onnx_metadata(model, dataclasses.replace(metadata, operating_points=points))
+    return points.to_dict()
 
 
 def write_report(out_dir: Path, report: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from trt_mass.atomic import atomic_path
 from trt_mass.errors import ModelError
-from trt_mass.metadata import ModelMetadata, TensorSpec
+from trt_mass.metadata import ModelMetadata, OperatingPoints, TensorSpec
 from trt_mass.model.checkpoint import weights_sha256
 from trt_mass.model.graph import EngineGraph, ViewBatch
 from trt_mass.model.network import RetinaNetNetwork
@@ -38,11 +38,14 @@ class ExportOptions:
         graph_spec: tiles, thresholds and N of the engine graph (also used for the network-only view batch).
         network_only: export just backbone + FPN + heads on the view batch (parity, benchmarks).
         simplify: run onnxsim on the exported graph.
+        operating_points: score thresholds to record (usually measured later by `trtmass eval
+            --write-operating-points`).
     """
 
     graph_spec: GraphSpec
     network_only: bool = False
     simplify: bool = True
+    operating_points: OperatingPoints | None = None
 
 
 class _NetworkOnly(torch.nn.Module):
@@ -120,6 +123,7 @@ def export_onnx(
         inputs=_tensor_specs(model.graph.input),
         outputs=_tensor_specs(model.graph.output),
         versions=package_versions(),
+        operating_points=options.operating_points,
     )
     del model.metadata_props[:]
     for key, value in metadata.flat_entries().items():

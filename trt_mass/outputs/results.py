@@ -8,7 +8,9 @@ looks the same whichever way it was made.  For one image, in this order:
     OUT/<stem>.json             last: its presence means the whole result was written
 
 <stem> is the SOP Instance UID (the file name for rasters).  Every file is written atomically
-(trt_mass.atomic).  The JSON (see `result_record`) carries UIDs, never patient data.
+(trt_mass.atomic).  The JSON (see `result_record`) carries UIDs, never patient data.  The overlay and
+the DICOM objects show the findings at or above the operating point (trt_mass.outputs.operating_point);
+the JSON keeps every candidate, each with `shown`.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from trt_mass.atomic import write_json_atomic
+from trt_mass.geometry import Finding
 from trt_mass.inputs.dicom import Mammogram
 from trt_mass.metadata import ModelMetadata
+from trt_mass.outputs.operating_point import SHOW_ALL, OperatingPoint
 from trt_mass.outputs.overlay import render_overlay, write_overlay
 from trt_mass.pipeline import DetectionResult
 
@@ -36,10 +40,12 @@ class OutputOptions:
     Attributes:
         overlay: a downscaled PNG with the boxes and scores (<stem>.overlay.png).
         dicom_kinds: DICOM objects for DICOM inputs, any of "sr", "gsps", "sc" (trt_mass.outputs.dicom).
+        operating_point: which findings the overlay and the DICOM objects show.
     """
 
     overlay: bool = False
     dicom_kinds: tuple[str, ...] = ()
+    operating_point: OperatingPoint = SHOW_ALL
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,12 @@ class WrittenResult:
 
     @property
     def findings(self) -> int:
+        """How many findings are shown (at or above the operating point)."""
+        return sum(1 for finding in self.record["findings"] if finding["shown"])
+
+    @property
+    def candidates(self) -> int:
+        """How many candidates the JSON lists, shown or not."""
         return len(self.record["findings"])
 
 
@@ -75,13 +87,15 @@ class StemAllocator:
 
 
 def result_record(mammogram: Mammogram, result: DetectionResult, metadata: ModelMetadata, backend: str,
-                  timings_ms: dict[str, float]) -> dict[str, Any]:
-    """The JSON of one image: where it came from (UIDs, no patient data), findings in original pixels."""
+                  timings_ms: dict[str, float], point: OperatingPoint = SHOW_ALL) -> dict[str, Any]:
+    """The JSON of one image: where it came from (UIDs, no patient data), findings in original pixels,
+    each with whether it is shown at `point`."""
     spacing = result.pixel_spacing_mm
     return {
         "image": {**mammogram.describe(), "pixel_spacing_mm": None if spacing is None else list(spacing)},
         "coordinates": COORDINATES,
-        "findings": [f.to_dict() for f in result.findings],
+        "operating_point": point.to_dict(),
+        "findings": [{**f.to_dict(), "shown": point.shows(f.score)} for f in result.findings],
         "model": {
             "model_id": metadata.model_id,
             "weights_sha256": metadata.weights_sha256,
@@ -129,24 +143,26 @@ class ResultWriter:
         folder cannot be written.
         """
         started = time.perf_counter()
+        point = self.options.operating_point
+        shown = [finding for finding in result.findings if point.shows(finding.score)]
         if self.options.overlay:
-            write_overlay(self.out_dir / f"{stem}.overlay.png",
-                          render_overlay(mammogram.pixels, result.findings, truth_xyxy))
-        record = result_record(mammogram, result, self.metadata, self.backend, timings_ms)
+            write_overlay(self.out_dir / f"{stem}.overlay.png", render_overlay(mammogram.pixels, shown, truth_xyxy))
+        record = result_record(mammogram, result, self.metadata, self.backend, timings_ms, point)
         if self.options.dicom_kinds:
-            record["dicom_outputs"] = self._dicom_outputs(source, mammogram, result)
+            record["dicom_outputs"] = self._dicom_outputs(source, mammogram, shown)
         record["timings_ms"]["write_ms"] = round(1000 * (time.perf_counter() - started), 2)
         path = self.json_path(stem)
         write_json_atomic(path, record)
         return WrittenResult(path, record)
 
-    def _dicom_outputs(self, source: Path, mammogram: Mammogram, result: DetectionResult) -> dict[str, str] | None:
-        """The CAD SR / GSPS / SC of a DICOM input; None for rasters (nothing to reference)."""
+    def _dicom_outputs(self, source: Path, mammogram: Mammogram, shown: list[Finding]) -> dict[str, str] | None:
+        """The CAD SR / GSPS / SC of a DICOM input, with the shown findings; None for rasters (nothing to
+        reference)."""
         from trt_mass.outputs.dicom import ModelIdentity, write_dicom_outputs
 
         if mammogram.sop_instance_uid is None:
             return None
         identity = ModelIdentity(self.metadata.weights_sha256, self.metadata.model_id, self.metadata.precision)
-        written = write_dicom_outputs(source, mammogram.pixels, result.findings, identity, self.out_dir,
+        written = write_dicom_outputs(source, mammogram.pixels, shown, identity, self.out_dir,
                                       self.options.dicom_kinds)
         return {kind: target.name for kind, target in written.items()}
