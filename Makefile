@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-train-dev
 
-.PHONY: setup dicom-tools test lint typecheck pytest pytest-runtime demo demo-model bench clean
+.PHONY: setup dicom-tools trt-stubs test lint typecheck pytest pytest-runtime demo demo-model bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,16 @@ dicom-tools:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check trt_mass tests benchmarks
 
-typecheck: $(STAMP)
-	$(VENV)/bin/mypy
+# TensorRT 11.4's real Python bindings (PyPI) with stand-in libraries, and their stubs, in build/trt-stubs
+# (git-ignored): the TensorRT layer is type-checked against them and tests/engine/test_tensorrt_api.py imports them.
+trt-stubs: $(STAMP)
+	$(PY) -m tests.tensorrt_api.build build/trt-stubs
 
-pytest: $(STAMP) dicom-tools
+typecheck: $(STAMP) trt-stubs
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --config-file tests/tensorrt_api/mypy.ini
+
+pytest: $(STAMP) dicom-tools trt-stubs
 	$(PY) -m pytest -q
 
 # The torch-free tests once more on a runtime-only install (no torch, no onnx): what detect and watch need.

@@ -15,12 +15,13 @@ from types import TracebackType
 
 import numpy as np
 
+from trt_mass.engine.gpu import TensorRTEnvironment
 from trt_mass.errors import ModelError
 from trt_mass.geometry import CanvasBuilder, Finding, Letterbox, findings_from_canvas
 from trt_mass.inputs.dicom import Mammogram
 from trt_mass.metadata import ModelMetadata
 from trt_mass.runners.base import Runner
-from trt_mass.runners.select import BackendChoice, BackendOptions, choose_backend, open_runner
+from trt_mass.runners.select import AUTO, BackendChoice, BackendOptions, choose_backend, open_runner
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +51,34 @@ class Detector:
             result = detector.detect(image_uint16, pixel_spacing_mm=(0.07, 0.07))
     """
 
+    runner: Runner
+    choice: BackendChoice
+    _canvas: CanvasBuilder | None
+    _fallback: tuple[BackendChoice, BackendOptions] | None  # what `auto` falls back to when its engine fails to load
+
     def __init__(self, model_path: str | Path, backend: str = "ort", threads: int | None = None, *,
                  model_dir: str | Path | None = None, allow_engine_host_code: bool = False, device: str = "auto",
-                 checkpoint: str | Path | None = None) -> None:
+                 checkpoint: str | Path | None = None, environment: TensorRTEnvironment | None = None) -> None:
         """`backend`: "ort", "trt" (an engine, or an .onnx whose engine is in `model_dir`), "torch" or "auto".
 
         `model_dir`: the folder TensorRT engines are looked up in and loaded from (default: the model's).
         `allow_engine_host_code`: allow version-compatible engines (their lean runtime runs as host code).
         `device`, `checkpoint`: the torch backend's device and the checkpoint the model was exported from.
+        `environment`: this machine's TensorRT and GPU when already probed (default: probed here).
         Options the chosen backend does not take are ignored.  The choice and why: `backend`, `backend_reason`.
+
+        With "auto", an engine that passes its checks but then fails to load (out of GPU memory, driver
+        trouble) gives way to ONNX Runtime on the .onnx when the detector is opened, and the reason says so;
+        "trt" fails loudly instead.
         """
         options = BackendOptions(threads=threads, model_dir=None if model_dir is None else Path(model_dir),
                                  allow_engine_host_code=allow_engine_host_code, device=device,
                                  checkpoint=None if checkpoint is None else Path(checkpoint))
-        choice = choose_backend(backend, model_path, options)
+        choice = choose_backend(backend, model_path, options, environment=environment)
         self._adopt(open_runner(choice, options), choice)
+        model_path = Path(model_path)
+        if backend == AUTO and choice.backend == "trt" and model_path.suffix == ".onnx":
+            self._fallback = (BackendChoice("ort", model_path, ""), options)
 
     @classmethod
     def from_runner(cls, runner: Runner, artifact: str | Path, reason: str) -> Detector:
@@ -77,7 +91,8 @@ class Detector:
         log.info("backend %s (%s)", choice.backend, choice.reason)
         self.runner = runner
         self.choice = choice
-        self._canvas: CanvasBuilder | None = None
+        self._canvas = None
+        self._fallback = None
 
     @property
     def backend(self) -> str:
@@ -94,7 +109,12 @@ class Detector:
         return self.runner.metadata
 
     def open(self) -> Detector:
-        self.runner.activate()
+        try:
+            self.runner.activate()
+        except Exception as error:
+            if self._fallback is None:
+                raise
+            self._fall_back(error)
         metadata = self.runner.metadata
         if metadata.kind != "engine_graph":
             self.runner.deactivate()
@@ -104,6 +124,15 @@ class Detector:
             )
         self._canvas = CanvasBuilder(metadata.graph_spec.geometry, metadata.graph_spec.canvas_dtype)
         return self
+
+    def _fall_back(self, error: Exception) -> None:
+        """`auto` chose an engine that would not load: ONNX Runtime on the .onnx instead, and say why."""
+        assert self._fallback is not None
+        fallback, options = self._fallback
+        reason = f"{self.choice.reason}, but it could not be loaded ({error}); ONNX Runtime instead"
+        log.warning("backend ort: %s", reason)
+        self._adopt(open_runner(fallback._replace(reason=reason), options), fallback._replace(reason=reason))
+        self.runner.activate()
 
     def close(self) -> None:
         self.runner.deactivate()

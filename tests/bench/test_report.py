@@ -57,3 +57,28 @@ def test_benchmark_script_writes_its_results_section(report: dict[str, Any], tmp
     update_results_md(results, section)
     text = results.read_text()
     assert text.count(BEGIN) == 1 and "STALE-FIGURES" not in text and "kept" in text and text.endswith("## After\n")
+
+
+def test_the_gpu_check_reports_what_it_measured() -> None:
+    """benchmarks/gpu_check.py runs only where a GPU is lent; its report and its stand-in are checked here."""
+    import ast
+
+    from benchmarks.gpu_check import BEGIN as GPU_BEGIN
+    from benchmarks.gpu_check import END as GPU_END
+    from benchmarks.gpu_check import STANDIN_TENSORRT, results_section
+
+    ast.parse(STANDIN_TENSORRT.format(version="11.4.0.106"))
+    result = {"command": "python -m benchmarks.gpu_check", "date": "today",
+              "machine": {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559, "driver": "580.65",
+                                    "compute_capability": "9.0"}]},
+              "tensorrt": {"tensorrt_version": None, "tensorrt_problem": "tensorrt is not installed"},
+              "plumbing": {"ran": True, "passed": True, "cycles": 100, "device_memory_growth_mib": 0.0,
+                           "first_stage_ms": {"h2d": 0.1, "inference": 0.01, "d2h": 0.01}},
+              "torch": {"arch": "resnet50", "tile": "768x640", "views": 26, "runs": 10, "device_name": "H100",
+                        "torch": "2.11", "median_ms": {"paper_eager_fp32": 100.0, "graph_fp32": 40.0,
+                                                       "graph_fp16_network": 20.0},
+                        "ratio_fp32": 0.4, "ratio_fp16_network": 0.2}}
+    section = results_section(result)
+    assert section.startswith(GPU_BEGIN) and section.endswith(GPU_END)
+    assert "NVIDIA H100 80GB HBM3" in section and "**0.400**" in section and "**0.200**" in section
+    assert "100 load/infer/unload cycles changed free device memory by 0.00 MiB (passed)" in section

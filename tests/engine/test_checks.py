@@ -27,7 +27,7 @@ def test_matching_engine_passes_every_check(tmp_path: Path) -> None:
     engine, sidecar = write_engine_pair(tmp_path, ONNX_SHA)
     _check(engine, sidecar, tmp_path)
     checks = engine_checks(sidecar, engine, LoadContext(A2000, TRT, tmp_path))
-    assert [c.name for c in checks] == ["location", "sha256", "gpu", "tensorrt", "host_code"]
+    assert [c.name for c in checks] == ["location", "sha256", "platform", "gpu", "tensorrt", "host_code"]
     assert all(c.ok for c in checks), checks
 
 
@@ -153,3 +153,19 @@ def test_rebuild_command(tmp_path: Path) -> None:
     assert rebuild_command(sidecar, engine) == expected
     (tmp_path / "model.onnx").write_bytes(b"x")
     assert rebuild_command(sidecar, engine).startswith(f"trtmass build-engine {tmp_path / 'model.onnx'} ")
+
+
+def test_an_engine_built_on_another_platform_is_refused(tmp_path: Path) -> None:
+    """x86-64 and aarch64 (Jetson), Linux and Windows: an engine runs only where it was built."""
+    import dataclasses
+
+    from trt_mass.engine.sidecar import this_platform, write_sidecar
+
+    engine, sidecar = write_engine_pair(tmp_path, ONNX_SHA)
+    assert sidecar.platform == this_platform() and "-" in sidecar.platform
+    _check(engine, sidecar, tmp_path, platform=sidecar.platform)
+    with pytest.raises(ModelError, match=r"refused \(platform\): built on Linux-aarch64; this is Windows-AMD64"):
+        _check(engine, dataclasses.replace(sidecar, platform="Linux-aarch64"), tmp_path, platform="Windows-AMD64")
+    write_sidecar(engine, dataclasses.replace(sidecar, platform=None))  # a sidecar from before platforms were kept
+    with pytest.raises(ModelError, match=r"refused \(platform\): the sidecar does not say which platform"):
+        _check(engine, read_sidecar(engine), tmp_path)

@@ -21,6 +21,7 @@ from trt_mass.engine.gpu import TensorRTEnvironment
 from trt_mass.errors import BackendUnavailableError, ConfigError
 from trt_mass.metadata import file_sha256
 from trt_mass.pipeline import Detector
+from trt_mass.runners.ort import OnnxRuntimeRunner
 from trt_mass.runners.select import BackendOptions, choose_backend, open_runner
 
 HERE = TensorRTEnvironment(TRT, A2000)
@@ -151,3 +152,24 @@ def test_backend_table(tiny_model: TinyModel) -> None:
     assert open_runner(choose_backend("auto", tiny_model.onnx_path)).backend == "ort"
     with pytest.raises(ConfigError, match="unknown backend"):
         choose_backend("tensorflow", tiny_model.onnx_path)
+
+
+@no_tensorrt
+def test_auto_falls_back_when_its_engine_will_not_load(tiny_model: TinyModel, tmp_path: Path) -> None:
+    """An engine that passes every sidecar check but cannot be loaded (here: no tensorrt to load it; on a
+    reading-room PC: out of GPU memory, driver trouble) gives way to ONNX Runtime under `auto`, with the reason."""
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(tiny_model.onnx_path.read_bytes())
+    write_engine_pair(tmp_path, file_sha256(onnx), metadata=OnnxRuntimeRunner(onnx).activate().metadata)
+    detector = Detector(onnx, backend="auto", threads=1, environment=HERE)
+    assert detector.backend == "trt", "the engine passes every check on the (described) machine"
+    with detector:
+        assert detector.backend == "ort" and detector.runner.backend == "ort"
+        assert detector.backend_reason.startswith("TensorRT engine model.plan matches this GPU")
+        assert "could not be loaded (tensorrt is not installed" in detector.backend_reason
+        assert detector.backend_reason.endswith("ONNX Runtime instead")
+        image = np.random.default_rng(0).integers(0, 65535, size=(300, 200), dtype=np.uint16)
+        assert detector.detect(image).letterbox.original_hw == (300, 200)
+    explicit = Detector(onnx, backend="trt", environment=HERE)
+    with pytest.raises(BackendUnavailableError, match="tensorrt is not installed"):
+        explicit.open()

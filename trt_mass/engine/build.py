@@ -18,17 +18,27 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trt_mass.atomic import write_atomic
-from trt_mass.engine.gpu import GpuInfo, require_gpu, require_tensorrt_11
+from trt_mass.engine.gpu import (
+    GpuInfo,
+    dims_tuple,
+    host_memory_bytes,
+    require_gpu,
+    require_tensorrt_11,
+    tensorrt_logger,
+)
 from trt_mass.engine.profiles import BuildProfile, check_model_for_profile
 from trt_mass.engine.sidecar import BuildOptions, EngineSidecar, sidecar_path, write_sidecar
-from trt_mass.errors import ConfigError, ModelError
+from trt_mass.errors import BackendUnavailableError, ConfigError, ModelError
 from trt_mass.metadata import ModelMetadata, TensorSpec, file_sha256, read_onnx_metadata
 from trt_mass.version import __version__
+
+if TYPE_CHECKING:  # typed against TensorRT's own API by tests/tensorrt_api (mypy.ini), Any without it
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +75,7 @@ def _read_cache(path: Path) -> bytes:
         return path.read_bytes() if path.is_file() else b""
 
 
-def _use_timing_cache(config: Any, path: Path) -> None:
+def _use_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
     """Load the timing cache file into the builder config (an empty cache when there is none or it is stale).
 
     IBuilderConfig.create_timing_cache(bytes) / set_timing_cache(cache, ignore_mismatch) (Python API,
@@ -88,7 +98,7 @@ def _use_timing_cache(config: Any, path: Path) -> None:
         config.set_timing_cache(cache, ignore_mismatch=False)
 
 
-def _save_timing_cache(config: Any, path: Path) -> None:
+def _save_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
     """Merge the builder's cache with the file as it is now (another build may have added entries), write atomically.
 
     ITimingCache.combine(input_cache, ignore_mismatch) appends the input's entries and skips conflicting
@@ -107,15 +117,17 @@ def _save_timing_cache(config: Any, path: Path) -> None:
                 merged = False
             if not merged:
                 log.warning("timing cache %s holds entries of another TensorRT version or GPU; replacing it", path)
-        write_atomic(path, bytes(memoryview(ours.serialize())))
+        write_atomic(path, host_memory_bytes(ours.serialize()))
 
 
-def _network_specs(trt: Any, network: Any, inputs: bool) -> dict[str, tuple[str, tuple[int, ...]]]:
+def _network_specs(network: trt.INetworkDefinition, inputs: bool) -> dict[str, tuple[str, tuple[int, ...]]]:
+    import tensorrt as trt
+
     count = network.num_inputs if inputs else network.num_outputs
     specs = {}
     for index in range(count):
         tensor = network.get_input(index) if inputs else network.get_output(index)
-        specs[tensor.name] = (np.dtype(trt.nptype(tensor.dtype)).name, tuple(int(d) for d in tensor.shape))
+        specs[tensor.name] = (np.dtype(trt.nptype(tensor.dtype)).name, dims_tuple(tensor.shape))
     return specs
 
 
@@ -123,7 +135,11 @@ def _declared(tensors: tuple[TensorSpec, ...]) -> dict[str, tuple[str, tuple[int
     return {t.name: (t.dtype, t.shape) for t in tensors}
 
 
-def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path, metadata: ModelMetadata) -> Any:
+def _parse(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path,
+           metadata: ModelMetadata) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+    """The parsed network (and its parser, which must outlive the network's use), checked against the metadata."""
+    import tensorrt as trt
+
     # TensorRT 11: strong typing is always on; NetworkDefinitionCreationFlag.STRONGLY_TYPED is deprecated and
     # ignored and EXPLICIT_BATCH is gone (Python API 11.0.0, Core/Builder), so no creation flags.
     network = builder.create_network(0)
@@ -133,14 +149,16 @@ def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path, metadata: Model
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ModelError(f"{onnx_path}: TensorRT's ONNX parser refused the model ({len(errors)} error(s)):\n  "
                          + "\n  ".join(errors or ["(no error recorded; see TensorRT's messages above)"]))
-    for label, found, declared in (("inputs", _network_specs(trt, network, True), _declared(metadata.inputs)),
-                                   ("outputs", _network_specs(trt, network, False), _declared(metadata.outputs))):
+    for label, found, declared in (("inputs", _network_specs(network, True), _declared(metadata.inputs)),
+                                   ("outputs", _network_specs(network, False), _declared(metadata.outputs))):
         if found != declared:
             raise ModelError(f"{onnx_path}: TensorRT parsed {label} {found}, the model's metadata declares {declared}")
-    return network
+    return network, parser
 
 
-def _configure(trt: Any, builder: Any, profile: BuildProfile, metadata: ModelMetadata) -> Any:
+def _configure(builder: trt.Builder, profile: BuildProfile, metadata: ModelMetadata) -> trt.IBuilderConfig:
+    import tensorrt as trt
+
     config = builder.create_builder_config()
     # set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes): the builder's scratch memory (Core/BuilderConfig).
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, profile.workspace_mib << 20)
@@ -148,14 +166,12 @@ def _configure(trt: Any, builder: Any, profile: BuildProfile, metadata: ModelMet
     config.builder_optimization_level = profile.builder_optimization_level
     # TF32 is on by default for fp32 tensors (BuilderFlag.TF32, "Enabled by default"); the fp32 parts of the graph
     # (box decode, merge) and fp32 models stay fp32 as exported: precision is the ONNX's, never a builder choice.
-    tf32 = getattr(trt.BuilderFlag, "TF32", None)
-    if tf32 is not None:
-        config.clear_flag(tf32)
+    config.clear_flag(trt.BuilderFlag.TF32)
     if profile.hardware_compatibility != "none":
         # IBuilderConfig.hardware_compatibility_level = HardwareCompatibilityLevel.AMPERE_PLUS /
         # SAME_COMPUTE_CAPABILITY (Core/BuilderConfig; Engine Compatibility > Hardware Compatibility).
-        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel,
-                                                      profile.hardware_compatibility.upper())
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.__members__[
+            profile.hardware_compatibility.upper()]
     if profile.version_compatible:
         # BuilderFlag.VERSION_COMPATIBLE embeds the lean runtime in the plan (the runtime must then allow engine
         # host code); EXCLUDE_LEAN_RUNTIME is never set, so the plan stays self-contained (Engine Compatibility >
@@ -164,23 +180,35 @@ def _configure(trt: Any, builder: Any, profile: BuildProfile, metadata: ModelMet
     if profile.max_aux_streams is not None:
         config.max_aux_streams = profile.max_aux_streams
     if profile.tactic_sources is not None:
-        mask = 0
-        for name in profile.tactic_sources:
-            source = getattr(trt.TacticSource, name.upper(), None)
-            if source is None:
-                known = [n for n in dir(trt.TacticSource) if n.isupper()]
-                raise ConfigError(f"{profile.source}: tactic source {name!r} does not exist in TensorRT "
-                                  f"{trt.__version__} (it has {', '.join(known)}; 11.x removed CUBLAS, CUBLAS_LT, "
-                                  "CUDNN)")
-            mask |= 1 << int(source)
-        config.set_tactic_sources(mask)
+        _set_tactic_sources(config, profile)
     # One optimization profile: the canvas (and any other input) is static, min = opt = max; the 26-view batch
     # is made inside the graph (Core/OptimizationProfile: IOptimizationProfile.set_shape(name, min, opt, max)).
     optimization_profile = builder.create_optimization_profile()
     for tensor in metadata.inputs:
-        optimization_profile.set_shape(tensor.name, tensor.shape, tensor.shape, tensor.shape)
-    config.add_optimization_profile(optimization_profile)
+        shape = trt.Dims(tensor.shape)
+        optimization_profile.set_shape(tensor.name, shape, shape, shape)
+    # add_optimization_profile returns the profile's index, or -1 when the profile is invalid.
+    if config.add_optimization_profile(optimization_profile) < 0:
+        raise ModelError(f"TensorRT refused the optimization profile {[(t.name, t.shape) for t in metadata.inputs]} "
+                         "(see TensorRT's messages above)")
     return config
+
+
+def _set_tactic_sources(config: trt.IBuilderConfig, profile: BuildProfile) -> None:
+    import tensorrt as trt
+
+    assert profile.tactic_sources is not None
+    known = list(trt.TacticSource.__members__)
+    mask = 0
+    for name in profile.tactic_sources:
+        if name.upper() not in known:
+            raise ConfigError(f"{profile.source}: tactic source {name!r} does not exist in TensorRT {trt.__version__} "
+                              f"(it has {', '.join(known)}; 11.x removed CUBLAS, CUBLAS_LT, CUDNN)")
+        mask |= 1 << int(trt.TacticSource.__members__[name.upper()])
+    # set_tactic_sources returns False when TensorRT rejects the set.
+    if not config.set_tactic_sources(mask):
+        raise ConfigError(f"{profile.source}: TensorRT {trt.__version__} refused the tactic sources "
+                          f"{list(profile.tactic_sources)}")
 
 
 def build_engine(
@@ -202,12 +230,12 @@ def build_engine(
     metadata = read_onnx_metadata(onnx_path)
     check_model_for_profile(metadata, profile, onnx_path)
 
-    trt = require_tensorrt_11()
+    tensorrt_version = str(require_tensorrt_11().__version__)
     gpu = require_gpu()
     _check_gpu_for_profile(gpu, profile)
     onnx_sha256 = file_sha256(onnx_path)
-    blob, seconds = _build_plan(trt, onnx_path, profile, metadata, verbose, gpu)
-    sidecar = _sidecar(trt, blob, onnx_path, onnx_sha256, metadata, gpu, profile, seconds)
+    blob, seconds = _build_plan(onnx_path, profile, metadata, verbose, gpu)
+    sidecar = _sidecar(tensorrt_version, blob, onnx_path, onnx_sha256, metadata, gpu, profile, seconds)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     # The engine first, then its sidecar: a crash in between leaves an engine whose hash does not match the old
     # sidecar (refused), never a sidecar vouching for the wrong engine.
@@ -217,16 +245,16 @@ def build_engine(
     return sidecar
 
 
-def _build_plan(trt: Any, onnx_path: Path, profile: BuildProfile, metadata: ModelMetadata, verbose: bool,
+def _build_plan(onnx_path: Path, profile: BuildProfile, metadata: ModelMetadata, verbose: bool,
                 gpu: GpuInfo) -> tuple[bytes, float]:
     """Parse, configure and build: (the serialized engine, seconds the build took).
 
     The timing cache is read before the build and merged back after it.
     """
-    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = _parse(trt, builder, logger, onnx_path, metadata)
-    config = _configure(trt, builder, profile, metadata)
+    logger = tensorrt_logger(verbose)
+    builder = _builder(logger)
+    network, _parser = _parse(builder, logger, onnx_path, metadata)
+    config = _configure(builder, profile, metadata)
     cache_path = profile.timing_cache_path
     if cache_path is not None:
         _use_timing_cache(config, cache_path)
@@ -240,18 +268,32 @@ def _build_plan(trt: Any, onnx_path: Path, profile: BuildProfile, metadata: Mode
                          "TensorRT's messages above; a too small workspace_mib is a common cause)")
     if cache_path is not None:
         _save_timing_cache(config, cache_path)
-    return bytes(memoryview(plan)), seconds
+    return host_memory_bytes(plan), seconds
 
 
-def _sidecar(trt: Any, blob: bytes, onnx_path: Path, onnx_sha256: str, metadata: ModelMetadata, gpu: GpuInfo,
-             profile: BuildProfile, seconds: float) -> EngineSidecar:
+def _builder(logger: trt.ILogger) -> trt.Builder:
+    """trt.Builder, or BackendUnavailableError when TensorRT cannot make one (no usable GPU or libraries)."""
+    import tensorrt as trt
+
+    try:
+        builder = trt.Builder(logger)
+    except (TypeError, RuntimeError) as error:  # the bindings raise when the C++ factory returns nothing
+        raise BackendUnavailableError(f"TensorRT could not create a builder ({error}); see its messages above") \
+            from error
+    if builder is None:
+        raise BackendUnavailableError("TensorRT could not create a builder; see its messages above")
+    return builder
+
+
+def _sidecar(tensorrt_version: str, blob: bytes, onnx_path: Path, onnx_sha256: str, metadata: ModelMetadata,
+             gpu: GpuInfo, profile: BuildProfile, seconds: float) -> EngineSidecar:
     return EngineSidecar(
         engine_sha256=hashlib.sha256(blob).hexdigest(),
         engine_bytes=len(blob),
         source_onnx=onnx_path.name,
         source_onnx_sha256=onnx_sha256,
         model_metadata=metadata,
-        tensorrt_version=str(trt.__version__),
+        tensorrt_version=tensorrt_version,
         gpu_name=gpu.name,
         compute_capability=gpu.compute_capability,
         gpu_driver_version=gpu.driver_version,

@@ -5,6 +5,7 @@ engine is loaded only when:
 
   - it lies (symlinks resolved) inside the configured model directory,
   - its SHA-256 equals the sidecar's (checked on the bytes that will be deserialized, before that),
+  - it was built on this platform (operating system and CPU architecture: engines are not portable),
   - this GPU is the one it was built for (name and compute capability), unless it was built with a
     hardware-compatibility level that covers this GPU,
   - this TensorRT is the one it was built with (major.minor.patch.build), unless it is version-compatible
@@ -19,11 +20,11 @@ without a GPU.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trt_mass.engine.gpu import GpuInfo, version_tuple
-from trt_mass.engine.sidecar import SIDECAR_SUFFIX, EngineSidecar, read_sidecar, sidecar_path
+from trt_mass.engine.sidecar import SIDECAR_SUFFIX, EngineSidecar, read_sidecar, sidecar_path, this_platform
 from trt_mass.errors import ModelError
 from trt_mass.metadata import file_sha256
 
@@ -46,12 +47,14 @@ class LoadContext:
         tensorrt_version: the installed TensorRT (None: not installed).
         model_dir: the only folder engines may be loaded from.
         allow_engine_host_code: version-compatible engines (their lean runtime runs as host code) allowed.
+        platform: this machine's operating system and CPU architecture ("Linux-x86_64").
     """
 
     gpu: GpuInfo | None
     tensorrt_version: str | None
     model_dir: Path
     allow_engine_host_code: bool = False
+    platform: str = field(default_factory=this_platform)
 
 
 def _capability(text: str) -> tuple[int, int]:
@@ -78,7 +81,7 @@ def inside(path: Path, folder: Path) -> bool:
 
 def engine_checks(sidecar: EngineSidecar, engine_path: str | Path, context: LoadContext,
                   engine_bytes: bytes | None = None) -> list[Check]:
-    """Every condition for loading the engine, in order: location, hash, GPU, TensorRT, host code.
+    """Every condition for loading the engine, in order: location, hash, platform, GPU, TensorRT, host code.
 
     `engine_bytes`: the exact bytes that would be deserialized (hash them, not the file again).
     Nothing here deserializes anything.
@@ -89,6 +92,7 @@ def engine_checks(sidecar: EngineSidecar, engine_path: str | Path, context: Load
         location,
         _hash_check(sidecar, engine_path, engine_bytes) if location.ok else
         Check("sha256", False, "not checked: the engine lies outside the model directory"),
+        _platform_check(sidecar, context.platform),
         _gpu_check(sidecar, context.gpu),
         _tensorrt_check(sidecar, context.tensorrt_version),
         _host_code_check(sidecar, context.allow_engine_host_code),
@@ -113,6 +117,15 @@ def _hash_check(sidecar: EngineSidecar, engine_path: Path, engine_bytes: bytes |
     return Check("sha256", same, f"engine SHA-256 {digest[:16]}… matches the sidecar" if same else
                  f"engine SHA-256 {digest[:16]}… differs from the sidecar's {sidecar.engine_sha256[:16]}… (the "
                  "engine was replaced or damaged)")
+
+
+def _platform_check(sidecar: EngineSidecar, here: str) -> Check:
+    if sidecar.platform is None:
+        return Check("platform", False, "the sidecar does not say which platform the engine was built on (written by "
+                                        "an older trt_mass)")
+    ok = sidecar.platform == here
+    return Check("platform", ok, f"built on {sidecar.platform}; this is {here}" + (
+        "" if ok else " (engines run only on the operating system and CPU architecture they were built on)"))
 
 
 def _host_code_check(sidecar: EngineSidecar, allowed: bool) -> Check:

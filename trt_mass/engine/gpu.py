@@ -11,17 +11,26 @@ call and the CUDA error.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.util
 import re
+import sys
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from trt_mass.errors import BackendUnavailableError, TrtMassError
+
+if TYPE_CHECKING:  # typed against TensorRT's own API by tests/tensorrt_api (mypy.ini), Any without it
+    import tensorrt as trt
 
 TENSORRT_INSTALL = ("pip install 'trt_mass[gpu]' (TensorRT 11 wheels from NVIDIA's package index) on a PC with "
                     "an NVIDIA GPU")
 CUDA_PYTHON_INSTALL = "pip install 'trt_mass[gpu]' on a PC with an NVIDIA GPU"
+OLD_DRIVER = ("the NVIDIA driver is older than CUDA 13 (cudaErrorInsufficientDriver): the cu13 wheels of TensorRT 11 "
+              "and cuda-python need a driver for CUDA 13 (R580 or newer); update the driver")
+NO_DRIVER = "no NVIDIA driver (libcuda.so.1 cannot be loaded)"
 
 
 # ------------------------------------------------------------------------------------------- cuda-python
@@ -104,8 +113,20 @@ def probe_gpu(device: int = 0) -> tuple[GpuInfo | None, str]:
         prop = cuda_call(cudart, cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
         driver = cuda_call(cudart, cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
     except Exception as error:  # no driver, no device node, a container without the GPU: all mean "no GPU"
+        if "cudaErrorInsufficientDriver" in str(error):
+            return None, _insufficient_driver()
         return None, f"no usable CUDA GPU ({error})"
     return _gpu_info(prop, driver), ""
+
+
+def _insufficient_driver() -> str:
+    """CUDA says cudaErrorInsufficientDriver both without a driver and with one too old: tell them apart."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libcuda.so.1")
+        except OSError:
+            return NO_DRIVER
+    return OLD_DRIVER
 
 
 def _gpu_info(prop: Any, driver: Any) -> GpuInfo:
@@ -195,6 +216,38 @@ def probe_tensorrt_environment() -> TensorRTEnvironment:
         return TensorRTEnvironment(None, None, "tensorrt is not installed")
     gpu, why = probe_gpu()
     if gpu is None:
-        return TensorRTEnvironment(None, None, why if "cuda-python" in why else f"no CUDA GPU ({why})")
+        said = "cuda-python" in why or why == OLD_DRIVER
+        return TensorRTEnvironment(None, None, why if said else f"no CUDA GPU ({why})")
     version, problem = tensorrt_version()
     return TensorRTEnvironment(version, gpu, problem)
+
+
+def dims_tuple(dims: trt.Dims) -> tuple[int, ...]:
+    """A TensorRT Dims as a tuple of ints (-1 for a dynamic dimension)."""
+    return tuple(int(dims[index]) for index in range(len(dims)))
+
+
+def host_memory_bytes(memory: trt.IHostMemory) -> bytes:
+    """The bytes of a serialized engine or timing cache (IHostMemory has the buffer protocol; its stubs
+    do not say so)."""
+    return bytes(memoryview(cast(Any, memory)))
+
+
+_LOGGER: trt.Logger | None = None
+_LOGGER_LOCK = threading.Lock()
+
+
+def tensorrt_logger(verbose: bool = False) -> trt.Logger:
+    """The process's one TensorRT logger, at the severity asked for now.
+
+    TensorRT keeps the first logger a process hands it and ignores later ones, so a second
+    trt.Logger(VERBOSE) would silently log nothing more: every builder and runtime gets this one.
+    """
+    import tensorrt as trt
+
+    global _LOGGER
+    with _LOGGER_LOCK:
+        if _LOGGER is None:
+            _LOGGER = trt.Logger(trt.Logger.WARNING)
+        _LOGGER.min_severity = trt.Logger.VERBOSE if verbose else trt.Logger.WARNING
+        return _LOGGER

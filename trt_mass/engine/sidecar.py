@@ -9,6 +9,7 @@ sidecar; the conditions themselves are checked in trt_mass.engine.checks.  Pure 
 from __future__ import annotations
 
 import json
+import platform
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +24,11 @@ SIDECAR_FORMAT = 1
 SIDECAR_KIND = "trt_mass.engine"
 SIDECAR_SUFFIX = ".json"
 HARDWARE_COMPATIBILITY_LEVELS = ("none", "ampere_plus", "same_compute_capability")
+
+
+def this_platform() -> str:
+    """The operating system and CPU architecture an engine is built or loaded on, e.g. "Linux-x86_64"."""
+    return f"{platform.system()}-{platform.machine()}"
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,8 @@ class EngineSidecar:
     gpu_driver_version: str | None = None
     gpu_memory_mib: int | None = None
     engine_bytes: int | None = None
+    # Engines are not portable across platforms (x86-64 vs aarch64/Jetson, Linux vs Windows).
+    platform: str | None = field(default_factory=this_platform)
 
     def __post_init__(self) -> None:
         for name in ("engine_sha256", "source_onnx_sha256"):
@@ -91,6 +99,7 @@ class EngineSidecar:
             "build": self.build.to_dict(),
             "created": self.created,
             "trt_mass_version": self.trt_mass_version,
+            "platform": self.platform,
         }
 
     def to_json(self) -> str:
@@ -129,6 +138,7 @@ class EngineSidecar:
                 gpu_driver_version=data.get("gpu_driver_version"),
                 gpu_memory_mib=data.get("gpu_memory_mib"),
                 engine_bytes=data.get("engine_bytes"),
+                platform=data.get("platform"),
             )
         except ModelError as error:
             raise ModelError(f"{source}: malformed engine sidecar ({error})") from error

@@ -12,13 +12,16 @@ import contextlib
 import ctypes
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trt_mass.errors import ModelError
 from trt_mass.metadata import ModelMetadata
 from trt_mass.runners.base import Runner
+
+if TYPE_CHECKING:  # typed against TensorRT's own API by tests/tensorrt_api (mypy.ini), Any without it
+    import tensorrt as trt
 
 
 @dataclass
@@ -68,9 +71,9 @@ class TensorRTRunner(Runner):
         self.device = device
         self.last_stage_ms: dict[str, float] = {}
         self._cudart: Any = None
-        self._runtime: Any = None
-        self._engine: Any = None
-        self._context: Any = None
+        self._runtime: trt.Runtime | None = None
+        self._engine: trt.ICudaEngine | None = None
+        self._context: trt.IExecutionContext | None = None
         self._stream: Any = None
         self._events: list[Any] = []
         self._bindings: list[_Binding] = []
@@ -96,15 +99,21 @@ class TensorRTRunner(Runner):
         assert blob is not None  # check_engine refuses a missing engine
         self._cudart = cudart
         try:
-            return self._load(trt, cudart, blob, sidecar.model_metadata)
+            return self._load(cudart, blob, sidecar.model_metadata)
         except BaseException:
             with contextlib.suppress(Exception):  # the load error is the one to report
                 self._release()
             raise
 
-    def _load(self, trt: Any, cudart: Any, blob: bytes, metadata: ModelMetadata) -> ModelMetadata:
+    def _load(self, cudart: Any, blob: bytes, metadata: ModelMetadata) -> ModelMetadata:
+        import tensorrt as trt
+
+        from trt_mass.engine.gpu import tensorrt_logger
+
         self._call(cudart.cudaSetDevice(self.device), "cudaSetDevice")
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        runtime = trt.Runtime(tensorrt_logger())
+        if runtime is None:
+            raise ModelError(f"{self.engine_path}: TensorRT could not create a runtime (see its messages above)")
         if self.allow_engine_host_code:
             # Runtime.engine_host_code_allowed (default False): needed to deserialize a version-compatible
             # plan with its embedded lean runtime (TensorRT docs, Engine Compatibility > Version Compatibility).
@@ -118,7 +127,7 @@ class TensorRTRunner(Runner):
             raise ModelError(f"{self.engine_path}: TensorRT could not create an execution context (GPU memory?)")
         self._engine, self._context = engine, context
         self._runtime = runtime
-        found = self._engine_io(trt, engine, metadata)
+        found = self._engine_io(engine, metadata)
         self._stream = self._call(cudart.cudaStreamCreate(), "cudaStreamCreate")
         for _ in range(4):  # appended one by one, so a failure frees the ones made
             self._events.append(self._call(cudart.cudaEventCreate(), "cudaEventCreate"))
@@ -126,9 +135,13 @@ class TensorRTRunner(Runner):
             self._bind(cudart, context, _Binding(name, is_input, shape, np.dtype(dtype_name), 0))
         return metadata
 
-    def _engine_io(self, trt: Any, engine: Any,
+    def _engine_io(self, engine: trt.ICudaEngine,
                    metadata: ModelMetadata) -> dict[str, tuple[bool, str, tuple[int, ...]]]:
         """{name: (is input, dtype, shape)} of the engine, refused unless it is what the metadata declares."""
+        import tensorrt as trt
+
+        from trt_mass.engine.gpu import dims_tuple
+
         declared = {t.name: (True, t) for t in metadata.inputs} | {t.name: (False, t) for t in metadata.outputs}
         found = {}
         # Name-based I/O (TensorRT >= 10; unchanged in 11): num_io_tensors, get_tensor_name(i),
@@ -136,7 +149,7 @@ class TensorRTRunner(Runner):
         for index in range(engine.num_io_tensors):
             name = engine.get_tensor_name(index)
             is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+            shape = dims_tuple(engine.get_tensor_shape(name))
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
             found[name] = (is_input, dtype.name, shape)
         expected = {name: (is_input, t.dtype, t.shape) for name, (is_input, t) in declared.items()}
@@ -147,7 +160,7 @@ class TensorRTRunner(Runner):
             raise ModelError(f"{self.engine_path}: dynamic shapes are not supported (trt_mass graphs are static)")
         return found
 
-    def _bind(self, cudart: Any, context: Any, binding: _Binding) -> None:
+    def _bind(self, cudart: Any, context: trt.IExecutionContext, binding: _Binding) -> None:
         """Device and pinned host memory for one I/O tensor, its address given to the execution context."""
         binding.nbytes = max(1, int(np.prod(binding.shape, dtype=np.int64)) * binding.dtype.itemsize)
         self._bindings.append(binding)  # before allocating, so a failure frees what was allocated
@@ -165,20 +178,27 @@ class TensorRTRunner(Runner):
 
     @property
     def device_memory_bytes(self) -> int | None:
-        """Device memory this runner holds: the engine's activation memory plus the I/O buffers.
+        """Device memory this runner holds: the engine's weights, its activation memory and the I/O buffers.
 
-        ICudaEngine.device_memory_size_v2 (TensorRT >= 10) is what the execution context allocates for
-        the engine's activations; weights live in the engine and are not counted here.
+        ICudaEngine.get_engine_stat(EngineStat.TOTAL_WEIGHTS_SIZE) (TensorRT 11.4) is the weights;
+        device_memory_size_v2 what the execution context allocates for the activations.
         """
         if self._engine is None:
             return None
-        activations = int(getattr(self._engine, "device_memory_size_v2", 0) or 0)
-        return activations + sum(binding.nbytes for binding in self._bindings)
+        import tensorrt as trt
+
+        weights = int(self._engine.get_engine_stat(trt.EngineStat.TOTAL_WEIGHTS_SIZE))
+        activations = int(self._engine.device_memory_size_v2)
+        return weights + activations + sum(binding.nbytes for binding in self._bindings)
 
     # --------------------------------------------------------------------------------------------- infer
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cudart = self._cudart
         stream = self._stream
+        assert self._context is not None
+        # The current CUDA device belongs to the calling thread (the daemon infers in another thread than
+        # it loaded in): set it on every call.
+        self._call(cudart.cudaSetDevice(self.device), "cudaSetDevice")
         start, copied_in, inferred, copied_out = self._events
         host_to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         device_to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost

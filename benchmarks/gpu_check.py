@@ -1,0 +1,400 @@
+"""The GPU check: what only a machine with an NVIDIA GPU can show, in one run of under 8 minutes.
+
+    python -m benchmarks.gpu_check [--cycles 100] [--runs 10] [--arch resnet50 --tile 768x640]
+
+For a session that is lent a GPU machine (PyTorch with CUDA, cuda-python, no TensorRT, no network):
+
+1. the machine: nvidia-smi's GPU, driver and memory; whether `import tensorrt` works here;
+2. the TensorRT runner's CUDA plumbing (trt_mass.runners.trt) without TensorRT: a stand-in `tensorrt`
+   package, written to a temporary folder and put on PYTHONPATH of a child process only, whose "engine"
+   runs one real device-to-device copy per output.  The runner's pinned host buffers, its one stream
+   (H2D, the engine's copy, D2H, in order), its CUDA events and its release are then real: the outputs
+   must be the input's bytes, and `--cycles` load / infer / unload cycles must not grow device memory;
+3. the engine graph as a PyTorch module on the GPU, in fp32 and with the network in fp16 (decode, NMS
+   and merge in fp32, as the fp16 ONNX variant), against the paper's way on the same GPU (26 views one
+   after another, per-view decode + NMS, merge in Python; trt_mass.bench.baseline), as ratios.
+
+Writes benchmarks/results/gpu_check.json and its section of benchmarks/RESULTS.md, with the GPU named.
+`--device cpu` runs part 3 on the CPU (a smoke test of the script where there is no GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.bench_pipeline_vs_eager import update_results_md
+from trt_mass.bench.machine import machine_facts
+
+REPO = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- gpu_check:begin -->", "<!-- gpu_check:end -->"
+STANDIN_VERSION = "11.4.0.106"  # what the stand-in says it is; the engine's sidecar says the same
+
+# The stand-in `tensorrt`: only what trt_mass.runners.trt and trt_mass.engine.gpu call.  The engine's
+# description (its tensors) is the first line of the "plan"; executing it copies, on the stream it is
+# given, the leading bytes of the input into every output, one after another.
+STANDIN_TENSORRT = '''"""Stand-in for TensorRT (benchmarks/gpu_check.py): an engine whose execution is a device copy."""
+import json
+
+import numpy as np
+from cuda.bindings import runtime as cudart
+
+__version__ = "{version}"
+
+
+class TensorIOMode:
+    INPUT = "input"
+    OUTPUT = "output"
+
+
+class EngineStat:
+    TOTAL_WEIGHTS_SIZE = "total_weights_size"
+
+
+def nptype(dtype):
+    return np.dtype(dtype).type
+
+
+class Logger:
+    WARNING = 2
+    VERBOSE = 4
+
+    def __init__(self, min_severity=2):
+        self.min_severity = min_severity
+
+
+class Runtime:
+    def __init__(self, logger):
+        self.logger = logger
+        self.engine_host_code_allowed = False
+
+    def deserialize_cuda_engine(self, blob):
+        return _Engine(json.loads(bytes(blob).split(b"\\n", 1)[0]))
+
+
+class _Engine:
+    def __init__(self, tensors):
+        self.tensors = tensors  # [[name, mode, dtype, shape], ...]
+        self.device_memory_size_v2 = 0
+
+    @property
+    def num_io_tensors(self):
+        return len(self.tensors)
+
+    def _tensor(self, name):
+        return next(t for t in self.tensors if t[0] == name)
+
+    def get_tensor_name(self, index):
+        return self.tensors[index][0]
+
+    def get_tensor_mode(self, name):
+        return self._tensor(name)[1]
+
+    def get_tensor_shape(self, name):
+        return tuple(self._tensor(name)[3])
+
+    def get_tensor_dtype(self, name):
+        return self._tensor(name)[2]
+
+    def get_engine_stat(self, stat):
+        return 0
+
+    def create_execution_context(self):
+        return _Context(self)
+
+
+class _Context:
+    def __init__(self, engine):
+        self.engine = engine
+        self.addresses = {{}}
+
+    def set_tensor_address(self, name, address):
+        self.addresses[name] = int(address)
+        return True
+
+    def execute_async_v3(self, stream):
+        stream = cudart.cudaStream_t(stream) if isinstance(stream, int) else stream
+        tensors = self.engine.tensors
+        source = self.addresses[next(t[0] for t in tensors if t[1] == TensorIOMode.INPUT)]
+        offset = 0
+        for name, mode, dtype, shape in tensors:
+            if mode != TensorIOMode.OUTPUT:
+                continue
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            error, = cudart.cudaMemcpyAsync(self.addresses[name], source + offset, nbytes,
+                                            cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream)
+            if error != cudart.cudaError_t.cudaSuccess:
+                return False
+            offset += nbytes
+        return True
+'''
+
+
+# ------------------------------------------------------------------------------------------- 1. the machine
+def tensorrt_probe() -> dict[str, Any]:
+    from trt_mass.engine.gpu import probe_gpu, tensorrt_version
+
+    version, problem = tensorrt_version()
+    gpu, why = probe_gpu()
+    return {"tensorrt_version": version, "tensorrt_problem": problem or None,
+            "gpu": None if gpu is None else gpu.to_dict(), "gpu_problem": why or None}
+
+
+# ------------------------------------------------------------------------------------------- 2. the runner
+def plumbing_check(cycles: int) -> dict[str, Any]:
+    """Run the plumbing check in a child process that imports the stand-in as `tensorrt`."""
+    if tensorrt_probe()["tensorrt_version"] is not None:
+        return {"ran": False, "why": "tensorrt is installed here: the stand-in would shadow the real one"}
+    with tempfile.TemporaryDirectory(prefix="trtmass-gpu-check-") as folder:
+        (Path(folder) / "tensorrt").mkdir()
+        (Path(folder) / "tensorrt" / "__init__.py").write_text(STANDIN_TENSORRT.format(version=STANDIN_VERSION))
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join([folder, str(REPO)])}
+        run = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--plumbing-child", folder,
+                              "--cycles", str(cycles)], env=environment, capture_output=True, text=True,
+                             timeout=300, cwd=REPO)
+    if run.returncode != 0:
+        return {"ran": True, "passed": False, "error": (run.stderr or run.stdout)[-4000:]}
+    result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _standin_engine(folder: Path) -> Path:
+    """An engine (its tensors on the first line) and a real sidecar for this GPU, in `folder`."""
+    from trt_mass.engine.gpu import probe_gpu
+    from trt_mass.engine.sidecar import BuildOptions, EngineSidecar, write_sidecar
+    from trt_mass.metadata import ModelMetadata, TensorSpec
+    from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry
+
+    spec = GraphSpec(geometry=TileGeometry(256, 224, 5), canvas_dtype="int32", max_candidates=128)
+    canvas_hw = spec.geometry.canvas_hw
+    inputs = (TensorSpec("canvas", "int32", (1, 1, *canvas_hw)),)
+    outputs = (TensorSpec("boxes", "float32", (128, 4)), TensorSpec("scores", "float32", (128,)))
+    tensors = [[t.name, "input", t.dtype, list(t.shape)] for t in inputs]
+    tensors += [[t.name, "output", t.dtype, list(t.shape)] for t in outputs]
+    blob = json.dumps(tensors).encode() + b"\n" + os.urandom(4096)
+    engine = folder / "standin.plan"
+    engine.write_bytes(blob)
+    gpu, why = probe_gpu()
+    if gpu is None:
+        raise RuntimeError(f"no GPU: {why}")
+    metadata = ModelMetadata(kind="engine_graph", model_spec=ModelSpec("resnet18", 32), graph_spec=spec,
+                             weights_sha256="00" * 32, init="random:seed=0,prior=0.01", precision="fp32",
+                             inputs=inputs, outputs=outputs)
+    write_sidecar(engine, EngineSidecar(
+        engine_sha256=hashlib.sha256(blob).hexdigest(), source_onnx="standin.onnx", source_onnx_sha256="11" * 32,
+        model_metadata=metadata, tensorrt_version=STANDIN_VERSION, gpu_name=gpu.name,
+        compute_capability=gpu.compute_capability, build=BuildOptions("standin", {})))
+    return engine
+
+
+def plumbing_child(folder: Path, cycles: int) -> dict[str, Any]:
+    """In the child: correctness of one runner, then `cycles` load / infer / unload cycles."""
+    from trt_mass.engine.gpu import cuda_call, import_cudart
+    from trt_mass.runners.trt import TensorRTRunner
+
+    cudart = import_cudart()
+    engine = _standin_engine(folder)
+    rng = np.random.default_rng(0)
+
+    def one_cycle(check: bool) -> dict[str, Any]:
+        with TensorRTRunner(engine) as runner:
+            shape = runner.metadata.inputs[0].shape
+            facts: dict[str, Any] = {}
+            for _ in range(3 if check else 1):
+                canvas = rng.integers(0, 65535, size=shape, dtype=np.int32)
+                out = runner.infer({"canvas": canvas})
+                raw = canvas.tobytes()
+                boxes = np.frombuffer(raw[: out["boxes"].nbytes], np.float32).reshape(out["boxes"].shape)
+                scores = np.frombuffer(raw[out["boxes"].nbytes: out["boxes"].nbytes + out["scores"].nbytes],
+                                       np.float32)
+                if check and not (np.array_equal(out["boxes"].view(np.int32), boxes.view(np.int32))
+                                  and np.array_equal(out["scores"].view(np.int32), scores.view(np.int32))):
+                    raise AssertionError("the outputs are not the input's bytes: H2D, the engine's copy and D2H "
+                                         "did not run in order on one stream")
+                facts = {"stage_ms": runner.last_stage_ms, "device_memory_bytes": runner.device_memory_bytes}
+            return facts
+
+    first = one_cycle(check=True)
+    if set(first["stage_ms"]) != {"h2d", "inference", "d2h"} or min(first["stage_ms"].values()) < 0:
+        raise AssertionError(f"CUDA event times: {first['stage_ms']}")
+    free_before, total = cuda_call(cudart, cudart.cudaMemGetInfo(), "cudaMemGetInfo")
+    started = time.perf_counter()
+    for _ in range(cycles):
+        one_cycle(check=False)
+    seconds = time.perf_counter() - started
+    free_after, _ = cuda_call(cudart, cudart.cudaMemGetInfo(), "cudaMemGetInfo")
+    growth_mib = (int(free_before) - int(free_after)) / 2**20
+    return {"ran": True, "passed": growth_mib < 1.0, "cycles": cycles, "device_memory_growth_mib": growth_mib,
+            "seconds_per_cycle": seconds / max(1, cycles), "first_stage_ms": first["stage_ms"],
+            "device_memory_bytes": first["device_memory_bytes"], "total_device_memory_mib": int(total) / 2**20}
+
+
+# ------------------------------------------------------------------------------------------- 3. the graph
+def torch_timings(arch: str, tile: str, runs: int, device_name: str) -> dict[str, Any]:
+    """Median ms of the engine graph (fp32; network fp16) in one batched call, and of the paper's way."""
+    import torch
+
+    from trt_mass.bench.baseline import EagerBaseline
+    from trt_mass.metadata import ModelMetadata, TensorSpec
+    from trt_mass.model.checkpoint import random_network, weights_sha256
+    from trt_mass.model.graph import EngineGraph
+    from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry, parse_hw
+
+    device = torch.device(device_name)
+    spec = GraphSpec(geometry=TileGeometry(*parse_hw(tile), 5))
+    network = random_network(ModelSpec(arch=arch, head_width=256 if arch == "resnet50" else 64), 0, 0.01)
+    canvas = _phantom_canvas(spec)
+    metadata = ModelMetadata(kind="engine_graph", model_spec=network.spec, graph_spec=spec,
+                             weights_sha256=weights_sha256(network), init="random:seed=0,prior=0.01",
+                             inputs=(TensorSpec("canvas", "uint16", canvas.shape),))
+    graph = EngineGraph(copy.deepcopy(network), spec).eval().to(device)
+    half = _HalfNetwork(graph).eval().to(device)
+    baseline = EagerBaseline(copy.deepcopy(network), metadata, device)
+    on_device = torch.from_numpy(canvas.astype(np.int32)).to(device)
+    timings = {
+        "graph_fp32": _median_ms(lambda: graph(on_device), runs, device),
+        "graph_fp16_network": _median_ms(lambda: half(on_device), runs, device),
+        "paper_eager_fp32": _median_ms(lambda: baseline.run_views(canvas), runs, device),
+    }
+    return {"arch": arch, "tile": tile, "views": spec.geometry.num_views, "runs": runs, "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "torch": torch.__version__, "median_ms": timings,
+            "ratio_fp32": timings["graph_fp32"] / timings["paper_eager_fp32"],
+            "ratio_fp16_network": timings["graph_fp16_network"] / timings["paper_eager_fp32"]}
+
+
+class _HalfNetwork:
+    """The engine graph with its network in fp16; views, decode, NMS and merge in fp32 (the fp16 variant)."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+        self.network = copy.deepcopy(graph.network).half()
+
+    def eval(self) -> _HalfNetwork:
+        self.network.eval()
+        return self
+
+    def to(self, device: Any) -> _HalfNetwork:
+        self.network.to(device)
+        return self
+
+    def __call__(self, canvas: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            views = self.graph.views(canvas)
+            cls_logits, box_regression = self.network(views.half())
+            return self.graph.postprocess(cls_logits.float(), box_regression.float())
+
+
+def _phantom_canvas(spec: Any) -> np.ndarray:
+    """A full-size synthetic mammogram letterboxed into the canvas, uint16 [1, 1, CH, CW]."""
+    from trt_mass.datasets.synth import write_phantoms
+    from trt_mass.geometry import CanvasBuilder
+    from trt_mass.inputs.files import read_image
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_phantoms(Path(folder), 1, seed=5, scale=1.0, normal_fraction=0.0)[0]
+        builder = CanvasBuilder(spec.geometry, "uint16")
+        builder.fill(read_image(path).pixels)
+    return builder.canvas.copy()
+
+
+def _median_ms(call: Any, runs: int, device: Any) -> float:
+    import torch
+
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    with torch.inference_mode():
+        for _ in range(3):
+            call()
+        synchronize()
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            call()
+            synchronize()
+            times.append(1000 * (time.perf_counter() - started))
+    return float(np.median(times))
+
+
+# ------------------------------------------------------------------------------------------- the report
+def results_section(result: dict[str, Any]) -> str:
+    gpus = result["machine"]["gpus"]
+    gpu = (f"{gpus[0]['name']} ({gpus[0]['memory_total_mib']} MiB, driver {gpus[0]['driver']}, compute capability "
+           f"{gpus[0]['compute_capability']})" if gpus else "no GPU found by nvidia-smi")
+    lines = [BEGIN, "## GPU check (benchmarks/gpu_check.py)", "",
+             f"`{result['command']}` — {result['date']}, {gpu}.", ""]
+    probe = result["tensorrt"]
+    lines.append(f"- TensorRT: {probe['tensorrt_version'] or 'not installed'}"
+                 + (f" ({probe['tensorrt_problem']})" if probe["tensorrt_problem"] else ""))
+    plumbing = result["plumbing"]
+    if plumbing.get("ran") and "cycles" in plumbing:
+        lines.append(f"- TensorRT runner's CUDA plumbing (stand-in engine, real device copies): outputs equal the "
+                     f"input's bytes; {plumbing['cycles']} load/infer/unload cycles changed free device memory by "
+                     f"{plumbing['device_memory_growth_mib']:.2f} MiB ({'passed' if plumbing['passed'] else 'FAILED'})"
+                     f"; stage times of the first call {plumbing['first_stage_ms']}")
+    else:
+        lines.append(f"- TensorRT runner's CUDA plumbing: {plumbing.get('why') or plumbing.get('error', 'not run')}")
+    torch_part = result.get("torch")
+    if torch_part:
+        ms = torch_part["median_ms"]
+        lines += ["", f"Engine graph in PyTorch on {torch_part['device_name']} ({torch_part['arch']}, tile "
+                      f"{torch_part['tile']}, {torch_part['views']} views, random weights, median of "
+                      f"{torch_part['runs']} runs, torch {torch_part['torch']}):", "",
+                  "| way | ms per mammogram | ratio to the paper's way |", "| --- | --- | --- |",
+                  f"| paper's way: 26 eager passes, fp32 | {ms['paper_eager_fp32']:.1f} | 1 |",
+                  f"| engine graph, one batched call, fp32 | {ms['graph_fp32']:.1f} | "
+                  f"**{torch_part['ratio_fp32']:.3f}** |",
+                  f"| engine graph, network fp16 | {ms['graph_fp16_network']:.1f} | "
+                  f"**{torch_part['ratio_fp16_network']:.3f}** |"]
+    lines += ["", "No TensorRT figure: TensorRT is not installed on the lent GPU machines.", END]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cycles", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--arch", default="resnet50")
+    parser.add_argument("--tile", default="768x640")
+    parser.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test of part 3")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gpu_check.json")
+    parser.add_argument("--results-md", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--plumbing-child", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plumbing_child is not None:
+        print(json.dumps(plumbing_child(args.plumbing_child, args.cycles)))
+        return
+    started = time.perf_counter()
+    result: dict[str, Any] = {"command": shlex.join(["python", "-m", "benchmarks.gpu_check", *sys.argv[1:]]),
+                              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_facts(),
+                              "tensorrt": tensorrt_probe()}
+    result["plumbing"] = plumbing_check(args.cycles) if args.device == "cuda" else {"ran": False, "why": "--device cpu"}
+    print(json.dumps(result["plumbing"], indent=1), flush=True)
+    result["torch"] = torch_timings(args.arch, args.tile, args.runs, args.device)
+    result["seconds"] = time.perf_counter() - started
+    print(json.dumps(result["torch"], indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.device == "cuda":
+        update_results_md(args.results_md, results_section(result), BEGIN, END)
+    print(results_section(result))
+
+
+if __name__ == "__main__":
+    main()
