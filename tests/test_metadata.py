@@ -69,6 +69,10 @@ def test_rewriting_a_model_s_metadata_keeps_the_graph_and_refuses_other_weights(
     points = OperatingPoints(scores={"1": 0.4}, data="given", source="export")
     rewrite_onnx_metadata(model, dataclasses.replace(metadata, operating_points=points))
     assert read_onnx_metadata(model) == dataclasses.replace(metadata, operating_points=points)
+    import onnx
+
+    before, after = onnx.load(str(tiny_model.onnx_path)), onnx.load(str(model))
+    assert before.graph.SerializeToString() == after.graph.SerializeToString(), "the graph and weights are kept"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
     with pytest.raises(ModelError, match="other weights or another graph"):
         rewrite_onnx_metadata(model, dataclasses.replace(metadata, weights_sha256="00" * 32))

@@ -11,7 +11,7 @@ import numpy as np
 
 from trt_mass.errors import InputError
 from trt_mass.inputs.files import read_image, read_truth
-from trt_mass.outputs.operating_point import OperatingPoint, choose_operating_point
+from trt_mass.outputs.operating_point import OperatingPoint, check_operating_point, choose_operating_point
 from trt_mass.outputs.results import OutputOptions, ResultWriter, StemAllocator
 from trt_mass.pipeline import Detector
 
@@ -44,6 +44,9 @@ class DetectConfig:
     operating_point: str | None = None
     allow_engine_host_code: bool = False
     model_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        check_operating_point(self.operating_point, "--operating-point")  # before any model is loaded
 
     def detector(self) -> Detector:
         """The (not yet opened) Detector of this run: the backend is chosen here, with its reason."""
@@ -86,7 +89,8 @@ def run_detect(paths: Iterable[Path], config: DetectConfig, on_file: Callable[[F
                *, detector: Detector | None = None) -> DetectSummary:
     """Detect on every path; a refused file is recorded and the others still processed.
 
-    `detector`: an open Detector for `config` (the CLI opens it first to say which backend runs);
+    `detector`: an open Detector for `config` (the CLI opens it first, to say which backend runs and at
+    which operating point);
     default: `config.detector()`, opened and closed here.
     """
     if detector is None:

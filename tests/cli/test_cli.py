@@ -57,3 +57,20 @@ def test_detect_writes_json_and_keeps_going_after_a_bad_file(tiny_model: TinyMod
             assert 0 <= finding["x1"] <= finding["x2"] <= hw[1] and 0 <= finding["y1"] <= finding["y2"] <= hw[0]
             assert finding["area_mm2"] >= 24.5
     assert not list(out.glob(".*.tmp"))
+
+
+def test_detect_takes_dicom_out_none_and_checks_the_operating_point_first(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from trt_mass.cli import main
+    from trt_mass.datasets.synth import write_phantoms
+
+    write_phantoms(tmp_path / "in", 1, seed=2, scale=0.05, normal_fraction=0.0)
+    result = CliRunner().invoke(main, ["detect", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                                       "--dicom-out", "none", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert [p.suffix for p in (tmp_path / "out").iterdir()] == [".json"], "no DICOM objects with none"
+    refused = CliRunner().invoke(main, ["detect", str(tmp_path / "in"), "--out", str(tmp_path / "out2"),
+                                        "--operating-point", "high"])
+    assert refused.exit_code == 2 and "--operating-point high" in refused.stderr
+    assert "backend:" not in refused.stderr, "refused before any model is loaded"

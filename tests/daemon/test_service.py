@@ -331,3 +331,18 @@ def test_a_duplicate_arrival_writes_no_second_result(tmp_path: Path, watch_model
     assert [(e["file"], e["sop_instance_uid"]) for e in duplicates] == [("again.dcm", uid)]
     assert [e["file"] for e in events if e["event"] == "processed"] == ["first.dcm"]
     assert json.loads((root / "status.json").read_text())["duplicates"] == 1
+
+
+def test_an_operating_point_the_model_lacks_keeps_files_queued_and_says_why(tmp_path: Path,
+                                                                            watch_model: Path) -> None:
+    root = tmp_path / "root"
+    daemon = Daemon(root, watch_model, env={"TRTMASS_WATCH_OPERATING_POINT": "1fppi"}).start()
+    source = write_phantoms(tmp_path / "staging", 1, seed=4, scale=0.05, normal_fraction=0.0)[0]
+    (root / "incoming").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, root / "incoming" / source.name)
+    _wait_for(lambda: "has no such point" in daemon.log.read_text(), 30, "the reason in the log")
+    assert daemon.terminate() == 0
+    assert _folder(root, "incoming") == [source.name] and not _folder(root, "failed") and not _folder(root, "results")
+    events = [json.loads(line) for line in daemon.log.read_text().splitlines() if line.startswith("{")]
+    assert {e["event"] for e in events} >= {"model_unavailable", "stopped"}
+    assert not [e for e in events if e["event"] == "model_loaded"]

@@ -102,6 +102,27 @@ def test_a_png_s_significant_bits_chunk(tmp_path: Path) -> None:
     assert read_raster(tmp_path / "b.png")[1] == RasterScaling(12, "maximum value")
 
 
+def test_a_png_written_as_the_specification_asks_stays_16_bit(tmp_path: Path) -> None:
+    """sBIT 8 on samples already scaled to 16 bits (v * 257): the maximum contradicts 8 bits, nothing wraps."""
+    values = RNG.integers(0, 256, size=(20, 20), dtype=np.uint16) * 257
+    values[0, 0] = 65535
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sBIT", bytes([8]))
+    Image.fromarray(values).save(tmp_path / "a.png", pnginfo=info)
+    pixels, scaling = read_raster(tmp_path / "a.png")
+    assert scaling == RasterScaling(16, "maximum value") and np.array_equal(pixels, values)
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sBIT", bytes([0]))  # nonsense is not believed either
+    Image.fromarray(values).save(tmp_path / "b.png", pnginfo=info)
+    assert read_raster(tmp_path / "b.png")[1] == RasterScaling(16, "maximum value")
+    small = RNG.integers(0, 256, size=(20, 20), dtype=np.uint16)  # 8 significant bits in a 16-bit TIFF
+    small[0, 0] = 255
+    Image.fromarray(small).save(tmp_path / "c.tif", tiffinfo={281: 255})
+    pixels, scaling = read_raster(tmp_path / "c.tif")
+    assert scaling == RasterScaling(8, "tiff MaxSampleValue") and np.array_equal(pixels, small * 257)
+    assert read_raster(tmp_path / "c.tif", bits=12)[1] == RasterScaling(12, "--raster-bits")
+
+
 def test_a_tiff_s_maximum_sample_value(tmp_path: Path) -> None:
     Image.fromarray(_twelve_bit(maximum=900)).save(tmp_path / "a.tif", tiffinfo={281: 16383})
     assert read_raster(tmp_path / "a.tif")[1] == RasterScaling(14, "tiff MaxSampleValue")

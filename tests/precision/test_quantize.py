@@ -311,3 +311,19 @@ def test_own_minmax_pass_gives_onnx_runtimes_ranges(tiny_model: TinyModel, calib
     assert scales[0].keys() == scales[1].keys() and len(scales[0]) > 20
     for name, scale in scales[0].items():
         np.testing.assert_allclose(scale, scales[1][name], rtol=1e-5, err_msg=name)
+
+
+def test_a_variant_does_not_inherit_the_source_s_operating_points(tiny_model: TinyModel, tmp_path: Path) -> None:
+    """Points measured on the fp32 model are not the variant's: it must be measured (or says it has none)."""
+    import dataclasses
+
+    from trt_mass.metadata import OperatingPoints, read_onnx_metadata, rewrite_onnx_metadata
+
+    source = tmp_path / "tiny.onnx"
+    source.write_bytes(tiny_model.onnx_path.read_bytes())
+    points = OperatingPoints(scores={"1": 0.3}, data="held out", source="eval", images=5, lesions=4)
+    rewrite_onnx_metadata(source, dataclasses.replace(read_onnx_metadata(source), operating_points=points))
+    assert read_onnx_metadata(source).operating_points == points
+    variant = tmp_path / "tiny-fp16.onnx"
+    quantize_model(source, variant, QuantizeOptions("fp16", "tensorrt"))
+    assert read_onnx_metadata(variant).operating_points is None

@@ -64,7 +64,6 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
                           dicom_out=parse_kinds(dicom_out), operating_point=operating_point,
                           allow_engine_host_code=allow_engine_host_code, model_dir=model_dir)
     detector = config.detector()
-    click.echo(f"backend: {detector.backend} ({detector.backend_reason})", err=True)
 
     def report(outcome: FileOutcome) -> None:
         if outcome.error is not None:
@@ -73,7 +72,8 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
             click.echo(f"{outcome.path}: {outcome.findings} finding(s) shown of {outcome.candidates} candidate(s) -> "
                        f"{outcome.result_path}")
 
-    with detector:
+    with detector:  # opening may fall back from an engine that will not load (auto): say the backend after it
+        click.echo(f"backend: {detector.backend} ({detector.backend_reason})", err=True)
         point = config.point_for(detector)
         if point.warning:
             click.echo(f"trtmass: warning: {point.warning}", err=True)

@@ -162,8 +162,12 @@ class WatchService:
         assert config.model is not None
         detector = Detector(config.model, backend=config.backend, threads=config.threads, model_dir=config.model_dir,
                             allow_engine_host_code=config.allow_engine_host_code).open()
+        try:
+            point = choose_operating_point(detector.metadata, config.operating_point)
+        except Exception:  # e.g. operating_point = "1fppi" for a model without points: retried, never leaked
+            detector.close()
+            raise
         self._detector = detector
-        point = choose_operating_point(detector.metadata, config.operating_point)
         self._writer = ResultWriter(self.folders["results"], detector.metadata, detector.backend,
                                     OutputOptions(overlay=config.overlay, dicom_kinds=config.dicom_kinds,
                                                   operating_point=point))

@@ -1,7 +1,7 @@
 """The GPU side of the machine: cuda-python, the CUDA device, and whether TensorRT is there.
 
-The one module that imports tensorrt and cuda-python (always lazily, inside a function): the engine
-builder, the TensorRT runner, `--backend auto` and `engine-info` all ask here.
+Whether tensorrt and cuda-python import, and why not (always lazily, inside a function): the engine
+builder, the TensorRT runner, `--backend auto` and `engine-info` all ask here first.
 
 cuda-python functions return tuples, (error, value...): an error code first, then the results;
 TensorRT's own sample NVIDIA/TensorRT samples/python/common_runtime.py (cuda_call/check_cuda_err)

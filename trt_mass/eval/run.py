@@ -37,10 +37,11 @@ class EvalConfig:
     fold: int = 0
     seed: int = 0
     write_operating_points: bool = False  # into the first model's metadata, measured on this data
+    raster_bits: int | None = None  # significant bits of 16-bit PNG/TIFF images, as detect --raster-bits
 
 
 def detect_samples(model: Path, samples: Sequence[Sample], backend: str = "ort", threads: int | None = None,
-                   progress: bool = False) -> tuple[list[ImageResult], list[str]]:
+                   progress: bool = False, raster_bits: int | None = None) -> tuple[list[ImageResult], list[str]]:
     """Findings of every sample through the same pipeline as `trtmass detect`; (results, refusals)."""
     from trt_mass.inputs.files import read_image
     from trt_mass.pipeline import Detector
@@ -49,7 +50,7 @@ def detect_samples(model: Path, samples: Sequence[Sample], backend: str = "ort",
     with Detector(model, backend=backend, threads=threads) as detector:
         for index, sample in enumerate(samples):
             try:
-                mammogram = read_image(sample.path)
+                mammogram = read_image(sample.path, raster_bits)
             except InputError as error:
                 refused.append(str(error))
                 continue
@@ -100,7 +101,7 @@ def run_eval(config: EvalConfig, progress: bool = False) -> dict[str, Any]:
     config.out_dir.mkdir(parents=True, exist_ok=True)
     for model in config.models:
         metadata = read_onnx_metadata(model)
-        images, refused = detect_samples(model, samples, config.backend, config.threads, progress)
+        images, refused = detect_samples(model, samples, config.backend, config.threads, progress, config.raster_bits)
         if not images:
             raise ConfigError(f"every image of {config.data} was refused: {refused[:3]}")
         summary = summarize(images, normal_ids, config.criterion, config.iou_threshold, config.bootstrap)

@@ -11,7 +11,10 @@ would look nearly black to the model):
     maximum value            else: the smallest of 10, 12, 14, 16 bits that holds the image's maximum
 
 A stated bit depth that the values contradict (a maximum above it) falls back to the maximum rule.
-The rule that applied travels with the image (RasterScaling) into the result.
+That also protects files written as the PNG specification asks: their samples are already scaled to
+the full 16 bits (sBIT then only says how many of them are significant), so their maximum exceeds the
+stated depth and they are read as 16-bit.  The rule that applied travels with the image
+(RasterScaling) into the result.
 """
 
 from __future__ import annotations
@@ -123,14 +126,14 @@ def _png_significant_bits(path: Path) -> int | None:
 
 def _scaling(path: Path, values: np.ndarray, stated: RasterScaling | None, bits: int | None) -> RasterScaling:
     maximum = int(values.max()) if values.size else 0
-    if stated is not None and stated.bits == 8:
-        return stated  # 8-bit images are 8-bit, whatever --raster-bits says for 16-bit files
+    if values.dtype == np.uint8:
+        return RasterScaling(8, "8-bit image")  # whatever --raster-bits says for 16-bit files
     if bits is not None:
         if maximum >= 1 << bits:
             raise InputError(str(path), f"--raster-bits {bits}: the image holds values up to {maximum}, which need "
                                         f"{maximum.bit_length()} bits")
         return RasterScaling(bits, "--raster-bits")
-    if stated is not None and maximum < 1 << stated.bits:
+    if stated is not None and 1 <= stated.bits <= 16 and maximum < 1 << stated.bits:
         return stated
     smallest = next(b for b in CONTAINER_BITS if maximum < 1 << b)
     return RasterScaling(smallest, "maximum value")

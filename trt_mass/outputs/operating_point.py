@@ -64,9 +64,11 @@ def choose_operating_point(metadata: ModelMetadata, requested: str | None) -> Op
     points = metadata.operating_points
     if requested is None:
         if points is None or DEFAULT_FPPI not in points.scores:
+            has = ("carries no operating points" if points is None else
+                   f"has no 1-FPPI point (it has: {', '.join(f'{k}fppi' for k in points.scores)})")
             return OperatingPoint(ALL, None, SHOW_ALL.origin, warning=(
-                f"{metadata.model_id} carries no operating points: every candidate above the graph's score "
-                f"threshold ({metadata.graph_spec.score_threshold}) is shown; measure them with `trtmass eval "
+                f"{metadata.model_id} {has}: every candidate above the graph's score threshold "
+                f"({metadata.graph_spec.score_threshold}) is shown; measure them with `trtmass eval "
                 "--write-operating-points` or choose one with --operating-point"))
         return _from_model(points, DEFAULT_FPPI)
     text = requested.strip().lower()
@@ -84,12 +86,12 @@ def choose_operating_point(metadata: ModelMetadata, requested: str | None) -> Op
                           "given with --operating-point")
 
 
-def check_operating_point(requested: str | None) -> None:
+def check_operating_point(requested: str | None, option: str = "operating_point") -> None:
     """ConfigError unless `requested` reads as a point name, a score or "all" (whether the model has the
     point is known only once it is loaded)."""
     if requested is None or requested.strip().lower() == ALL or fppi_key(requested) is not None:
         return
-    _score(requested, "operating_point")
+    _score(requested, option)
 
 
 def _from_model(points: OperatingPoints, key: str) -> OperatingPoint:

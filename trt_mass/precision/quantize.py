@@ -193,6 +193,7 @@ def quantize_model(source: Path, output: Path, options: QuantizeOptions,
             quantization=quantization,
             calibration_sha256=calibration.content_sha256 if calibration else None,
             versions={**metadata.versions, **package_versions(("onnx", "onnxruntime"))},
+            operating_points=None,  # measured on the source; measure the variant's own with eval
         )
         _write_metadata(variant, variant_metadata)
         onnx.save(variant, str(tmp))

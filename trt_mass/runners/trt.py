@@ -196,8 +196,8 @@ class TensorRTRunner(Runner):
         cudart = self._cudart
         stream = self._stream
         assert self._context is not None
-        # The current CUDA device belongs to the calling thread (the daemon infers in another thread than
-        # it loaded in): set it on every call.
+        # The current CUDA device belongs to the calling thread, and a caller may infer from another thread
+        # than the one that loaded the engine: set it on every call.
         self._call(cudart.cudaSetDevice(self.device), "cudaSetDevice")
         start, copied_in, inferred, copied_out = self._events
         host_to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
