@@ -63,3 +63,43 @@ def test_image_library_entry_names_the_analysed_breast_and_view(tmp_path: Path, 
     assert context["111027"].ConceptCodeSequence[0].CodeValue == SIDE_CODES[laterality]  # Image Laterality
     assert context["111031"].ConceptCodeSequence[0].CodeValue == VIEWS[view][0]  # Image View
     assert "Laterality" not in sr, "an SR document series has no laterality"
+
+
+def _walk(item: pydicom.Dataset) -> list[pydicom.Dataset]:
+    found = []
+    for child in item.get("ContentSequence", []):
+        found += [child, *_walk(child)]
+    return found
+
+
+def _resolve(sr: pydicom.Dataset, identifier: list[int]) -> pydicom.Dataset:
+    """The content item a by-reference relationship points at (PS3.3 C.17.3.2.5: 1-based, root first)."""
+    assert identifier[0] == 1, identifier
+    item = sr
+    for position in identifier[1:]:
+        item = item.ContentSequence[position - 1]
+    return item
+
+
+@pytest.mark.parametrize(("laterality", "view"), [("L", "MLO"), ("R", "CC")])
+def test_every_finding_is_sited_on_the_library_image_of_its_breast(tmp_path: Path, laterality: str,
+                                                                   view: str) -> None:
+    """A Single Image Finding's site is the image its SCOORDs are selected from: the library entry above."""
+    from trt_mass.geometry import Finding
+    from trt_mass.outputs.cad_sr import build_cad_sr
+    from trt_mass.outputs.dicom import ModelIdentity
+
+    source = _source_header(tmp_path, laterality, view)
+    findings = [Finding(1.0, 2.0, 30.0, 40.0, 0.5, 1036.0), Finding(5.0, 6.0, 20.0, 21.0, 0.3, 200.0)]
+    sr = build_cad_sr(source, findings, ModelIdentity("ab" * 32, "m", "fp32"))
+    scoords = [item for item in _walk(sr) if item.get("ValueType") == "SCOORD"]
+    assert len(scoords) >= len(findings)
+    for scoord in scoords:
+        selected_from = scoord.ContentSequence[0]
+        assert selected_from.RelationshipType == "SELECTED FROM"
+        image = _resolve(sr, list(selected_from.ReferencedContentItemIdentifier))
+        assert image.ValueType == "IMAGE"
+        assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+        context = {item.ConceptNameCodeSequence[0].CodeValue: item for item in image.ContentSequence}
+        assert context["111027"].ConceptCodeSequence[0].CodeValue == SIDE_CODES[laterality]
+        assert context["111031"].ConceptCodeSequence[0].CodeValue == VIEWS[view][0]
