@@ -12,7 +12,10 @@ For a session that is lent a GPU machine (PyTorch with CUDA, cuda-python, no Ten
    must be the input's bytes, and `--cycles` load / infer / unload cycles must not grow device memory;
 3. the engine graph as a PyTorch module on the GPU, in fp32 and with the network in fp16 (decode, NMS
    and merge in fp32, as the fp16 ONNX variant), against the paper's way on the same GPU (26 views one
-   after another, per-view decode + NMS, merge in Python; trt_mass.bench.baseline), as ratios.
+   after another, per-view decode + NMS, merge in Python; trt_mass.bench.baseline), as ratios;
+4. JPEG 2000 / HTJ2K decoding: nvImageCodec on the GPU against OpenJPEG on the machine's cores, the whole
+   read + decode stage on full-size lossless phantoms, bit-exact against pydicom (needs the
+   nvidia-nvimgcodec-cu13 and nvidia-nvjpeg2k-cu13 wheels; skipped with the reason without them).
 
 Writes benchmarks/results/gpu_check.json and its section of benchmarks/RESULTS.md, with the GPU named.
 `--device cpu` runs part 3 on the CPU (a smoke test of the script where there is no GPU).
@@ -343,7 +346,65 @@ def _median_ms(call: Any, runs: int, device: Any) -> float:
     return float(np.median(times))
 
 
+# ------------------------------------------------------------------------------------------- 4. decoding
+def decode_check(runs: int) -> dict[str, Any]:
+    """nvImageCodec on the GPU against OpenJPEG on this machine's cores: full-size lossless J2K / HTJ2K
+    phantoms, the whole read + decode stage (read_image) and the frame decode alone, bit-exact against
+    pydicom's decode."""
+    from trt_mass.inputs.decoders import DecoderUnavailable, default_threads, open_decoder
+
+    try:
+        gpu_decoder = open_decoder("nvimgcodec")
+    except DecoderUnavailable as error:
+        return {"ran": False, "why": str(error)}
+    from benchmarks.bench_decode import write_cases
+    from trt_mass.inputs.files import read_image
+
+    cores = default_threads()
+    decoders = {"nvimgcodec (GPU)": gpu_decoder, "OpenJPEG 1 thread": open_decoder("openjpeg", 1),
+                f"OpenJPEG {cores} threads": open_decoder("openjpeg", cores), "pydicom": open_decoder("pydicom")}
+    cases: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="trtmass-gpu-decode-") as folder:
+        for case, path in write_cases(Path(folder)).items():
+            reference = read_image(path, decoder=decoders["pydicom"]).pixels
+            row: dict[str, Any] = {"file_mb": round(path.stat().st_size / 2**20, 1), "median_ms": {},
+                                   "bit_exact": {}}
+            for label, decoder in decoders.items():
+                times = []
+                for run in range(runs + 1):  # the first call warms up (CUDA context, allocations)
+                    started = time.perf_counter()
+                    mammogram = read_image(path, decoder=decoder)
+                    if run:
+                        times.append(1000 * (time.perf_counter() - started))
+                row["median_ms"][label] = round(float(np.median(times)), 1)
+                fast_path_taken = decoder.name == "pydicom" or mammogram.pixel_decoder != "pydicom"
+                row["bit_exact"][label] = bool(np.array_equal(mammogram.pixels, reference) and fast_path_taken)
+                row.setdefault("decoded_by", {})[label] = mammogram.pixel_decoder
+            cases[case] = row
+            print(case, json.dumps(row), flush=True)
+    return {"ran": True, "cores": cores, "runs": runs, "cases": cases,
+            "definition": "read_image: file read, decode, modality/VOI/inversion lookup, median ms"}
+
+
 # ------------------------------------------------------------------------------------------- the report
+def _decode_lines(decode: dict[str, Any] | None) -> list[str]:
+    if not decode:
+        return []
+    if not decode.get("ran"):
+        return ["", f"JPEG 2000 decoding on the GPU: not run ({decode.get('why')})."]
+    labels = list(next(iter(decode["cases"].values()))["median_ms"])
+    lines = ["", f"Read + decode stage of full-size lossless phantoms (MONOCHROME1, 12 bits), median of "
+                 f"{decode['runs']} runs, ms; the GPU decoder against OpenJPEG on this machine's {decode['cores']} "
+                 "cores (bit-exact against pydicom's decode: all must say yes):", "",
+             "| file | MB | " + " | ".join(labels) + " | bit-exact |",
+             "| --- | --- | " + "--- | " * len(labels) + "--- |"]
+    for case, row in decode["cases"].items():
+        exact = "yes" if all(row["bit_exact"].values()) else f"NO {row['bit_exact']}"
+        lines.append(f"| {case} | {row['file_mb']} | " + " | ".join(f"{row['median_ms'][k]:.0f}" for k in labels)
+                     + f" | {exact} |")
+    return lines
+
+
 def results_section(result: dict[str, Any]) -> str:
     gpus = result["machine"]["gpus"]
     gpu = (f"{gpus[0]['name']} ({gpus[0]['memory_total_mib']} MiB, driver {gpus[0]['driver']}, compute capability "
@@ -375,6 +436,7 @@ def results_section(result: dict[str, Any]) -> str:
                   f"**{torch_part['ratio_fp32']:.3f}** |",
                   f"| engine graph, network fp16 | {ms['graph_fp16_network']:.1f} | "
                   f"**{torch_part['ratio_fp16_network']:.3f}** |"]
+    lines += _decode_lines(result.get("decode"))
     lines += ["", "No TensorRT figure: TensorRT is not installed on the lent GPU machines.", END]
     return "\n".join(lines)
 
@@ -386,6 +448,7 @@ def main() -> None:
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--tile", default="768x640")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test of part 3")
+    parser.add_argument("--decode-runs", type=int, default=5, help="timed reads per file and decoder (part 4)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gpu_check.json")
     parser.add_argument("--results-md", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     parser.add_argument("--plumbing-child", type=Path, default=None, help=argparse.SUPPRESS)
@@ -400,6 +463,9 @@ def main() -> None:
     result["plumbing"] = plumbing_check(args.cycles) if args.device == "cuda" else {"ran": False, "why": "--device cpu"}
     print(json.dumps(result["plumbing"], indent=1), flush=True)
     result["torch"] = torch_timings(args.arch, args.tile, args.runs, args.device)
+    result["decode"] = decode_check(args.decode_runs) if args.device == "cuda" else {"ran": False,
+                                                                                      "why": "--device cpu"}
+    print(json.dumps(result["decode"], indent=1), flush=True)
     result["seconds"] = time.perf_counter() - started
     print(json.dumps(result["torch"], indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from trt_mass.errors import InputError
+from trt_mass.inputs.decoders import PixelDecoder, open_decoder
 from trt_mass.inputs.files import read_image, read_truth
 from trt_mass.outputs.operating_point import OperatingPoint, check_operating_point, choose_operating_point
 from trt_mass.outputs.results import OutputOptions, ResultWriter, StemAllocator
@@ -30,6 +31,7 @@ class DetectConfig:
         operating_point: which findings are shown: "1fppi" (and the model's other points), a score, "all";
             None: the model's 1-FPPI point, else all (trt_mass.outputs.operating_point).
         model_dir: the only folder TensorRT engines are loaded from (default: the model's).
+        decoder, decode_threads: the pixel-data decoder (trt_mass.inputs.decoders.open_decoder).
     """
 
     model: Path
@@ -44,6 +46,8 @@ class DetectConfig:
     operating_point: str | None = None
     allow_engine_host_code: bool = False
     model_dir: Path | None = None
+    decoder: str = "auto"
+    decode_threads: int | None = None
 
     def __post_init__(self) -> None:
         check_operating_point(self.operating_point, "--operating-point")  # before any model is loaded
@@ -52,6 +56,10 @@ class DetectConfig:
         """The (not yet opened) Detector of this run: the backend is chosen here, with its reason."""
         return Detector(self.model, backend=self.backend, threads=self.threads, model_dir=self.model_dir,
                         allow_engine_host_code=self.allow_engine_host_code)
+
+    def pixel_decoder(self) -> PixelDecoder:
+        """The pixel-data decoder of this run, chosen here with its reason."""
+        return open_decoder(self.decoder, self.decode_threads)
 
     def point_for(self, detector: Detector) -> OperatingPoint:
         """The operating point of this run with the detector's (open) model."""
@@ -86,16 +94,18 @@ class DetectSummary:
 
 
 def run_detect(paths: Iterable[Path], config: DetectConfig, on_file: Callable[[FileOutcome], None] | None = None,
-               *, detector: Detector | None = None) -> DetectSummary:
+               *, detector: Detector | None = None, decoder: PixelDecoder | None = None) -> DetectSummary:
     """Detect on every path; a refused file is recorded and the others still processed.
 
     `detector`: an open Detector for `config` (the CLI opens it first, to say which backend runs and at
     which operating point);
     default: `config.detector()`, opened and closed here.
+    `decoder`: the pixel-data decoder (default: `config.pixel_decoder()`).
     """
     if detector is None:
         with config.detector() as opened:
-            return run_detect(paths, config, on_file, detector=opened)
+            return run_detect(paths, config, on_file, detector=opened, decoder=decoder)
+    decoder = decoder or config.pixel_decoder()
     started = time.perf_counter()
     truth = read_truth(config.truth) if config.truth else {}
     config.out_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +117,7 @@ def run_detect(paths: Iterable[Path], config: DetectConfig, on_file: Callable[[F
     for path in paths:
         outcome = FileOutcome(path)
         try:
-            _detect_one(path, detector, writer, stems, config, truth, outcome)
+            _detect_one(path, detector, decoder, writer, stems, config, truth, outcome)
         except InputError as error:
             outcome.error = str(error)
         summary.outcomes.append(outcome)
@@ -117,10 +127,10 @@ def run_detect(paths: Iterable[Path], config: DetectConfig, on_file: Callable[[F
     return summary
 
 
-def _detect_one(path: Path, detector: Detector, writer: ResultWriter, stems: StemAllocator, config: DetectConfig,
-                truth: dict[str, np.ndarray], outcome: FileOutcome) -> None:
+def _detect_one(path: Path, detector: Detector, decoder: PixelDecoder, writer: ResultWriter, stems: StemAllocator,
+                config: DetectConfig, truth: dict[str, np.ndarray], outcome: FileOutcome) -> None:
     read_started = time.perf_counter()
-    mammogram = read_image(path, config.raster_bits)
+    mammogram = read_image(path, config.raster_bits, decoder)
     read_ms = 1000 * (time.perf_counter() - read_started)
     result = detector.detect_mammogram(mammogram, default_spacing_mm=config.pixel_spacing_mm, source=str(path))
     stem = stems.claim(mammogram, path)

@@ -31,7 +31,8 @@ def checkpoint(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="package")
 def report(tiny_model: TinyModel, checkpoint: Path) -> dict[str, Any]:
     config = BenchConfig(model=tiny_model.onnx_path, synthetic=2, synthetic_scale=0.1, warmup=1, runs=RUNS,
-                         threads=2, baseline=True, checkpoint=checkpoint, command="pytest")
+                         threads=2, baseline=True, checkpoint=checkpoint, command="pytest",
+                         decoder="openjpeg", decode_threads=2, compare_decoders=True)
     seen: list[tuple[int, int, str]] = []
     result = run_bench(config, progress=lambda done, total, what: seen.append((done, total, what)))
     assert [s[0] for s in seen] == list(range(1, 2 * (1 + RUNS) + 1)) and seen[-1][1] == 2 * (1 + RUNS)

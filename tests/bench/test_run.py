@@ -45,7 +45,7 @@ def _pipeline_schema(pipeline: dict[str, Any]) -> None:
 def test_report_schema(report: dict[str, Any], tiny_model: TinyModel) -> None:
     assert report["schema"] == SCHEMA
     assert set(report) == {"schema", "created", "command", "machine", "model", "settings", "stage_definitions",
-                           "pipelines", "memory", "ratios", "warnings"}
+                           "pipelines", "memory", "ratios", "warnings", "decoders"}
     machine = report["machine"]
     assert machine["cpu_model"] and machine["logical_cores"] >= 1 and isinstance(machine["gpus"], list)
     assert {"onnxruntime", "torch", "numpy"} <= set(machine["versions"]) and machine["python"]
@@ -67,6 +67,19 @@ def test_report_schema(report: dict[str, Any], tiny_model: TinyModel) -> None:
     assert memory["peak_rss_mib"] >= memory["peak_rss_mib_before_baseline"] > 0
     assert isinstance(report["warnings"], list)
     json.dumps(report)  # plain data all the way down
+
+
+def test_decode_stage_per_decoder(report: dict[str, Any]) -> None:
+    """The phantoms are lossless JPEG 2000: every decoder reads them, to the same images."""
+    section = report["decoders"]
+    assert {"pydicom", "openjpeg x1", "openjpeg x2"} <= set(section["decoders"])
+    assert "nvimgcodec" in set(section["decoders"]) | set(section["unavailable"])
+    assert section["mismatches"] == []
+    for label, entry in section["decoders"].items():
+        assert entry["stats"]["count"] == RUNS and entry["stats"]["median"] > 0, label
+    assert section["decoders"]["pydicom"]["ratio_to_pydicom"] == pytest.approx(1.0)
+    assert report["pipelines"]["ours"]["pixel_decoder"] == "openjpeg"
+    assert report["pipelines"]["ours"]["decode_threads"] == 2
 
 
 def test_stages_add_up_to_the_end_to_end_time(report: dict[str, Any]) -> None:

@@ -17,3 +17,20 @@ def test_watch_config_knows_the_backends(tmp_path: Path) -> None:
         load_config({"root": tmp_path, "backend": "cuda"}, environ={})
     config = load_config({"root": tmp_path}, environ={"TRTMASS_WATCH_ALLOW_ENGINE_HOST_CODE": "yes"})
     assert config.allow_engine_host_code is True
+
+
+def test_the_shipped_example_config_loads() -> None:
+    example = Path(__file__).resolve().parents[2] / "systemd" / "trtmass-watch.toml"
+    config = load_config({}, example, environ={})
+    assert config.decoder == "auto" and config.dicom_kinds == ("sr", "gsps", "sc")
+
+
+def test_decoder_settings_are_checked(tmp_path: Path) -> None:
+    config = load_config({"root": tmp_path}, environ={"TRTMASS_WATCH_DECODER": "openjpeg",
+                                                      "TRTMASS_WATCH_DECODE_WORKERS": "3",
+                                                      "TRTMASS_WATCH_DECODE_THREADS": "1"})
+    assert (config.decoder, config.decode_workers, config.decode_threads) == ("openjpeg", 3, 1)
+    with pytest.raises(ConfigError, match="decoder must be one of auto, nvimgcodec, openjpeg, pydicom"):
+        load_config({"root": tmp_path, "decoder": "gpu"}, environ={})
+    with pytest.raises(ConfigError, match="decode workers and threads must be >= 1"):
+        load_config({"root": tmp_path}, environ={"TRTMASS_WATCH_DECODE_WORKERS": "0"})

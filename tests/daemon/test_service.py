@@ -145,7 +145,9 @@ def test_arrivals_with_crashes_lose_nothing(tmp_path: Path, watch_model: Path, p
     files, invalid, sops = _make_arrivals(tmp_path / "staging", 200, seed=11 if polling else 12)
     root = tmp_path / "root"
     (root / "incoming").mkdir(parents=True)
-    daemon = Daemon(root, watch_model, polling=polling).start()
+    # The polling run decodes three files side by side: the guarantees hold for several decode workers.
+    workers = 3 if polling else 1
+    daemon = Daemon(root, watch_model, polling=polling, env={"TRTMASS_WATCH_DECODE_WORKERS": str(workers)}).start()
     rng = random.Random(5)
     delivered = threading.Event()
 
@@ -194,6 +196,7 @@ def test_arrivals_with_crashes_lose_nothing(tmp_path: Path, watch_model: Path, p
     assert log.count('"event": "model_loaded"') == 5, "four SIGKILLs and restarts happened"
     status = json.loads((root / "status.json").read_text())
     assert status["state"] == "stopped" and status["mode"] == ("polling" if polling else "inotify")
+    assert status["decode_workers"] == workers and status["decoder"] in ("openjpeg", "nvimgcodec")
 
 
 def test_sigterm_mid_file_exits_cleanly_and_loses_nothing(tmp_path: Path, watch_model: Path) -> None:

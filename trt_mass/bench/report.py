@@ -176,6 +176,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(f"peak RSS {memory['peak_rss_mib']} MiB" +
                  (f" (ours alone: {memory['peak_rss_mib_before_baseline']} MiB)" if baseline is not None else "") +
                  (f"; device memory (ours) {device} MiB" if device is not None else ""))
+    lines.extend(decoder_lines(report.get("decoders")))
     lines.extend(f"warning: {w}" for w in report["warnings"])
     return lines
 
@@ -184,8 +185,8 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: machine, model, inputs, per-stage statistics, ratios, throughput, warnings."""
     out = [f"# trtmass bench: {report['model']['model_id']}", "",
            f"Created {report['created']}" + (f" by `{report['command']}`" if report["command"] else "") + "."]
-    for section in (_md_machine, _md_model, _md_run, _md_latency, _md_ratios, _md_throughput, _md_warnings,
-                    _md_stages):
+    for section in (_md_machine, _md_model, _md_run, _md_latency, _md_ratios, _md_throughput, _md_decoders,
+                    _md_warnings, _md_stages):
         out += section(report)
     return "\n".join(out) + "\n"
 
@@ -226,7 +227,8 @@ def _md_run(report: dict[str, Any]) -> list[str]:
            "pipeline" + (", interleaved, order alternating" if "baseline" in pipelines else "")]
     for pipeline in pipelines.values():
         extra = ", ".join(f"{k} {v}" for k, v in pipeline.items()
-                          if k in ("device", "threads", "torch_threads", "providers", "weights_from"))
+                          if k in ("device", "threads", "torch_threads", "providers", "weights_from", "pixel_decoder",
+                                   "decode_threads"))
         out.append(f"- {pipeline['label']}: {extra}")
     return out
 
@@ -280,6 +282,25 @@ def _md_throughput(report: dict[str, Any]) -> list[str]:
     if memory["gpu_process_used_mib"] is not None:
         out.append(f"- GPU memory used by the process (nvidia-smi, end of run): {memory['gpu_process_used_mib']} MiB")
     return out
+
+
+def decoder_lines(section: dict[str, Any] | None) -> list[str]:
+    """Terminal / Markdown lines of the comparison (none when it was not run)."""
+    if not section:
+        return []
+    lines = [f"read + decode by decoder (median ms of {section['runs']} reads each; ratio to pydicom):"]
+    for label, entry in section["decoders"].items():
+        ratio = entry["ratio_to_pydicom"]
+        lines.append(f"  {label:<16}{entry['stats']['median']:>10.1f} ms"
+                     + ("" if ratio is None else f"   x{ratio:.3f}"))
+    lines += [f"  {label}: not here ({why})" for label, why in section["unavailable"].items()]
+    lines += [f"  MISMATCH {what}" for what in section["mismatches"]]
+    return lines
+
+
+def _md_decoders(report: dict[str, Any]) -> list[str]:
+    lines = decoder_lines(report.get("decoders"))
+    return ["", "## Read + decode by decoder", "", "```", *lines, "```"] if lines else []
 
 
 def _md_warnings(report: dict[str, Any]) -> list[str]:

@@ -33,9 +33,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from trt_mass.bench.decoders import compare_decoders
 from trt_mass.bench.machine import gpu_process_used_mib, load_average, machine_facts, peak_rss_mib
 from trt_mass.bench.report import SCHEMA, STAGE_KEYS, STAGES, baseline_ratios, stats, warnings_of
 from trt_mass.errors import BackendUnavailableError, ConfigError
+from trt_mass.inputs.decoders import PixelDecoder, open_decoder
 from trt_mass.inputs.files import collect_inputs, read_image
 from trt_mass.metadata import ModelMetadata, file_sha256
 from trt_mass.outputs.results import ResultWriter, result_stem
@@ -72,6 +74,9 @@ class BenchConfig:
         raster_bits: significant bits of 16-bit PNG/TIFF inputs (None: the file's, else its maximum).
         cov_threshold: warn when a coefficient of variation exceeds this (0.10 = 10 %).
         command: the command line, recorded in the report.
+        decoder, decode_threads: the pixel decoder of the pipelines (trt_mass.inputs.decoders.open_decoder).
+        compare_decoders: also time the read + decode stage with every decoder available here
+            (trt_mass.bench.decoders).
     """
 
     model: Path
@@ -92,6 +97,9 @@ class BenchConfig:
     raster_bits: int | None = None
     cov_threshold: float = 0.10
     command: str = ""
+    decoder: str = "auto"
+    decode_threads: int | None = None
+    compare_decoders: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in ALL_CHOICES:
@@ -176,8 +184,11 @@ class _CudaMemory:
 class _Pipeline:
     """One way of running the model (a Detector), timed stage by stage, its results written by the output step."""
 
-    def __init__(self, name: str, label: str, detector: Detector, facts: dict[str, Any], out_dir: Path) -> None:
-        self.name, self.label, self.detector, self.facts = name, label, detector, facts
+    def __init__(self, name: str, label: str, detector: Detector, facts: dict[str, Any], out_dir: Path,
+                 decoder: PixelDecoder) -> None:
+        self.name, self.label, self.detector, self.decoder = name, label, detector, decoder
+        self.facts = {**facts, "pixel_decoder": decoder.name, "pixel_decoder_reason": decoder.reason,
+                      "decode_threads": decoder.threads}
         self.metadata = detector.metadata
         folder = out_dir / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -194,7 +205,7 @@ class _Pipeline:
         if self.cuda_memory is not None:
             self.cuda_memory.before_call()  # bookkeeping outside the timed region
         started = time.perf_counter()
-        mammogram = read_image(path, config.raster_bits)
+        mammogram = read_image(path, config.raster_bits, self.decoder)
         read_done = time.perf_counter()
         result = self.detector.detect_mammogram(mammogram, default_spacing_mm=config.pixel_spacing_mm,
                                                 source=str(path))
@@ -294,7 +305,7 @@ def _open_ours(config: BenchConfig, out_dir: Path) -> _Pipeline:
         facts["threads"] = config.threads if config.threads is not None else "ONNX Runtime default (physical cores)"
         facts["providers"] = list(getattr(runner, "providers", ()))
     label = f"trt_mass engine graph ({detector.backend}, {detector.metadata.precision})"
-    pipeline = _Pipeline("ours", label, detector, facts, out_dir)
+    pipeline = _Pipeline("ours", label, detector, facts, out_dir, open_decoder(config.decoder, config.decode_threads))
     if str(facts["device"]).startswith("cuda") and detector.backend == "torch":
         pipeline.cuda_memory = _CudaMemory(facts["device"], base=0)  # ours is loaded first: all is its own
         pipeline.cuda_memory.loaded()
@@ -352,7 +363,7 @@ def _open_baseline(config: BenchConfig, ours: _Pipeline, out_dir: Path) -> _Pipe
     facts = {"backend": baseline.backend, **baseline.describe(),
              "weights_from": str(source), "weights_sha256": metadata.weights_sha256}
     label = "paper's way: PyTorch eager, 26 views one after another, per-view decode/NMS, merge in Python"
-    pipeline = _Pipeline("baseline", label, detector, facts, out_dir)
+    pipeline = _Pipeline("baseline", label, detector, facts, out_dir, ours.decoder)
     if probe is not None:
         probe.loaded()
         pipeline.cuda_memory = probe
@@ -409,6 +420,8 @@ def run_bench(config: BenchConfig, progress: ProgressFn | None = None) -> dict[s
         try:
             rss_before_baseline, images_hw = _timed_rounds(config, files, Path(tmp) / "results", pipelines, counter)
             summaries = {pipeline.name: pipeline.summary() for pipeline in pipelines}
+            decoders = (compare_decoders(files, config.runs, config.raster_bits, config.decode_threads)
+                        if config.compare_decoders else None)
         finally:
             for pipeline in pipelines:
                 pipeline.close()
@@ -426,6 +439,7 @@ def run_bench(config: BenchConfig, progress: ProgressFn | None = None) -> dict[s
         "memory": {"peak_rss_mib": peak_rss_mib(), "peak_rss_mib_before_baseline": rss_before_baseline,
                    "gpu_process_used_mib": gpu_process_used_mib()},
         "ratios": baseline_ratios(summaries["ours"], summaries["baseline"]) if config.baseline else None,
+        "decoders": decoders,
     }
     report["warnings"] = warnings_of(report)
     return report
@@ -471,4 +485,5 @@ def _settings(config: BenchConfig, inputs_info: dict[str, Any]) -> dict[str, Any
         "baseline_model": None if config.baseline_model is None else str(config.baseline_model),
         "baseline_device": config.baseline_device, "cov_threshold": config.cov_threshold,
         "pixel_spacing_mm": config.pixel_spacing_mm, "raster_bits": config.raster_bits, "inputs": inputs_info,
+        "decoder": config.decoder, "decode_threads": config.decode_threads, "compare_decoders": config.compare_decoders,
     }

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from trt_mass.cli.errors import maps_errors
+from trt_mass.cli.options import decoder_options
 from trt_mass.errors import ConfigError
 from trt_mass.runners.select import ALL_CHOICES
 
@@ -52,12 +53,17 @@ from trt_mass.runners.select import ALL_CHOICES
               help="Write the report as Markdown here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a histogram of end-to-end latencies (PNG; needs matplotlib).")
+@decoder_options()
+@click.option("--compare-decoders", is_flag=True,
+              help="Also time read + decode alone with every pixel decoder available here (pydicom, OpenJPEG with 1 "
+                   "and N threads, nvImageCodec on a GPU), on the same files, and check they give the same images.")
 @maps_errors
 def bench(model: Path, backend: str, input_dir: Path | None, synthetic: int | None, synthetic_scale: float, seed: int,
           warmup: int, runs: int, threads: int | None, device: str, checkpoint: Path | None, baseline: bool,
           baseline_model: Path | None, baseline_device: str, pixel_spacing: float | None, raster_bits: int | None,
           cov_threshold: float,
-          json_path: Path | None, markdown_path: Path | None, plot_path: Path | None) -> None:
+          json_path: Path | None, markdown_path: Path | None, plot_path: Path | None, decoder: str,
+          decode_threads: int | None, compare_decoders: bool) -> None:
     """Latency of the whole pipeline per stage (read+decode, canvas, copies, inference, post-processing+writing)
     and end to end, with the machine, the model and, with --baseline, the ratio to the paper's way of running it.
 
@@ -75,7 +81,8 @@ def bench(model: Path, backend: str, input_dir: Path | None, synthetic: int | No
         seed=seed, warmup=warmup, runs=runs, threads=threads, device=device, checkpoint=checkpoint,
         baseline=baseline, baseline_model=baseline_model, baseline_device=baseline_device,
         pixel_spacing_mm=pixel_spacing, raster_bits=raster_bits, cov_threshold=cov_threshold / 100.0,
-        command=shlex.join(["trtmass", *sys.argv[1:]]),
+        command=shlex.join(["trtmass", *sys.argv[1:]]), decoder=decoder, decode_threads=decode_threads,
+        compare_decoders=compare_decoders,
     )
     if not model.is_file():
         raise ConfigError(f"{model}: no such model file")

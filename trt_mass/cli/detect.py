@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from trt_mass.cli.errors import maps_errors
+from trt_mass.cli.options import decoder_options
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.runners.select import DEPLOYABLE_CHOICES
 
@@ -41,12 +42,14 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
               help="Findings shown on overlays and DICOM results: the model's 1fppi (0.25fppi, 0.5fppi, 2fppi) "
                    "point, a score, or all [default: the model's 1fppi point, else all]. The JSON lists every "
                    "candidate with `shown`.")
+@decoder_options()
 @click.option("-v", "--verbose", is_flag=True, help="One line per file.")
 @maps_errors
 def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_engine_host_code: bool,
            model_dir: Path | None, out_dir: Path,
            overlay: bool, truth: Path | None, threads: int | None, pixel_spacing: float | None,
-           raster_bits: int | None, dicom_out: str, operating_point: str | None, verbose: bool) -> None:
+           raster_bits: int | None, dicom_out: str, operating_point: str | None, decoder: str,
+           decode_threads: int | None, verbose: bool) -> None:
     """Detect masses in mammograms: DICOM, PNG or TIFF files, or folders of them."""
     from trt_mass.detect import DetectConfig, FileOutcome, run_detect
     from trt_mass.inputs.files import collect_inputs
@@ -62,7 +65,10 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
     config = DetectConfig(model=model, out_dir=out_dir, backend=backend, threads=threads, overlay=overlay,
                           truth=truth, pixel_spacing_mm=pixel_spacing, raster_bits=raster_bits,
                           dicom_out=parse_kinds(dicom_out), operating_point=operating_point,
-                          allow_engine_host_code=allow_engine_host_code, model_dir=model_dir)
+                          allow_engine_host_code=allow_engine_host_code, model_dir=model_dir, decoder=decoder,
+                          decode_threads=decode_threads)
+    pixel_decoder = config.pixel_decoder()
+    click.echo(f"decoder: {pixel_decoder.name} ({pixel_decoder.reason})", err=True)
     detector = config.detector()
 
     def report(outcome: FileOutcome) -> None:
@@ -80,7 +86,7 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
         click.echo(f"operating point: {point.name}"
                    + ("" if point.score is None else f" (score >= {point.score:.3f}; {point.origin})"), err=True)
         with click.progressbar(files, label="detect", file=sys.stderr) as bar:
-            summary = run_detect(bar, config, report, detector=detector)
+            summary = run_detect(bar, config, report, detector=detector, decoder=pixel_decoder)
     click.echo(summary.line())
     click.echo(f"results in {out_dir}" + (" (with .overlay.png pictures)" if overlay else ""))
     if summary.refused:

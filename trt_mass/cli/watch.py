@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from trt_mass.cli.errors import maps_errors
+from trt_mass.cli.options import decoder_options
 from trt_mass.runners.select import DEPLOYABLE_CHOICES
 
 
@@ -32,12 +33,16 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
               help="Significant bits of 16-bit PNG/TIFF arrivals [default: the file's own, else its maximum].")
 @click.option("--operating-point", default=None, metavar="NAME|SCORE|all",
               help="Findings shown on overlays and DICOM results [default: the model's 1fppi point, else all].")
+@decoder_options(default=None, threads_default="the cores shared among the decode workers")
+@click.option("--decode-workers", type=click.IntRange(min=1), default=None,
+              help="Files decoded side by side [default: one per core, 1 to 4].")
 @maps_errors
 def watch(root: Path | None, model: Path | None, config_file: Path | None, polling: bool | None,
           backend: str | None, allow_engine_host_code: bool | None, model_dir: Path | None, threads: int | None,
           delete_done: bool | None,
           overlay: bool | None, log_format: str | None, dicom_out: str | None, raster_bits: int | None,
-          operating_point: str | None) -> None:
+          operating_point: str | None, decoder: str | None, decode_threads: int | None,
+          decode_workers: int | None) -> None:
     """Watch ROOT/incoming and turn every complete mammogram into ROOT/results/<SOP UID>.json.
 
     Settings: flags > TRTMASS_WATCH_* environment > --config TOML > defaults.  SIGTERM finishes the
@@ -51,7 +56,8 @@ def watch(root: Path | None, model: Path | None, config_file: Path | None, polli
     flags = {"root": root, "model": model, "polling": polling, "backend": backend, "threads": threads,
              "delete_done": delete_done, "overlay": overlay, "log_format": log_format, "dicom_out": dicom_out,
              "allow_engine_host_code": allow_engine_host_code, "model_dir": model_dir, "raster_bits": raster_bits,
-             "operating_point": operating_point}
+             "operating_point": operating_point, "decoder": decoder, "decode_threads": decode_threads,
+             "decode_workers": decode_workers}
     config = load_config(flags, config_file)
     service = WatchService(config)
     for signal_number in (signal.SIGTERM, signal.SIGINT):

@@ -11,6 +11,7 @@ from typing import Any
 import tomllib
 
 from trt_mass.errors import ConfigError
+from trt_mass.inputs.decoders import DECODER_NAMES, decode_plan
 from trt_mass.outputs.dicom import parse_kinds
 from trt_mass.outputs.operating_point import check_operating_point
 from trt_mass.runners.select import DEPLOYABLE_CHOICES
@@ -42,6 +43,9 @@ class WatchConfig:
         raster_bits: significant bits of 16-bit PNG/TIFF arrivals (default: the file's statement, else its maximum).
         operating_point: findings shown on overlays and DICOM results: "1fppi" (or another of the model's
             points), a score, or "all" (default: the model's 1-FPPI point, else all, with a warning).
+        decoder: JPEG 2000 / HTJ2K pixel data: "auto", "nvimgcodec", "openjpeg" or "pydicom".
+        decode_workers: files decoded side by side (default: one per core, 1 to 4).
+        decode_threads: OpenJPEG threads per decode (default: the cores shared among the workers).
     """
 
     root: Path
@@ -71,6 +75,9 @@ class WatchConfig:
     model_dir: Path | None = None
     raster_bits: int | None = None
     operating_point: str | None = None
+    decoder: str = "auto"
+    decode_workers: int | None = None
+    decode_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in DEPLOYABLE_CHOICES:
@@ -85,6 +92,9 @@ class WatchConfig:
             raise ConfigError(f"raster_bits must be 8..16, got {self.raster_bits}")
         if self.retry_initial_s <= 0 or self.retry_max_s < self.retry_initial_s:
             raise ConfigError("retry_initial_s must be > 0 and <= retry_max_s")
+        if self.decoder not in DECODER_NAMES:
+            raise ConfigError(f"decoder must be one of {', '.join(DECODER_NAMES)}, got {self.decoder!r}")
+        decode_plan(self.decode_workers, self.decode_threads)
 
     def folder(self, name: str) -> Path:
         value = getattr(self, name)

@@ -1,4 +1,5 @@
-"""The watch service: discovery + decode in a reader thread, detection and writing in the main thread.
+"""The watch service: discovery in a reader thread, decoding in a pool of decode workers, detection and
+writing in the main thread.
 
 Every move is an os.replace inside one filesystem, every result is written atomically by the one
 output step (trt_mass.outputs.results), so a crash at any moment leaves each input in exactly one
@@ -17,6 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +30,7 @@ from trt_mass.daemon.events import Counters, EventLog, now_text
 from trt_mass.daemon.retry import Backoff, retry
 from trt_mass.daemon.sdnotify import Notifier
 from trt_mass.errors import ConfigError, InputError
+from trt_mass.inputs.decoders import PixelDecoder, decode_plan, open_decoder
 from trt_mass.inputs.dicom import Mammogram
 from trt_mass.outputs.operating_point import choose_operating_point
 from trt_mass.outputs.results import OutputOptions, ResultWriter, WrittenResult, result_stem
@@ -69,6 +72,8 @@ class WatchService:
         self.counters = Counters()
         self._stop = threading.Event()
         self._queue: queue.Queue[Decoded] = queue.Queue(maxsize=config.queue_size)
+        self.decode_workers, self.decode_threads = decode_plan(config.decode_workers, config.decode_threads)
+        self._pixel_decoder: PixelDecoder | None = None
         self._detector: Detector | None = None
         self._writer: ResultWriter | None = None
         self._model_hash: str | None = None
@@ -88,6 +93,7 @@ class WatchService:
         self.discovery.start()
         reader = threading.Thread(target=self._reader, name="trtmass-reader", daemon=True)
         try:
+            self._open_decoder()
             self._load_model_with_retry()
             if self._stop.is_set():
                 return 0
@@ -151,6 +157,13 @@ class WatchService:
             self._tick()
             self._stop.wait(min(0.2, max(0.0, deadline - time.monotonic())))
 
+    def _open_decoder(self) -> None:
+        """The pixel decoder, once: a decoder that was asked for by name and cannot run here is fatal."""
+        decoder = open_decoder(self.config.decoder, self.decode_threads)
+        self._pixel_decoder = decoder
+        self.log.event("decoder", decoder=decoder.name, reason=decoder.reason, workers=self.decode_workers,
+                       threads=decoder.threads)
+
     # ----------------------------------------------------------------------------- model
     def _load_model_with_retry(self) -> Detector | None:
         """The loaded model; a failing one is retried, never fatal (None: stopping)."""
@@ -160,8 +173,9 @@ class WatchService:
     def _load_model(self) -> Detector:
         config = self.config
         assert config.model is not None
+        # The decode workers share the cores: ONNX Runtime's idle threads must not spin on them.
         detector = Detector(config.model, backend=config.backend, threads=config.threads, model_dir=config.model_dir,
-                            allow_engine_host_code=config.allow_engine_host_code).open()
+                            allow_engine_host_code=config.allow_engine_host_code, cpu_spin=False).open()
         try:
             point = choose_operating_point(detector.metadata, config.operating_point)
         except Exception:  # e.g. operating_point = "1fppi" for a model without points: retried, never leaked
@@ -199,30 +213,55 @@ class WatchService:
 
     # ----------------------------------------------------------------------------- reader thread
     def _reader(self) -> None:
-        from trt_mass.inputs.files import read_image
-
+        """Claim ready files and hand each to a decode worker; at most `decode_workers` decode at once, so
+        with the bounded queue no more than workers + queue_size files wait in processing/."""
         interval = min(self.config.poll_interval_s, self.config.settle_s) if not self.config.polling \
             else self.config.poll_interval_s
-        while not self._stop.is_set():
-            ready = self.discovery.ready()
-            if not ready:
-                self._stop.wait(interval)
-                continue
-            for name in ready:
-                if self._stop.is_set():
-                    return
-                claimed = self._claim(name)
-                if claimed is None:
+        free_workers = threading.Semaphore(self.decode_workers)
+        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="trtmass-decode") as pool:
+            while not self._stop.is_set():
+                ready = self.discovery.ready()
+                if not ready:
+                    self._stop.wait(interval)
                     continue
-                started = time.perf_counter()
-                try:
-                    item = Decoded(claimed, read_image(claimed, self.config.raster_bits), None, 0.0)
-                except InputError as error:
-                    item = Decoded(claimed, None, error, 0.0)
-                item.read_ms = 1000 * (time.perf_counter() - started)
-                if not self._enqueue(item):
-                    self._unclaim(claimed)
-                    return
+                for name in ready:
+                    if not self._wait_for(free_workers):
+                        return
+                    claimed = self._claim(name)
+                    if claimed is None:
+                        free_workers.release()
+                        continue
+                    pool.submit(self._decode_and_enqueue, claimed, free_workers)
+
+    def _wait_for(self, free_workers: threading.Semaphore) -> bool:
+        """A free decode worker (False: stopping)."""
+        while not self._stop.is_set():
+            if free_workers.acquire(timeout=0.2):
+                return True
+        return False
+
+    def _decode_and_enqueue(self, claimed: Path, free_workers: threading.Semaphore) -> None:
+        from trt_mass.inputs.files import read_image
+
+        try:
+            started = time.perf_counter()
+            try:
+                item = Decoded(claimed, read_image(claimed, self.config.raster_bits, self._decoder()), None, 0.0)
+            except InputError as error:
+                item = Decoded(claimed, None, error, 0.0)
+            except Exception as error:  # a bug in a reader must not leave the file stranded in processing/
+                item = Decoded(claimed, None, InputError(claimed.name, f"could not be read ({type(error).__name__}: "
+                                                                        f"{error})"), 0.0)
+            item.read_ms = 1000 * (time.perf_counter() - started)
+            if not self._enqueue(item):
+                self._unclaim(claimed)
+        finally:
+            free_workers.release()
+
+    def _decoder(self) -> PixelDecoder:
+        if self._pixel_decoder is None:  # opened by _load_model before the reader starts
+            raise RuntimeError("the pixel decoder is not open")
+        return self._pixel_decoder
 
     def _enqueue(self, item: Decoded) -> bool:
         """Put `item` on the bounded queue (the reader waits for the engine); False when stopping."""
@@ -375,6 +414,8 @@ class WatchService:
             "backend": detector.backend if detector is not None else self.config.backend,
             "operating_point": self._writer.options.operating_point.name if self._writer is not None else None,
             "mode": "polling" if self.config.polling else "inotify",
+            "decoder": None if self._pixel_decoder is None else self._pixel_decoder.name,
+            "decode_workers": self.decode_workers,
         }
         # The status file is informative; its failure must not stop processing.
         with contextlib.suppress(OSError):

@@ -1,10 +1,12 @@
 """Mammograms from DICOM files, read as a PACS viewer shows them.
 
-Pipeline: checks on the header (before any pixel is decoded) -> decode (pydicom.pixels and its
-decoder plugins) -> modality LUT -> VOI (window centre/width LINEAR / LINEAR_EXACT / SIGMOID, or the
-VOI LUT Sequence) -> MONOCHROME1 / Presentation LUT Shape INVERSE inversion -> presentation values
-scaled to the full uint16 range (dense tissue bright).  PNG/TIFF rasters use the same canonical
-range (trt_mass.inputs.raster), so a model trained on either sees the same thing.
+Pipeline: checks on the header (before any pixel is decoded) -> decode (trt_mass.inputs.decoders:
+nvImageCodec or OpenJPEG for JPEG 2000 / HTJ2K, else pydicom.pixels and its plugins) -> modality LUT
+-> VOI (window centre/width LINEAR / LINEAR_EXACT / SIGMOID, or the VOI LUT Sequence) -> MONOCHROME1 /
+Presentation LUT Shape INVERSE inversion -> presentation values scaled to the full uint16 range (dense
+tissue bright).  The steps after decoding are one lookup table (trt_mass.inputs.pixels).  PNG/TIFF
+rasters use the same canonical range (trt_mass.inputs.raster), so a model trained on either sees the
+same thing.
 
 Patient-identifying attributes are never read into the Mammogram, logged or printed.
 """
@@ -21,8 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trt_mass.errors import InputError
+from trt_mass.inputs.pixels import as_list as _as_list
+from trt_mass.inputs.pixels import header_text as _text
+from trt_mass.inputs.pixels import to_presentation
 
 if TYPE_CHECKING:
+    from trt_mass.inputs.decoders import PixelDecoder
     from trt_mass.inputs.raster import RasterScaling
 
 # SOP classes (PS3.4 B.5)
@@ -68,6 +74,7 @@ class Mammogram:
         pixel_spacing_mm: (row, column) spacing in mm, or None when the file gives none.
         raster_scaling: for PNG/TIFF, the significant bits their values were scaled from and the rule that
             found them (None for DICOM, whose values the modality LUT and VOI map).
+        pixel_decoder: for DICOM, what decoded the pixel data (nvimgcodec, openjpeg, openjph or pydicom).
     """
 
     pixels: np.ndarray
@@ -83,6 +90,7 @@ class Mammogram:
     photometric_interpretation: str | None = None
     transfer_syntax_uid: str | None = None
     raster_scaling: RasterScaling | None = None
+    pixel_decoder: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """Non-identifying metadata for results and logs."""
@@ -97,6 +105,7 @@ class Mammogram:
             "manufacturer": self.manufacturer,
             "image_hw": [int(self.pixels.shape[0]), int(self.pixels.shape[1])],
             "raster_scaling": None if self.raster_scaling is None else self.raster_scaling.to_dict(),
+            "pixel_decoder": self.pixel_decoder,
         }
 
 
@@ -110,19 +119,20 @@ def is_dicom_file(path: str | Path) -> bool:
         return False
 
 
-def load_mammogram(path: str | Path, voi_index: int = 0) -> Mammogram:
+def load_mammogram(path: str | Path, voi_index: int = 0, decoder: PixelDecoder | None = None) -> Mammogram:
     """Read a DICOM mammogram; InputError (naming the file and the reason) for anything unusable.
 
     Args:
         path: the .dcm file (Part 10, with preamble).
         voi_index: which of several VOI windows / LUTs to apply (0: the first, the default view).
+        decoder: decodes the pixel data (trt_mass.inputs.decoders); None: pydicom's plugins.
     """
     source = str(path)
     try:
         with warnings.catch_warnings():
             # pydicom's warnings about odd values may quote header values: keep them out of logs.
             warnings.simplefilter("ignore")
-            return _load(Path(path), voi_index)
+            return _load(Path(path), voi_index, decoder)
     except InputError:
         raise
     except MemoryError as error:
@@ -135,7 +145,7 @@ def load_mammogram(path: str | Path, voi_index: int = 0) -> Mammogram:
         raise InputError(source, f"malformed DICOM ({type(error).__name__}: {error})") from error
 
 
-def _load(path: Path, voi_index: int) -> Mammogram:
+def _load(path: Path, voi_index: int, decoder: PixelDecoder | None) -> Mammogram:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -149,7 +159,7 @@ def _load(path: Path, voi_index: int) -> Mammogram:
     except (EOFError, OSError) as error:
         raise InputError(source, f"truncated or unreadable DICOM file ({error})") from error
     _check_header(dataset, source)
-    stored = _decode(dataset, source)
+    stored, decoded_by = _decode(dataset, source, decoder)
     presentation = to_presentation(stored, dataset, voi_index)
     return Mammogram(
         pixels=presentation,
@@ -164,6 +174,7 @@ def _load(path: Path, voi_index: int) -> Mammogram:
         manufacturer=_text(dataset, "Manufacturer"),
         photometric_interpretation=_text(dataset, "PhotometricInterpretation"),
         transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
+        pixel_decoder=decoded_by,
     )
 
 
@@ -178,13 +189,6 @@ def _shown(value: object) -> str:
     """
     text = str(value).strip()
     return text if _SHOWABLE.fullmatch(text) else f"<malformed, {len(text)} characters>"
-
-
-def _text(dataset: Any, keyword: str) -> str | None:
-    value = dataset.get(keyword)
-    if value is None or value == "":
-        return None
-    return str(value).strip() or None
 
 
 def _check_header(dataset: Any, source: str) -> None:
@@ -257,99 +261,18 @@ def _missing_decoder(syntax: Any) -> str:
     return f"transfer syntax {syntax.name} needs a decoder plugin: {package}"
 
 
-def _decode(dataset: Any, source: str) -> np.ndarray:
+def _decode(dataset: Any, source: str, decoder: PixelDecoder | None) -> tuple[np.ndarray, str]:
     from pydicom.pixels import pixel_array
 
     try:
-        stored = pixel_array(dataset)
+        stored, decoded_by = decoder.decode(dataset) if decoder is not None else (pixel_array(dataset), "pydicom")
     except ImportError as error:  # a plugin that is listed but cannot be imported
         raise InputError(source, _missing_decoder(dataset.file_meta.TransferSyntaxUID)) from error
     except (ValueError, EOFError, KeyError, IndexError, RuntimeError, TypeError, AttributeError) as error:
         raise InputError(source, f"truncated or corrupt pixel data ({error})") from error
     if stored.ndim != 2 or stored.shape != (dataset.Rows, dataset.Columns):
         raise InputError(source, f"decoded pixel data has shape {stored.shape}, expected one 2-D frame")
-    return stored
-
-
-def to_presentation(stored: np.ndarray, dataset: Any, voi_index: int = 0) -> np.ndarray:
-    """Stored values -> presentation values as uint16 0..65535 (dense bright); see the module docstring."""
-    from pydicom.pixels import apply_modality_lut
-
-    # float32 is exact for every 16-bit stored value and halves the memory of a 4096 x 3328 image.
-    modality = np.asarray(apply_modality_lut(stored, dataset), dtype=np.float32)
-    unit = _apply_voi_unit(modality, stored, dataset, voi_index)
-    if _inverted(dataset):
-        unit = 1.0 - unit
-    np.clip(unit, 0.0, 1.0, out=unit)
-    unit *= 65535.0
-    return np.ascontiguousarray(np.rint(unit).astype(np.uint16))
-
-
-def _inverted(dataset: Any) -> bool:
-    # MONOCHROME1 (minimum = white) needs one inversion; the MG IODs pair it with Presentation LUT
-    # Shape INVERSE, which describes that same inversion, so the two are not applied twice.
-    shape = (_text(dataset, "PresentationLUTShape") or "").upper()
-    return dataset.PhotometricInterpretation == "MONOCHROME1" or shape == "INVERSE"
-
-
-def _window_values(dataset: Any, voi_index: int) -> tuple[float, float] | None:
-    if "WindowCenter" not in dataset or "WindowWidth" not in dataset:
-        return None
-    centers = _as_list(dataset.WindowCenter)
-    widths = _as_list(dataset.WindowWidth)
-    if not centers or not widths:
-        return None
-    index = voi_index if voi_index < min(len(centers), len(widths)) else 0
-    center, width = float(centers[index]), float(widths[index])
-    if not (math.isfinite(center) and math.isfinite(width)):
-        return None
-    return center, width
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
-        return list(value)
-    return [value]
-
-
-def _apply_voi_unit(modality: np.ndarray, stored: np.ndarray, dataset: Any, voi_index: int) -> np.ndarray:
-    """Modality values -> [0, 1] by the VOI LUT Sequence, the window (PS3.3 C.11.2.1.2), or the data range."""
-    if dataset.get("VOILUTSequence"):
-        return _apply_voi_lut_sequence(modality, dataset, voi_index)
-    window = _window_values(dataset, voi_index)
-    if window is None:
-        # No VOI: stretch the data's own range, as viewers do ("auto window").
-        low, high = float(modality.min()), float(modality.max())
-        return (modality - np.float32(low)) / np.float32(high - low) if high > low else np.zeros_like(modality)
-    center, width = window
-    function = (_text(dataset, "VOILUTFunction") or "LINEAR").upper()
-    if function == "SIGMOID":
-        if width <= 0:
-            raise ValueError(f"window width {width} must be > 0 for SIGMOID")
-        return (1.0 / (1.0 + np.exp(-4.0 * (modality - center) / width))).astype(np.float32)
-    if function == "LINEAR_EXACT":
-        if width <= 0:
-            raise ValueError(f"window width {width} must be > 0 for LINEAR_EXACT")
-        return np.clip((modality - np.float32(center - width / 2)) / np.float32(width), 0.0, 1.0)
-    if width < 1:
-        raise ValueError(f"window width {width} must be >= 1 for LINEAR")
-    # LINEAR: y = ((x - (c - 0.5)) / (w - 1) + 0.5), clipped (output range normalised to [0, 1]).
-    if width == 1:
-        return (modality > center - 0.5).astype(np.float32)
-    return np.clip((modality - np.float32(center - 0.5)) / np.float32(width - 1) + np.float32(0.5), 0.0, 1.0)
-
-
-def _apply_voi_lut_sequence(modality: np.ndarray, dataset: Any, voi_index: int) -> np.ndarray:
-    from pydicom.pixels import apply_voi
-
-    items = dataset.VOILUTSequence
-    index = voi_index if voi_index < len(items) else 0
-    depth = int(items[index].LUTDescriptor[2])
-    # apply_voi indexes its LUT with integers; modality values from a rescale are integral here.
-    looked_up = apply_voi(np.rint(modality).astype(np.int64), dataset, index)
-    return looked_up.astype(np.float32) / np.float32(2**depth - 1)
+    return stored, decoded_by
 
 
 def _laterality(dataset: Any) -> str | None:

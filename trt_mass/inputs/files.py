@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trt_mass.errors import InputError
 from trt_mass.inputs.dicom import Mammogram, is_dicom_file, load_mammogram
 from trt_mass.inputs.raster import RASTER_SUFFIXES, read_raster
+
+if TYPE_CHECKING:
+    from trt_mass.inputs.decoders import PixelDecoder
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
@@ -36,18 +40,19 @@ def collect_inputs(items: list[Path] | tuple[Path, ...]) -> list[Path]:
     return files
 
 
-def read_image(path: Path, raster_bits: int | None = None) -> Mammogram:
+def read_image(path: Path, raster_bits: int | None = None, decoder: PixelDecoder | None = None) -> Mammogram:
     """Load a DICOM or raster file as a Mammogram (InputError names the file and the reason).
 
     `raster_bits`: the significant bits of 16-bit PNG/TIFF files that neither say nor show them
     (trt_mass.inputs.raster); DICOM files and 8-bit images ignore it.
+    `decoder`: decodes DICOM pixel data (trt_mass.inputs.decoders.open_decoder); None: pydicom's plugins.
     """
     suffix = path.suffix.lower()
     if suffix in RASTER_SUFFIXES:
         pixels, scaling = read_raster(path, raster_bits)
         return Mammogram(pixels=pixels, source=path.name, raster_scaling=scaling)
     if suffix in DICOM_SUFFIXES or is_dicom_file(path):
-        return load_mammogram(path)
+        return load_mammogram(path, decoder=decoder)
     if not path.exists():
         raise InputError(str(path), "no such file")
     raise InputError(str(path), "neither DICOM (no DICM preamble) nor a PNG/TIFF file")

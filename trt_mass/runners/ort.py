@@ -28,10 +28,12 @@ class OnnxRuntimeRunner(Runner):
         model_path: str | Path,
         threads: int | None = None,
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
+        cpu_spin: bool = True,
     ) -> None:
         super().__init__()
         self.model_path = Path(model_path)
         self.threads = threads
+        self.cpu_spin = cpu_spin
         self.providers = providers
         self._session: Any = None
 
@@ -44,6 +46,8 @@ class OnnxRuntimeRunner(Runner):
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
+        if not self.cpu_spin:  # idle threads sleep at once instead of spinning on cores others need
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             session = ort.InferenceSession(str(self.model_path), options, providers=list(self.providers))

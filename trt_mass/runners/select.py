@@ -38,6 +38,8 @@ class BackendOptions:
         allow_engine_host_code: allow version-compatible engines (their lean runtime runs as host code).
         device: torch device ("auto": cuda when available, else cpu).
         checkpoint: the checkpoint a "checkpoint:..." model was exported from (torch).
+        cpu_spin: let ONNX Runtime's idle intra-op threads spin for the next run (lower latency alone);
+            off where other work shares the cores (the daemon's decode workers).
     """
 
     threads: int | None = None
@@ -45,6 +47,7 @@ class BackendOptions:
     allow_engine_host_code: bool = False
     device: str = "auto"
     checkpoint: Path | None = None
+    cpu_spin: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (
-    Backend("ort", "trt_mass.runners.ort", "OnnxRuntimeRunner", ("threads",), "pip install onnxruntime"),
+    Backend("ort", "trt_mass.runners.ort", "OnnxRuntimeRunner", ("threads", "cpu_spin"), "pip install onnxruntime"),
     Backend("trt", "trt_mass.runners.trt", "TensorRTRunner", ("model_dir", "allow_engine_host_code"),
             "pip install 'trt_mass[gpu]' on a PC with an NVIDIA GPU"),
     Backend("torch", "trt_mass.runners.torch_ref", "TorchRunner", ("threads", "device", "checkpoint"),
