@@ -3,10 +3,12 @@
 Full-size phantoms as vendors write them (MONOCHROME1 with a window, 12 bits stored), 4096 x 3328 and
 5355 x 4915, each as lossless JPEG 2000 and lossless HTJ2K.  All figures come from one run on one machine:
 
-1. per file, interleaved round by round: the single-threaded decode alone (pydicom + pylibjpeg-openjpeg,
-   the decoder main used), main's whole read + decode stage (the same decode, then the per-pixel float
+1. per file, interleaved round by round: the decode alone with OpenJPEG on one thread (pydicom's
+   pylibjpeg-openjpeg plugin) and with pydicom's default plugin (GDCM, which main used and which
+   decodes JPEG 2000 in threads), main's whole read + decode stage (GDCM, then the per-pixel float
    pipeline, trt_mass.inputs.pixels.presentation_values, which is main's code), and the new stage
-   (read_image: OpenJPEG through imagecodecs with 1 and with all cores' threads, the lookup table);
+   (read_image: OpenJPEG through imagecodecs with 1 and with all cores' threads, HTJ2K through
+   OpenJPH below 8 threads, then the lookup table);
 2. the watch daemon with a tiny model (decode dominates; no DICOM outputs, no overlays) on --files copies
    of the 4096 x 3328 J2K file with distinct SOP Instance UIDs: mammograms per second for main (a git
    worktree at --before-rev) and for this tree with 1..N decode workers, against the decode-bound limit
@@ -46,8 +48,8 @@ BEGIN, END = "<!-- bench_decode:begin -->", "<!-- bench_decode:end -->"
 SHAPES = {"4096x3328": (4096, 3328), "5355x4915": (5355, 4915)}
 
 
-def write_cases(folder: Path) -> dict[str, Path]:
-    """{"<shape> <syntax>": path} of the full-size phantoms."""
+def write_cases(folder: Path, shapes: tuple[str, ...] = tuple(SHAPES)) -> dict[str, Path]:
+    """{"<shape> <syntax>": path} of the full-size phantoms of `shapes` (keys of SHAPES)."""
     import imagecodecs
     from pydicom.encaps import encapsulate
     from pydicom.uid import HTJ2KLossless, JPEG2000Lossless
@@ -56,6 +58,8 @@ def write_cases(folder: Path) -> dict[str, Path]:
 
     cases = {}
     for index, (name, shape) in enumerate(SHAPES.items()):
+        if name not in shapes:
+            continue
         phantom = make_phantom(np.random.default_rng(index), 1.0, False, vendor_index=0, shape_hw=shape)
         ds: Any = phantom_dataset(phantom, seed=0, index=index, photometric="MONOCHROME1")
         stored = ds.pixel_array
@@ -149,7 +153,7 @@ def stage_timings(cases: dict[str, Path], runs: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- daemon
 
-def _copies(source: Path, folder: Path, count: int) -> list[Path]:
+def copies(source: Path, folder: Path, count: int) -> list[Path]:
     import pydicom
     from pydicom.uid import generate_uid
 
@@ -164,10 +168,17 @@ def _copies(source: Path, folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def _export_tiny(model: Path, python_path: Path) -> None:
+def _python_path(code: Path) -> str:
+    """`code` first, then whatever PYTHONPATH already holds (wheels carried to a GPU machine)."""
+    return os.pathsep.join(p for p in (str(code), os.environ.get("PYTHONPATH", "")) if p)
+
+
+def export_tiny(model: Path, python_path: Path, simplify: bool = True) -> None:
     subprocess.run([sys.executable, "-m", "trt_mass.cli", "export", "--init", "random", "--arch", "resnet18",
-                    "--head-width", "32", "--tile", "128x96", "-o", str(model)], check=True, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": str(python_path)}, cwd=python_path)
+                    "--head-width", "32", "--tile", "128x96", "-o", str(model),
+                    *([] if simplify else ["--no-simplify"])],
+                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": _python_path(python_path)},
+                   cwd=python_path)
 
 
 def main_thread_ms(log: Path) -> float | None:
@@ -183,8 +194,9 @@ def main_thread_ms(log: Path) -> float | None:
 def daemon_throughput(files: list[Path], model: Path, root: Path, code: Path, settings: dict[str, str]) -> float:
     """Mammograms per second of `trtmass watch` (the tree at `code`) from the first arrival to the last result."""
     (root / "incoming").mkdir(parents=True)
-    env = {**os.environ, "PYTHONPATH": str(code), "TRTMASS_WATCH_DICOM_OUT": "none", "TRTMASS_WATCH_LOG_FORMAT": "json",
-           "TRTMASS_WATCH_POLL_INTERVAL_S": "0.05", "TRTMASS_WATCH_SETTLE_S": "0.05", **settings}
+    env = {**os.environ, "PYTHONPATH": _python_path(code), "TRTMASS_WATCH_DICOM_OUT": "none",
+           "TRTMASS_WATCH_LOG_FORMAT": "json", "TRTMASS_WATCH_POLL_INTERVAL_S": "0.05",
+           "TRTMASS_WATCH_SETTLE_S": "0.05", **settings}
     log = open(root.parent / f"{root.name}.log", "wb")  # noqa: SIM115  closed below
     daemon = subprocess.Popen([sys.executable, "-m", "trt_mass.cli", "watch", str(root), "--model", str(model)],
                               env=env, stdout=log, stderr=subprocess.STDOUT, cwd=code)
@@ -207,9 +219,9 @@ def daemon_throughput(files: list[Path], model: Path, root: Path, code: Path, se
         log.close()
 
 
-def decode_bound(files: list[Path], workers: int, threads: int) -> float:
+def decode_bound(files: list[Path], workers: int, threads: int, decoder_name: str = "openjpeg") -> float:
     """Files per second that `workers` decode threads with `threads` OpenJPEG threads reach with no model."""
-    decoder = open_decoder("openjpeg", threads)
+    decoder = open_decoder(decoder_name, threads)
     read_image(files[0], decoder=decoder)
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
@@ -218,9 +230,9 @@ def decode_bound(files: list[Path], workers: int, threads: int) -> float:
 
 
 def daemon_runs(source: Path, count: int, before_rev: str | None, tmp: Path) -> dict[str, Any]:
-    files = _copies(source, tmp / "copies", count)
+    files = copies(source, tmp / "copies", count)
     model = tmp / "tiny.onnx"
-    _export_tiny(model, REPO)
+    export_tiny(model, REPO)
     cores = default_threads()
     results: dict[str, Any] = {"files": count, "source": source.name, "cores": cores}
     if before_rev:

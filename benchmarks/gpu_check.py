@@ -15,7 +15,9 @@ For a session that is lent a GPU machine (PyTorch with CUDA, cuda-python, no Ten
    after another, per-view decode + NMS, merge in Python; trt_mass.bench.baseline), as ratios;
 4. JPEG 2000 / HTJ2K decoding: nvImageCodec on the GPU against OpenJPEG on the machine's cores, the whole
    read + decode stage on full-size lossless phantoms, bit-exact against pydicom (needs the
-   nvidia-nvimgcodec-cu13 and nvidia-nvjpeg2k-cu13 wheels; skipped with the reason without them).
+   nvidia-nvimgcodec-cu13 and nvidia-nvjpeg2k-cu13 wheels; skipped with the reason without them);
+5. the watch daemon with a tiny model on full-size J2K files: nvImageCodec against OpenJPEG on the cores,
+   each against its decode-only limit.
 
 Writes benchmarks/results/gpu_check.json and its section of benchmarks/RESULTS.md, with the GPU named.
 `--device cpu` runs part 3 on the CPU (a smoke test of the script where there is no GPU).
@@ -386,7 +388,75 @@ def decode_check(runs: int) -> dict[str, Any]:
             "definition": "read_image: file read, decode, modality/VOI/inversion lookup, median ms"}
 
 
+# ------------------------------------------------------------------------------------------- 5. the daemon
+def daemon_check(files: int) -> dict[str, Any]:
+    """`trtmass watch` with a tiny model (so decoding dominates) on `files` copies of a full-size 4096 x 3328
+    lossless J2K phantom: mammograms per second with nvImageCodec against OpenJPEG on the machine's cores,
+    each against its decode-only limit (benchmarks/bench_decode.py).  Polling mode, no DICOM outputs."""
+    from trt_mass.inputs.decoders import DecoderUnavailable, default_threads, open_decoder
+
+    try:
+        open_decoder("nvimgcodec")
+    except DecoderUnavailable as error:
+        return {"ran": False, "why": str(error)}
+    from benchmarks.bench_decode import (
+        copies,
+        daemon_throughput,
+        decode_bound,
+        export_tiny,
+        main_thread_ms,
+        write_cases,
+    )
+
+    cores = default_threads()
+    plans = [("nvimgcodec", 1, 1), ("nvimgcodec", 2, 1), ("openjpeg", 1, cores), ("openjpeg", 4, max(1, cores // 4))]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="trtmass-gpu-daemon-") as folder:
+        tmp = Path(folder)
+        source = write_cases(tmp, ("4096x3328",))["4096x3328 J2K"]
+        paths = copies(source, tmp / "copies", files)
+        model = tmp / "tiny.onnx"
+        export_tiny(model, REPO, simplify=False)  # onnxsim is not on the lent machines
+        for decoder, workers, threads in plans:
+            root = tmp / f"root-{decoder}-{workers}x{threads}"
+            settings = {"TRTMASS_WATCH_DECODER": decoder, "TRTMASS_WATCH_DECODE_WORKERS": str(workers),
+                        "TRTMASS_WATCH_DECODE_THREADS": str(threads), "TRTMASS_WATCH_POLLING": "1"}
+            rate = daemon_throughput(paths, model, root, REPO, settings)
+            limit = decode_bound(paths, workers, threads, decoder)
+            rows.append({"decoder": decoder, "decode_workers": workers, "decode_threads": threads,
+                         "mammograms_per_s": round(rate, 3), "decode_bound_per_s": round(limit, 3),
+                         "share_of_decode_bound": round(rate / limit, 3),
+                         "main_thread_ms_per_file": main_thread_ms(root.parent / f"{root.name}.log")})
+            print(rows[-1], flush=True)
+    return {"ran": True, "files": files, "cores": cores, "rows": rows}
+
+
+def _daemon_part(args: argparse.Namespace) -> dict[str, Any]:
+    if args.device != "cuda" or not args.daemon_files:
+        return {"ran": False, "why": "--device cpu or --daemon-files 0"}
+    try:
+        return daemon_check(args.daemon_files)
+    except Exception as error:  # the parts before it are recorded all the same
+        return {"ran": False, "why": f"failed: {type(error).__name__}: {error}"}
+
+
 # ------------------------------------------------------------------------------------------- the report
+def _daemon_lines(daemon: dict[str, Any] | None) -> list[str]:
+    if not daemon:
+        return []
+    if not daemon.get("ran"):
+        return ["", f"Watch daemon with the GPU decoder: not run ({daemon.get('why')})."]
+    lines = ["", f"`trtmass watch` (polling, tiny model, no DICOM outputs) on {daemon['files']} copies of the "
+                 "4096 x 3328 J2K phantom arriving at once; decode-only limit = the same workers decoding with "
+                 "nothing else:", "",
+             "| decoder | workers x threads | mammograms/s | decode-only limit | share | main thread ms/file |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['decoder']} | {r['decode_workers']} x {r['decode_threads']} | {r['mammograms_per_s']} | "
+              f"{r['decode_bound_per_s']} | {r['share_of_decode_bound']:.3f} | {r['main_thread_ms_per_file']} |"
+              for r in daemon["rows"]]
+    return lines
+
+
 def _decode_lines(decode: dict[str, Any] | None) -> list[str]:
     if not decode:
         return []
@@ -395,7 +465,8 @@ def _decode_lines(decode: dict[str, Any] | None) -> list[str]:
     labels = list(next(iter(decode["cases"].values()))["median_ms"])
     lines = ["", f"Read + decode stage of full-size lossless phantoms (MONOCHROME1, 12 bits), median of "
                  f"{decode['runs']} runs, ms; the GPU decoder against OpenJPEG on this machine's {decode['cores']} "
-                 "cores (bit-exact against pydicom's decode: all must say yes):", "",
+                 "cores (bit-exact against pydicom's decode: all must say yes). Below 8 threads the OpenJPEG "
+                 "decoder reads HTJ2K with OpenJPH (`decoded_by` in the JSON):", "",
              "| file | MB | " + " | ".join(labels) + " | bit-exact |",
              "| --- | --- | " + "--- | " * len(labels) + "--- |"]
     for case, row in decode["cases"].items():
@@ -437,6 +508,7 @@ def results_section(result: dict[str, Any]) -> str:
                   f"| engine graph, network fp16 | {ms['graph_fp16_network']:.1f} | "
                   f"**{torch_part['ratio_fp16_network']:.3f}** |"]
     lines += _decode_lines(result.get("decode"))
+    lines += _daemon_lines(result.get("daemon"))
     lines += ["", "No TensorRT figure: TensorRT is not installed on the lent GPU machines.", END]
     return "\n".join(lines)
 
@@ -449,6 +521,7 @@ def main() -> None:
     parser.add_argument("--tile", default="768x640")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test of part 3")
     parser.add_argument("--decode-runs", type=int, default=5, help="timed reads per file and decoder (part 4)")
+    parser.add_argument("--daemon-files", type=int, default=24, help="files through the daemon per setting (part 5)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gpu_check.json")
     parser.add_argument("--results-md", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     parser.add_argument("--plumbing-child", type=Path, default=None, help=argparse.SUPPRESS)
@@ -466,6 +539,7 @@ def main() -> None:
     result["decode"] = decode_check(args.decode_runs) if args.device == "cuda" else {"ran": False,
                                                                                       "why": "--device cpu"}
     print(json.dumps(result["decode"], indent=1), flush=True)
+    result["daemon"] = _daemon_part(args)
     result["seconds"] = time.perf_counter() - started
     print(json.dumps(result["torch"], indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,13 +9,34 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.dicom_factory import mg_dataset, stored_ramp, write
+from tests.dicom_factory import encode, mg_dataset, stored_ramp, write
 from trt_mass.daemon.discovery import GRACE_FACTOR, Discovery, is_temporary, looks_complete
 
 
 def _dicom(path: Path) -> Path:
     write(mg_dataset(stored_ramp(64, 48)), path)
     return path
+
+
+def test_half_written_encapsulated_files_are_not_complete(tmp_path: Path) -> None:
+    """JPEG 2000 pixel data still arriving, without relying on pydicom's warnings (a process-wide filter
+    cannot tell the reader thread from the decode workers)."""
+    import warnings
+
+    from pydicom.uid import JPEG2000Lossless
+
+    filters = list(warnings.filters)
+    whole = write(encode(mg_dataset(stored_ramp(200, 160)), JPEG2000Lossless), tmp_path / "whole.dcm")
+    assert looks_complete(whole)
+    data = whole.read_bytes()
+    for cut in (8, 9, 200, len(data) // 3):  # the delimiter, then pixel data too
+        half = tmp_path / f"half{cut}.dcm"
+        half.write_bytes(data[: len(data) - cut])
+        assert not looks_complete(half), cut
+    padded_dataset = encode(mg_dataset(stored_ramp(200, 160)), JPEG2000Lossless)
+    padded_dataset.add_new(0xFFFCFFFC, "OB", b"\0" * 16)  # Data Set Trailing Padding after the pixel data
+    assert looks_complete(write(padded_dataset, tmp_path / "padded.dcm"))
+    assert warnings.filters == filters, "reading must leave the process-wide warning filters alone"
 
 
 @pytest.mark.parametrize(("name", "temporary"), [

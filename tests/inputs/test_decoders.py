@@ -145,3 +145,14 @@ def test_nvimgcodec_is_bit_exact_on_lossless_files(tmp_path: Path, name: str, bi
     reference = load_mammogram(path, decoder=open_decoder("pydicom"))
     assert gpu.pixel_decoder == "nvimgcodec"
     np.testing.assert_array_equal(gpu.pixels, reference.pixels)
+
+
+def test_reading_leaves_the_process_wide_warning_filters_alone(tmp_path: Path) -> None:
+    """warnings.catch_warnings is process-wide: decode workers in threads must not change the filters."""
+    import warnings
+
+    path = _file(tmp_path, "w", JPEG2000Lossless)
+    filters = list(warnings.filters)
+    load_mammogram(path, decoder=open_decoder("openjpeg", threads=1))
+    load_mammogram(path, decoder=open_decoder("pydicom"))
+    assert warnings.filters == filters

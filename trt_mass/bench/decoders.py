@@ -37,6 +37,7 @@ def compare_decoders(files: list[Path], runs: int, raster_bits: int | None, thre
     """Median read + decode ms per decoder, its ratio to pydicom's, and whether the images agree."""
     decoders, missing = available_decoders(threads)
     samples: dict[str, list[float]] = {label: [] for label in decoders}
+    decoded_by: dict[str, set[str]] = {label: set() for label in decoders}
     mismatches: list[str] = []
     labels = list(decoders)
     for label in labels:  # warm-up: imports, first allocations
@@ -44,20 +45,19 @@ def compare_decoders(files: list[Path], runs: int, raster_bits: int | None, thre
     for index in range(runs):
         path = files[index % len(files)]
         order = labels[index % len(labels):] + labels[:index % len(labels)]
-        reference = None
+        outcomes = {}
         for label in order:
             started = time.perf_counter()
-            pixels = _read(path, raster_bits, decoders[label])
+            outcomes[label] = _read(path, raster_bits, decoders[label])
             samples[label].append(1000 * (time.perf_counter() - started))
-            if reference is None:
-                reference = pixels
-            elif pixels is not None and reference is not None and not (pixels == reference).all():
-                mismatches.append(f"{path.name}: {label} differs")
+            decoded_by[label].add(outcomes[label][1])
+        mismatches += _disagreements(path.name, outcomes)
     medians = {label: stats(values)["median"] for label, values in samples.items()}
     base = medians.get("pydicom")
     return {
         "runs": runs,
         "decoders": {label: {"decoder": decoders[label].name, "threads": decoders[label].threads,
+                             "decoded_by": sorted(decoded_by[label]),
                              "stats": stats(samples[label]),
                              "ratio_to_pydicom": None if not base else medians[label] / base}
                      for label in labels},
@@ -67,8 +67,22 @@ def compare_decoders(files: list[Path], runs: int, raster_bits: int | None, thre
     }
 
 
-def _read(path: Path, raster_bits: int | None, decoder: PixelDecoder) -> Any:
+def _read(path: Path, raster_bits: int | None, decoder: PixelDecoder) -> tuple[Any, str]:
+    """(pixels or None, what decoded them or why not)."""
     try:
-        return read_image(path, raster_bits, decoder).pixels
-    except InputError:
-        return None
+        mammogram = read_image(path, raster_bits, decoder)
+    except InputError as error:
+        return None, f"refused: {error.reason}"
+    return mammogram.pixels, mammogram.pixel_decoder or "raster"
+
+
+def _disagreements(name: str, outcomes: dict[str, tuple[Any, str]]) -> list[str]:
+    """Every decoder against the first: a different image, or a refusal where another decoded."""
+    (first_label, (reference, first_by)), *others = outcomes.items()
+    found = []
+    for label, (pixels, by) in others:
+        if (pixels is None) != (reference is None):
+            found.append(f"{name}: {label} {by if pixels is None else 'decoded'}, {first_label} {first_by}")
+        elif pixels is not None and not (pixels == reference).all():
+            found.append(f"{name}: {label} ({by}) differs from {first_label} ({first_by})")
+    return found

@@ -292,7 +292,8 @@ def decoder_lines(section: dict[str, Any] | None) -> list[str]:
     for label, entry in section["decoders"].items():
         ratio = entry["ratio_to_pydicom"]
         lines.append(f"  {label:<16}{entry['stats']['median']:>10.1f} ms"
-                     + ("" if ratio is None else f"   x{ratio:.3f}"))
+                     + ("" if ratio is None else f"   x{ratio:.3f}")
+                     + f"   decoded by {', '.join(entry.get('decoded_by', [])) or '?'}")
     lines += [f"  {label}: not here ({why})" for label, why in section["unavailable"].items()]
     lines += [f"  MISMATCH {what}" for what in section["mismatches"]]
     return lines

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,12 @@ def looks_complete(path: Path) -> bool:
         if is_dicom_file(path):
             import pydicom
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")  # "End of file reached before delimiter" = still arriving
-                dataset = pydicom.dcmread(path)
+            dataset = pydicom.dcmread(path)
+            if len(dataset) == 0:
+                # The end of the file came first (e.g. encapsulated pixel data before its delimiter):
+                # pydicom then warns and drops what it read.  Warnings cannot be caught per thread, so
+                # the empty dataset is the sign.
+                return False
             pixels = dataset.get("PixelData")
             if pixels is None:
                 return True

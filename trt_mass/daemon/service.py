@@ -214,7 +214,8 @@ class WatchService:
     # ----------------------------------------------------------------------------- reader thread
     def _reader(self) -> None:
         """Claim ready files and hand each to a decode worker; at most `decode_workers` decode at once, so
-        with the bounded queue no more than workers + queue_size files wait in processing/."""
+        with the bounded queue and the file on the engine no more than workers + queue_size + 1 files are
+        in processing/."""
         interval = min(self.config.poll_interval_s, self.config.settle_s) if not self.config.polling \
             else self.config.poll_interval_s
         free_workers = threading.Semaphore(self.decode_workers)
@@ -259,7 +260,7 @@ class WatchService:
             free_workers.release()
 
     def _decoder(self) -> PixelDecoder:
-        if self._pixel_decoder is None:  # opened by _load_model before the reader starts
+        if self._pixel_decoder is None:  # opened by _open_decoder before the reader starts
             raise RuntimeError("the pixel decoder is not open")
         return self._pixel_decoder
 
@@ -285,7 +286,8 @@ class WatchService:
         return target
 
     def _unclaim(self, path: Path) -> None:
-        if path.exists():
+        # A decode worker and the shutdown may both hand back the same file: whoever comes second finds none.
+        with contextlib.suppress(FileNotFoundError):
             os.replace(path, unique_target(self.folders["incoming"], path.name))
 
     def _requeue_undone(self) -> None:

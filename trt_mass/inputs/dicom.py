@@ -43,6 +43,11 @@ SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 MAMMOGRAPHY_SOP_CLASSES = {MG_FOR_PRESENTATION, BREAST_PROJECTION_FOR_PRESENTATION}
 FOR_PROCESSING_SOP_CLASSES = {MG_FOR_PROCESSING, DX_FOR_PROCESSING, BREAST_PROJECTION_FOR_PROCESSING}
 
+# pydicom's warnings about odd values may quote header values (patient data): silenced for the whole
+# process, once, here.  Not by warnings.catch_warnings around each read: its filter list is
+# process-wide, and the daemon reads files in several threads at once.
+warnings.filterwarnings("ignore", module="pydicom")
+
 # Refuse absurd headers before allocating (the largest FFDM detectors are about 5900 x 4700).
 MAX_SIDE = 12000
 MAX_PIXELS = 50_000_000
@@ -129,10 +134,7 @@ def load_mammogram(path: str | Path, voi_index: int = 0, decoder: PixelDecoder |
     """
     source = str(path)
     try:
-        with warnings.catch_warnings():
-            # pydicom's warnings about odd values may quote header values: keep them out of logs.
-            warnings.simplefilter("ignore")
-            return _load(Path(path), voi_index, decoder)
+        return _load(Path(path), voi_index, decoder)
     except InputError:
         raise
     except MemoryError as error:

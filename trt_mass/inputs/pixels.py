@@ -129,7 +129,8 @@ def _apply_voi_unit(modality: np.ndarray, dataset: Any, voi_index: int,
     if function == "SIGMOID":
         if width <= 0:
             raise ValueError(f"window width {width} must be > 0 for SIGMOID")
-        return (1.0 / (1.0 + np.exp(-4.0 * (modality - center) / width))).astype(np.float32)
+        with np.errstate(over="ignore"):  # exp overflows to inf far outside the window: 1 / inf is the 0 wanted
+            return (1.0 / (1.0 + np.exp(-4.0 * (modality - center) / width))).astype(np.float32)
     if function == "LINEAR_EXACT":
         if width <= 0:
             raise ValueError(f"window width {width} must be > 0 for LINEAR_EXACT")
