@@ -112,3 +112,15 @@ def tiny_model_other_shape(models_dir: Path) -> TinyModel:
 def quiet_model(models_dir: Path) -> TinyModel:
     """The tiny geometry with the paper's init: nothing anywhere scores above the threshold."""
     return export_tiny(models_dir, "quiet", quiet_network(), "random:seed=0,prior=0.001", TileGeometry(256, 224, 5))
+
+
+@pytest.fixture(scope="session")
+def watch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    from trt_mass.model.export import ExportOptions, export_onnx
+    from trt_mass.spec import GraphSpec, TileGeometry
+
+    path = tmp_path_factory.mktemp("watch_model") / "tiny.onnx"
+    export_onnx(structured_random_network(0, 0.001), "random", ExportOptions(GraphSpec(
+        geometry=TileGeometry(128, 96, 5), max_candidates=128, pre_nms_top_k=300)), path)
+    return path

@@ -42,3 +42,9 @@ class AccuracyRegressionError(TrtMassError):
     """A variant under test loses more sensitivity than allowed (`trtmass compare`)."""
 
     exit_code = 6
+
+
+class DeliveryError(TrtMassError):
+    """A DICOM or DICOMweb destination could not be reached or refused the association; nothing was lost."""
+
+    exit_code = 7

@@ -6,7 +6,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,60 +17,10 @@ import numpy as np
 import pydicom
 import pytest
 
+from tests.daemon_process import Daemon
+from tests.daemon_process import wait_for as _wait_for
 from tests.dicom_factory import mg_dataset, stored_ramp, write
 from trt_mass.datasets.synth import write_phantoms
-
-FAST = {"TRTMASS_WATCH_POLL_INTERVAL_S": "0.1", "TRTMASS_WATCH_STABLE_POLLS": "2",
-        "TRTMASS_WATCH_SETTLE_S": "0.15", "TRTMASS_WATCH_RETRY_INITIAL_S": "0.2", "TRTMASS_WATCH_RETRY_MAX_S": "1",
-        "TRTMASS_WATCH_STATUS_INTERVAL_S": "0.3", "TRTMASS_WATCH_THREADS": "1", "TRTMASS_WATCH_LOG_FORMAT": "json"}
-
-
-@pytest.fixture(scope="module")
-def watch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch")
-    from tests.conftest import structured_random_network
-    from trt_mass.model.export import ExportOptions, export_onnx
-    from trt_mass.spec import GraphSpec, TileGeometry
-
-    path = tmp_path_factory.mktemp("watch_model") / "tiny.onnx"
-    export_onnx(structured_random_network(0, 0.001), "random", ExportOptions(GraphSpec(
-        geometry=TileGeometry(128, 96, 5), max_candidates=128, pre_nms_top_k=300)), path)
-    return path
-
-
-class Daemon:
-    def __init__(self, root: Path, model: Path, polling: bool = False, env: dict[str, str] | None = None) -> None:
-        self.root, self.model, self.polling = root, model, polling
-        self.env = {**os.environ, **FAST, **(env or {})}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = root.parent / f"{root.name}.log"
-
-    def start(self) -> Daemon:
-        command = [sys.executable, "-m", "trt_mass.cli", "watch", str(self.root), "--model", str(self.model)]
-        if self.polling:
-            command.append("--polling")
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def terminate(self, timeout: float = 60) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-
-def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _folder(root: Path, name: str) -> list[str]:

@@ -36,14 +36,33 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
 @decoder_options(default=None, threads_default="the cores shared among the decode workers")
 @click.option("--decode-workers", type=click.IntRange(min=1), default=None,
               help="Files decoded side by side [default: one per core, 1 to 4].")
+@click.option("--listen", default=None, metavar="[AE@]PORT",
+              help="Also receive mammograms by DICOM C-STORE on this port (e.g. TRTMASS@11112).")
+@click.option("--listen-address", default=None, help="Address the listener binds [default: 0.0.0.0, every interface].")
+@click.option("--allow-caller", "allowed_callers", multiple=True, metavar="AE[@ADDRESS]",
+              help="A calling AE title allowed to send (repeat); default: any, with a warning.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The listener's certificate (PEM): TLS on the listening port.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The key of --tls-cert (PEM).")
+@click.option("--tls-ca", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Callers must present a certificate signed by this CA (PEM).")
+@click.option("--to", "destinations", multiple=True, metavar="[tls:]AE@HOST:PORT|URL",
+              help="Deliver DICOM results there (repeat): a DICOM peer, or a DICOMweb STOW-RS URL.")
+@click.option("--calling-ae", default=None, help="Our AE title when sending [default: TRTMASS].")
 @maps_errors
 def watch(root: Path | None, model: Path | None, config_file: Path | None, polling: bool | None,
           backend: str | None, allow_engine_host_code: bool | None, model_dir: Path | None, threads: int | None,
           delete_done: bool | None,
           overlay: bool | None, log_format: str | None, dicom_out: str | None, raster_bits: int | None,
           operating_point: str | None, decoder: str | None, decode_threads: int | None,
-          decode_workers: int | None) -> None:
+          decode_workers: int | None, listen: str | None, listen_address: str | None,
+          allowed_callers: tuple[str, ...], tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
+          destinations: tuple[str, ...], calling_ae: str | None) -> None:
     """Watch ROOT/incoming and turn every complete mammogram into ROOT/results/<SOP UID>.json.
+
+    With --listen, mammograms sent by C-STORE land in ROOT/incoming too (acknowledged once on disk);
+    with --to, the DICOM results wait in ROOT/outbox/ until each destination has accepted them.
 
     Settings: flags > TRTMASS_WATCH_* environment > --config TOML > defaults.  SIGTERM finishes the
     current file and exits; a restart picks up anything left in processing/.
@@ -57,7 +76,9 @@ def watch(root: Path | None, model: Path | None, config_file: Path | None, polli
              "delete_done": delete_done, "overlay": overlay, "log_format": log_format, "dicom_out": dicom_out,
              "allow_engine_host_code": allow_engine_host_code, "model_dir": model_dir, "raster_bits": raster_bits,
              "operating_point": operating_point, "decoder": decoder, "decode_threads": decode_threads,
-             "decode_workers": decode_workers}
+             "decode_workers": decode_workers, "listen": listen, "listen_address": listen_address,
+             "allowed_callers": list(allowed_callers) or None, "tls_cert": tls_cert, "tls_key": tls_key,
+             "tls_ca": tls_ca, "destinations": list(destinations) or None, "calling_ae": calling_ae}
     config = load_config(flags, config_file)
     service = WatchService(config)
     for signal_number in (signal.SIGTERM, signal.SIGINT):

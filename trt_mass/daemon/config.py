@@ -6,7 +6,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomllib
 
@@ -15,6 +15,9 @@ from trt_mass.inputs.decoders import DECODER_NAMES, decode_plan
 from trt_mass.outputs.dicom import parse_kinds
 from trt_mass.outputs.operating_point import check_operating_point
 from trt_mass.runners.select import DEPLOYABLE_CHOICES
+
+if TYPE_CHECKING:
+    from trt_mass.dicomnet.peers import Caller, Destination, ListenSpec
 
 ENV_PREFIX = "TRTMASS_WATCH_"
 
@@ -46,6 +49,22 @@ class WatchConfig:
         decoder: JPEG 2000 / HTJ2K pixel data: "auto", "nvimgcodec", "openjpeg" or "pydicom".
         decode_workers: files decoded side by side (default: one per core, 1 to 4).
         decode_threads: OpenJPEG threads per decode (default: the cores shared among the workers).
+        listen: "[AE@]PORT": also receive mammograms by C-STORE (trt_mass.dicomnet.scp); None: folder only.
+        listen_address: the address the listener binds ("0.0.0.0": every interface).
+        allowed_callers: calling AE titles allowed to associate, "AE" or "AE@ADDRESS", comma-separated
+            (None: any caller, with a warning in the log).
+        tls_cert, tls_key: the listener's certificate and key (PEM): TLS on the listening port.
+        tls_ca: callers must present a certificate this CA signed (mutual TLS).
+        max_pdu: the largest PDU the listener receives, bytes.
+        max_associations: associations served at once; more are refused.
+        network_timeout_s: an association idle this long is closed.
+        destinations: where DICOM results go, comma-separated: "[tls:]AE@HOST:PORT" (C-STORE) or a
+            STOW-RS URL; each result waits in the outbox until its destination accepted it.
+        calling_ae: our AE title when sending.
+        send_tls_cert, send_tls_key, send_tls_ca: our client certificate, its key, and the CA that the
+            TLS destinations' certificates must chain to.
+        receiving: where the listener writes an instance before renaming it into incoming/.
+        outbox: the outbox folder (one subfolder per destination).
     """
 
     root: Path
@@ -78,6 +97,22 @@ class WatchConfig:
     decoder: str = "auto"
     decode_workers: int | None = None
     decode_threads: int | None = None
+    listen: str | None = None
+    listen_address: str = "0.0.0.0"
+    allowed_callers: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    max_pdu: int = 262144
+    max_associations: int = 8
+    network_timeout_s: float = 60.0
+    destinations: str | None = None
+    calling_ae: str = "TRTMASS"
+    send_tls_cert: Path | None = None
+    send_tls_key: Path | None = None
+    send_tls_ca: Path | None = None
+    receiving: Path | None = None
+    outbox: Path | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in DEPLOYABLE_CHOICES:
@@ -95,6 +130,42 @@ class WatchConfig:
         if self.decoder not in DECODER_NAMES:
             raise ConfigError(f"decoder must be one of {', '.join(DECODER_NAMES)}, got {self.decoder!r}")
         decode_plan(self.decode_workers, self.decode_threads)
+        self._check_network()
+
+    def _check_network(self) -> None:
+        from trt_mass.dicomnet.peers import check_ae_title
+
+        if self.listen is not None:
+            self.listen_spec  # noqa: B018  parsing is the check
+        self.callers  # noqa: B018
+        self.destination_list  # noqa: B018
+        check_ae_title(self.calling_ae, "calling_ae")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise ConfigError("tls_ca (callers' certificates) needs tls_cert and tls_key (ours)")
+        if self.max_pdu < 4096 or self.max_associations < 1 or self.network_timeout_s <= 0:
+            raise ConfigError("max_pdu >= 4096, max_associations >= 1 and network_timeout_s > 0 are required")
+        if self.destinations and self.dicom_out == "none":
+            raise ConfigError("destinations are set but dicom_out is 'none': there would be nothing to deliver")
+
+    @property
+    def listen_spec(self) -> ListenSpec | None:
+        from trt_mass.dicomnet.peers import ListenSpec
+
+        return None if self.listen is None else ListenSpec.parse(self.listen)
+
+    @property
+    def callers(self) -> tuple[Caller, ...]:
+        from trt_mass.dicomnet.peers import Caller, split_list
+
+        return tuple(Caller.parse(item) for item in split_list(self.allowed_callers))
+
+    @property
+    def destination_list(self) -> tuple[Destination, ...]:
+        from trt_mass.dicomnet.peers import Destination, split_list
+
+        return tuple(Destination.parse(item) for item in split_list(self.destinations))
 
     def folder(self, name: str) -> Path:
         value = getattr(self, name)
@@ -116,6 +187,8 @@ def _convert(key: str, value: Any) -> Any:
     kind = str(FIELD_TYPES[key])
     if value is None:
         return None
+    if isinstance(value, list):  # TOML lists of callers or destinations
+        value = ",".join(str(item) for item in value)
     if "Path" in kind:
         return Path(str(value))
     if kind.startswith("bool"):

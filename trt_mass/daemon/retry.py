@@ -29,6 +29,10 @@ class Backoff:
         self._next = min(self._next * 2, self.max_s)
         return delay
 
+    def reset(self) -> None:
+        """Start again from `initial_s` (after a success)."""
+        self._next = self.initial_s
+
 
 def retry(
     attempt: Callable[[], T],

@@ -29,6 +29,10 @@ from trt_mass.daemon.discovery import Discovery
 from trt_mass.daemon.events import Counters, EventLog, now_text
 from trt_mass.daemon.retry import Backoff, retry
 from trt_mass.daemon.sdnotify import Notifier
+from trt_mass.dicomnet.outbox import Outbox
+from trt_mass.dicomnet.peers import TlsFiles
+from trt_mass.dicomnet.scp import ScpSettings, StorageSCP
+from trt_mass.dicomnet.send import SendSettings
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.inputs.decoders import PixelDecoder, decode_plan, open_decoder
 from trt_mass.inputs.dicom import Mammogram
@@ -82,6 +86,15 @@ class WatchService:
         self._last_status = 0.0
         self.discovery = Discovery(self.folders["incoming"], config.polling, config.stable_polls,
                                    config.settle_s, config.rescan_s)
+        self._status_lock = threading.Lock()
+        self.listener: StorageSCP | None = None
+        self.outbox: Outbox | None = None
+        if config.destination_list:
+            self.outbox = Outbox(config.folder("outbox"), config.destination_list,
+                                 SendSettings(config.calling_ae, TlsFiles(config.send_tls_cert, config.send_tls_key,
+                                                                          config.send_tls_ca),
+                                              timeout_s=config.network_timeout_s),
+                                 self.log, config.retry_initial_s, config.retry_max_s, on_change=self._outbox_changed)
 
     # ----------------------------------------------------------------------------- lifecycle
     def request_stop(self) -> None:
@@ -93,6 +106,7 @@ class WatchService:
         self.discovery.start()
         reader = threading.Thread(target=self._reader, name="trtmass-reader", daemon=True)
         try:
+            self._start_network()
             self._open_decoder()
             self._load_model_with_retry()
             if self._stop.is_set():
@@ -101,10 +115,14 @@ class WatchService:
             self._main_loop()
         finally:
             self._stop.set()
+            if self.listener is not None:  # no acknowledgement after this point
+                self.listener.stop()
             if reader.is_alive():
                 reader.join(timeout=30)
             self._requeue_undone()
             self.discovery.stop()
+            if self.outbox is not None:
+                self.outbox.stop()
             self._close_model()
             self._write_status("stopped")
             self.notifier.stopping()
@@ -119,6 +137,36 @@ class WatchService:
             folder.mkdir(parents=True, exist_ok=True)
             if folder.stat().st_dev != device:
                 raise ConfigError(f"{name}/ ({folder}) is on another filesystem than {root}: moves must be renames")
+
+    def _start_network(self) -> None:
+        """The outbox's sender and the C-STORE listener, before the model: images are received (and
+        results delivered) while a model loads or fails."""
+        config = self.config
+        if self.outbox is not None:
+            self.outbox.start()
+            self.log.event("outbox", destinations=[d.spec for d in self.outbox.destinations],
+                           waiting=self.outbox.status()["depth"])
+        listen = config.listen_spec
+        if listen is None:
+            return
+        receiving = config.folder("receiving")
+        receiving.mkdir(parents=True, exist_ok=True)
+        if receiving.stat().st_dev != self.folders["incoming"].stat().st_dev:
+            raise ConfigError(f"receiving/ ({receiving}) is on another filesystem than incoming/: "
+                              "moves must be renames")
+        if not config.callers:
+            self.log.event("warning", message="the listener accepts any calling AE title: set allowed_callers")
+        settings = ScpSettings(listen, config.listen_address, config.callers,
+                               TlsFiles(config.tls_cert, config.tls_key, config.tls_ca), config.max_pdu,
+                               config.max_associations, config.network_timeout_s)
+        self.listener = StorageSCP(settings, self.folders["incoming"], receiving, self.log).start()
+
+    def _outbox_changed(self) -> None:
+        assert self.outbox is not None
+        status = self.outbox.status()
+        error = f"; last delivery error: {status['last_error']}" if status["last_error"] else ""
+        self.notifier.status(f"outbox {status['depth']} waiting{error}")
+        self._write_status("running" if self._detector is not None else "retrying")
 
     def _recover(self) -> None:
         """Inputs a crash left in processing/ go back to the queue; stray temporary files go."""
@@ -184,7 +232,8 @@ class WatchService:
         self._detector = detector
         self._writer = ResultWriter(self.folders["results"], detector.metadata, detector.backend,
                                     OutputOptions(overlay=config.overlay, dicom_kinds=config.dicom_kinds,
-                                                  operating_point=point))
+                                                  operating_point=point),
+                                    deliver=None if self.outbox is None else self.outbox.put)
         self._model_hash = detector.metadata.weights_sha256
         self.log.event("model_loaded", model=str(config.model), model_id=detector.metadata.model_id,
                        backend=detector.backend, backend_reason=detector.backend_reason,
@@ -419,6 +468,12 @@ class WatchService:
             "decoder": None if self._pixel_decoder is None else self._pixel_decoder.name,
             "decode_workers": self.decode_workers,
         }
-        # The status file is informative; its failure must not stop processing.
-        with contextlib.suppress(OSError):
+        if self.listener is not None:
+            status["listener"] = {"ae_title": self.listener.settings.listen.ae_title, "port": self.listener.port,
+                                  "received": self.listener.received, "refused": self.listener.refused}
+        if self.outbox is not None:
+            status["outbox"] = self.outbox.status()
+        # The status file is informative; its failure must not stop processing.  The outbox's thread
+        # writes it too.
+        with self._status_lock, contextlib.suppress(OSError):
             write_json_atomic(self.config.status_path, status)

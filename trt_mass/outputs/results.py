@@ -16,6 +16,7 @@ the JSON keeps every candidate, each with `shown`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,11 +119,15 @@ class ResultWriter:
     """
 
     def __init__(self, out_dir: Path, metadata: ModelMetadata, backend: str,
-                 options: OutputOptions = OutputOptions()) -> None:
+                 options: OutputOptions = OutputOptions(),
+                 deliver: Callable[[list[Path]], None] | None = None) -> None:
+        """`deliver(paths)` queues the DICOM objects for their destinations (the daemon's outbox); it runs
+        before the JSON is written, so a result whose JSON exists is never missing from the outbox."""
         self.out_dir = Path(out_dir)
         self.metadata = metadata
         self.backend = backend
         self.options = options
+        self.deliver = deliver
 
     def json_path(self, stem: str) -> Path:
         return self.out_dir / f"{stem}.json"
@@ -150,6 +155,8 @@ class ResultWriter:
         record = result_record(mammogram, result, self.metadata, self.backend, timings_ms, point)
         if self.options.dicom_kinds:
             record["dicom_outputs"] = self._dicom_outputs(source, mammogram, shown)
+            if self.deliver is not None and record["dicom_outputs"]:
+                self.deliver([self.out_dir / name for name in record["dicom_outputs"].values()])
         record["timings_ms"]["write_ms"] = round(1000 * (time.perf_counter() - started), 2)
         path = self.json_path(stem)
         write_json_atomic(path, record)

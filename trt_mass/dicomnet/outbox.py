@@ -1,0 +1,186 @@
+"""The persistent outbox: results wait on disk until their destination has accepted them.
+
+Layout: ROOT/outbox/<destination>/<result file>.dcm, one folder per destination, each file a hard link
+to the result in results/ (a copy where links are impossible), put there atomically before the
+result's JSON is written, so a result whose JSON exists is always either delivered or waiting.  A
+file leaves the outbox only when its destination accepted it (trt_mass.dicomnet.send).  A destination
+that is down or refuses is retried with backoff; the outbox survives restarts.  A file the peer
+refuses stays too (a rejected result is a configuration problem a person must see), so the depth in
+the status file and the last error tell what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from trt_mass.daemon.events import EventLog
+from trt_mass.daemon.retry import Backoff
+from trt_mass.dicomnet.peers import Destination
+from trt_mass.dicomnet.send import Outcome, SendSettings, send_files
+from trt_mass.errors import TrtMassError
+
+BATCH = 32  # files per association
+
+
+@dataclass
+class _State:
+    backoff: Backoff
+    next_try: float = 0.0
+    last_error: str | None = None
+    delivered: int = 0
+
+
+class Outbox:
+    """The outbox folders of `destinations` under `root`, and the thread that empties them."""
+
+    def __init__(self, root: Path, destinations: Sequence[Destination], settings: SendSettings, log: EventLog,
+                 retry_initial_s: float = 1.0, retry_max_s: float = 60.0,
+                 on_change: Callable[[], None] | None = None) -> None:
+        self.root = root
+        self.destinations = tuple(destinations)
+        self.settings = settings
+        self.log = log
+        self.on_change = on_change
+        self._states = {d.spec: _State(Backoff(retry_initial_s, retry_max_s)) for d in self.destinations}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    def folder(self, destination: Destination) -> Path:
+        return self.root / destination.folder_name
+
+    # ----------------------------------------------------------------------------- enqueue
+    def put(self, results: Sequence[Path]) -> None:
+        """Queue `results` (DICOM files) for every destination; durable when this returns."""
+        for destination in self.destinations:
+            folder = self.folder(destination)
+            folder.mkdir(parents=True, exist_ok=True)
+            for result in results:
+                _link_atomic(result, folder / result.name)
+            _fsync_dir(folder)
+        self._wake.set()
+        if self.on_change is not None:
+            self.on_change()
+
+    def pending(self, destination: Destination) -> list[Path]:
+        """Waiting files of `destination`, oldest first."""
+        folder = self.folder(destination)
+        try:
+            entries = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+        return sorted(entries, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def depth(self) -> dict[str, int]:
+        return {d.spec: len(self.pending(d)) for d in self.destinations}
+
+    def status(self) -> dict[str, object]:
+        return {"depth": sum(self.depth().values()),
+                "destinations": {d.spec: {"waiting": len(self.pending(d)), "delivered": self._states[d.spec].delivered,
+                                          "last_error": self._states[d.spec].last_error}
+                                 for d in self.destinations},
+                "last_error": self.last_error}
+
+    # ----------------------------------------------------------------------------- delivery
+    def start(self) -> Outbox:
+        for destination in self.destinations:
+            self.folder(destination).mkdir(parents=True, exist_ok=True)
+            for stale in self.folder(destination).glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+        self._thread = threading.Thread(target=self._run, name="trtmass-outbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            worked = False
+            for destination in self.destinations:
+                if self._stop.is_set():
+                    return
+                worked |= self.deliver_once(destination)
+            if not worked:
+                self._wake.wait(self._wait_s())
+                self._wake.clear()
+
+    def _wait_s(self) -> float:
+        now = time.monotonic()
+        waits = [max(0.05, state.next_try - now) for state in self._states.values() if state.next_try > now]
+        return min([*waits, 1.0])
+
+    def deliver_once(self, destination: Destination) -> bool:
+        """Send one batch to `destination` if it is due; True when something was delivered."""
+        state = self._states[destination.spec]
+        if time.monotonic() < state.next_try:
+            return False
+        batch = self.pending(destination)[:BATCH]
+        if not batch:
+            return False
+        try:
+            outcomes = send_files(batch, destination, self.settings)
+        except TrtMassError as error:
+            self._failed(destination, state, str(error))
+            return False
+        delivered = [o for o in outcomes if o.delivered]
+        for outcome in delivered:
+            outcome.path.unlink(missing_ok=True)
+            self.log.event("delivered", file=outcome.path.name, destination=destination.spec, status=outcome.status)
+        state.delivered += len(delivered)
+        refused = [o for o in outcomes if not o.delivered]
+        if refused:
+            self._failed(destination, state, _summary(refused))
+        else:
+            state.backoff.reset()
+            state.last_error = None
+        if self.on_change is not None:
+            self.on_change()
+        return bool(delivered)
+
+    def _failed(self, destination: Destination, state: _State, error: str) -> None:
+        delay = state.backoff.next_delay()
+        state.next_try = time.monotonic() + delay
+        state.last_error = self.last_error = error if error.startswith(destination.spec) else \
+            f"{destination.spec}: {error}"
+        self.log.event("delivery_failed", destination=destination.spec, error=error, retry_in_s=round(delay, 1),
+                       waiting=len(self.pending(destination)))
+        if self.on_change is not None:
+            self.on_change()
+
+
+def _summary(refused: list[Outcome]) -> str:
+    first = refused[0]
+    more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+    return f"{first.path.name}: {first.status}{more}"
+
+
+def _link_atomic(source: Path, target: Path) -> None:
+    temporary = target.parent / f".{target.name}.tmp"
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:  # another filesystem, or no hard links there: a copy, fsynced
+        shutil.copyfile(source, temporary)
+        with open(temporary, "rb+") as stream:
+            os.fsync(stream.fileno())
+    os.replace(temporary, target)
+
+
+def _fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
