@@ -15,14 +15,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Third-party DICOM validators the tests use (Debian: dicom3tools, dcmtk).  Installed when this runs
-# as root with apt-get; otherwise those tests skip and say that the objects were not validated.
+# Third-party DICOM programs the tests use (Debian: dicom3tools and dcmtk validate and talk DICOM,
+# orthanc and orthanc-dicomweb are the PACS of the DICOM node tests; the tests start and stop their
+# own Orthanc on free loopback ports).  Installed when this runs as root with apt-get; otherwise
+# those tests skip and say why.
+DICOM_PACKAGES := dicom3tools dcmtk orthanc orthanc-dicomweb
 dicom-tools:
-	@if ! command -v dciodvfy >/dev/null || ! command -v dsrdump >/dev/null; then \
+	@if ! command -v dciodvfy >/dev/null || ! command -v dsrdump >/dev/null || ! command -v Orthanc >/dev/null; then \
 		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools dcmtk) \
-				>/tmp/trtmass-apt.log 2>&1 || echo "warning: dicom3tools/dcmtk not installed (/tmp/trtmass-apt.log)"; \
-		else echo "note: install dicom3tools and dcmtk to run the DICOM validation tests"; fi; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DICOM_PACKAGES)) \
+				>/tmp/trtmass-apt.log 2>&1 || echo "warning: $(DICOM_PACKAGES) not installed (/tmp/trtmass-apt.log)"; \
+		else echo "note: install $(DICOM_PACKAGES) to run the DICOM validation and DICOM node tests"; fi; \
 	fi
 
 lint: $(STAMP)

@@ -105,3 +105,34 @@ def test_echo_unknown_callers_ct_and_for_processing_are_refused(tmp_path: Path, 
             assert not list((daemon.root / folder).iterdir()), f"{folder}/ must stay empty"
     finally:
         assert daemon.terminate() == 0
+
+
+def test_association_limit_and_idle_timeout(tmp_path: Path, watch_model: Path) -> None:
+    from pynetdicom import AE
+
+    port = free_port()
+    daemon = Daemon(tmp_path / "root", watch_model, env={"TRTMASS_WATCH_MAX_ASSOCIATIONS": "1",
+                                                         "TRTMASS_WATCH_NETWORK_TIMEOUT_S": "1"})
+    daemon.start("--listen", f"TRTMASS@{port}", "--listen-address", "127.0.0.1", "--allow-caller", CALLER)
+    try:
+        wait_for(lambda: daemon.log.exists() and any(e["event"] == "listening" for e in events(daemon.log)), 60,
+                 "the listener")
+        ae = AE(ae_title=CALLER)
+        ae.add_requested_context("1.2.840.10008.1.1")
+        first = ae.associate("127.0.0.1", port, ae_title="TRTMASS")
+        assert first.is_established
+        second = ae.associate("127.0.0.1", port, ae_title="TRTMASS")
+        assert not second.is_established, "a second association is over the limit of 1"
+        wait_for(lambda: not first.is_established, 10, "the idle association to be closed after 1 s")
+        admitted = []
+
+        def admitted_again() -> bool:  # once the server has closed its side of the first one
+            association = ae.associate("127.0.0.1", port, ae_title="TRTMASS")
+            admitted.append(association)
+            return bool(association.is_established)
+
+        wait_for(admitted_again, 20, "a new association once the idle one is gone")
+        assert admitted[-1].send_c_echo().Status == 0
+        admitted[-1].release()
+    finally:
+        assert daemon.terminate() == 0
