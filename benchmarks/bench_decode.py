@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_pipeline_vs_eager import update_results_md
+from benchmarks.bench_pipeline_vs_eager import save_report
 from trt_mass.bench.machine import machine_facts
 from trt_mass.inputs.decoders import default_threads, open_decoder
 from trt_mass.inputs.files import read_image
@@ -343,10 +343,7 @@ def main() -> None:
             cases = write_cases(tmp)
             report["stages"] = stage_timings(cases, args.runs)
         report["daemon"] = daemon_runs(cases["4096x3328 J2K"], args.files, args.before_rev or None, tmp)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    update_results_md(args.results_md, results_section(report), BEGIN, END)
-    print(results_section(report))
+    save_report(report, args.out, args.results_md, results_section(report), BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -212,6 +212,14 @@ def update_results_md(path: Path, section: str, begin: str = BEGIN, end: str = E
     path.write_text(text)
 
 
+def save_report(report: dict[str, Any], out: Path, results_md: Path, section: str, begin: str, end: str) -> None:
+    """Write `report` as JSON to `out`, its `section` into RESULTS.md, and print the section."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    update_results_md(results_md, section, begin, end)
+    print(section)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="fp32 engine-graph ONNX (default: export one)")

@@ -79,6 +79,8 @@ class Discovery:
         self._lock = threading.Lock()
         self._observer: Any = None
         self._last_rescan = 0.0
+        self._complete: set[str] = set()
+        self._arrived = threading.Event()
 
     def start(self) -> None:
         if self.polling:
@@ -119,6 +121,17 @@ class Discovery:
             with self._lock:
                 self._events.add(path.name)
 
+    def complete(self, name: str) -> None:
+        """`name` was written, fsynced and renamed in by our own listener: ready at once, no settle wait."""
+        with self._lock:
+            self._complete.add(name)
+        self._arrived.set()
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until `timeout` passes or a complete file is announced."""
+        self._arrived.wait(timeout)
+        self._arrived.clear()
+
     def pending_count(self) -> int:
         return len(self._seen)
 
@@ -130,6 +143,7 @@ class Discovery:
         now = time.monotonic() if now is None else now
         with self._lock:
             events, self._events = self._events, set()
+            complete, self._complete = self._complete, set()
         if self.polling or now - self._last_rescan >= self.rescan_s:
             self._last_rescan = now
             names = {p.name for p in self._list()}
@@ -140,8 +154,8 @@ class Discovery:
         else:
             names = set(self._seen) | events
             triggered = events
-        ready = []
-        for name in sorted(names, key=lambda n: self._seen[n].changed_at if n in self._seen else now):
+        ready = [name for name in sorted(complete) if (self.folder / name).is_file()]
+        for name in sorted(names - complete, key=lambda n: self._seen[n].changed_at if n in self._seen else now):
             if self._update(name, now, name in triggered):
                 ready.append(name)
         return ready

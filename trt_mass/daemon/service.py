@@ -159,7 +159,8 @@ class WatchService:
         settings = ScpSettings(listen, config.listen_address, config.callers,
                                TlsFiles(config.tls_cert, config.tls_key, config.tls_ca), config.max_pdu,
                                config.max_associations, config.network_timeout_s)
-        self.listener = StorageSCP(settings, self.folders["incoming"], receiving, self.log).start()
+        self.listener = StorageSCP(settings, self.folders["incoming"], receiving, self.log,
+                                   on_stored=self.discovery.complete).start()
 
     def _outbox_changed(self) -> None:
         assert self.outbox is not None
@@ -272,7 +273,7 @@ class WatchService:
             while not self._stop.is_set():
                 ready = self.discovery.ready()
                 if not ready:
-                    self._stop.wait(interval)
+                    self.discovery.wait(interval)
                     continue
                 for name in ready:
                     if not self._wait_for(free_workers):

@@ -34,6 +34,7 @@ class _State:
     next_try: float = 0.0
     last_error: str | None = None
     delivered: int = 0
+    waiting: int = 0  # files in the folder, counted once at start and kept up to date (no listing per result)
 
 
 class Outbox:
@@ -48,6 +49,7 @@ class Outbox:
         self.log = log
         self.on_change = on_change
         self._states = {d.spec: _State(Backoff(retry_initial_s, retry_max_s)) for d in self.destinations}
+        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,7 +65,11 @@ class Outbox:
             folder = self.folder(destination)
             folder.mkdir(parents=True, exist_ok=True)
             for result in results:
-                _link_atomic(result, folder / result.name)
+                target = folder / result.name
+                if not target.exists():  # counted before it can be seen (and delivered) by the sender
+                    with self._lock:
+                        self._states[destination.spec].waiting += 1
+                _link_atomic(result, target)
             _fsync_dir(folder)
         self._wake.set()
         if self.on_change is not None:
@@ -78,14 +84,13 @@ class Outbox:
             return []
         return sorted(entries, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
-    def depth(self) -> dict[str, int]:
-        return {d.spec: len(self.pending(d)) for d in self.destinations}
-
     def status(self) -> dict[str, object]:
-        return {"depth": sum(self.depth().values()),
-                "destinations": {d.spec: {"waiting": len(self.pending(d)), "delivered": self._states[d.spec].delivered,
-                                          "last_error": self._states[d.spec].last_error}
-                                 for d in self.destinations},
+        """Files waiting (in all and per destination), delivered since start, and the last errors."""
+        with self._lock:
+            states = {spec: (state.waiting, state.delivered, state.last_error) for spec, state in self._states.items()}
+        return {"depth": sum(waiting for waiting, _, _ in states.values()),
+                "destinations": {spec: {"waiting": waiting, "delivered": delivered, "last_error": error}
+                                 for spec, (waiting, delivered, error) in states.items()},
                 "last_error": self.last_error}
 
     # ----------------------------------------------------------------------------- delivery
@@ -94,6 +99,7 @@ class Outbox:
             self.folder(destination).mkdir(parents=True, exist_ok=True)
             for stale in self.folder(destination).glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
+            self._states[destination.spec].waiting = len(self.pending(destination))
         self._thread = threading.Thread(target=self._run, name="trtmass-outbox", daemon=True)
         self._thread.start()
         return self
@@ -138,7 +144,9 @@ class Outbox:
         for outcome in delivered:
             outcome.path.unlink(missing_ok=True)
             self.log.event("delivered", file=outcome.path.name, destination=destination.spec, status=outcome.status)
-        state.delivered += len(delivered)
+        with self._lock:
+            state.delivered += len(delivered)
+            state.waiting = max(0, state.waiting - len(delivered))
         refused = [o for o in outcomes if not o.delivered]
         if refused:
             self._failed(destination, state, _summary(refused))
@@ -155,7 +163,7 @@ class Outbox:
         state.last_error = self.last_error = error if error.startswith(destination.spec) else \
             f"{destination.spec}: {error}"
         self.log.event("delivery_failed", destination=destination.spec, error=error, retry_in_s=round(delay, 1),
-                       waiting=len(self.pending(destination)))
+                       waiting=state.waiting)
         if self.on_change is not None:
             self.on_change()
 
