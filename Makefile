@@ -6,11 +6,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-train-dev
 
-.PHONY: setup dicom-tools trt-stubs test lint typecheck pytest pytest-runtime demo demo-model bench clean
+.PHONY: setup dicom-tools serve-tools trt-stubs test lint typecheck pytest pytest-runtime demo demo-model bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[train,eval,dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[train,eval,dev,triton]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -28,6 +28,14 @@ dicom-tools:
 		else echo "note: install $(DICOM_PACKAGES) to run the DICOM validation and DICOM node tests"; fi; \
 	fi
 
+# The tritonserver binary and Python backend of the nvidia-pytriton wheel, for `trtmass serve` and its tests.
+# --no-deps: its numpy<2 pin is for PyTriton's own proxy, which trt_mass does not use (trt_mass.serving.server).
+PYTRITON := nvidia-pytriton==0.7.0
+serve-tools: $(STAMP)
+	@$(PY) -c "import importlib.util as u, sys; sys.exit(0 if u.find_spec('pytriton') else 1)" 2>/dev/null || \
+		$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(PYTRITON) || \
+		echo "warning: $(PYTRITON) not installed: the Triton server tests will skip"
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check trt_mass tests benchmarks
 
@@ -40,7 +48,7 @@ typecheck: $(STAMP) trt-stubs
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --config-file tests/tensorrt_api/mypy.ini
 
-pytest: $(STAMP) dicom-tools trt-stubs
+pytest: $(STAMP) dicom-tools serve-tools trt-stubs
 	$(PY) -m pytest -q
 
 # The torch-free tests once more on a runtime-only install (no torch, no onnx): what detect and watch need.

@@ -18,13 +18,15 @@ import pytest
 from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry
 
 if TYPE_CHECKING:
+    from tests.triton_server import ServeProcess
     from trt_mass.model.network import RetinaNetNetwork
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TINY_SPEC = ModelSpec(arch="resnet18", head_width=32)
 # Fixtures that export a model (torch): a test using one is a `train` test.
 MODEL_FIXTURES = frozenset({"models_dir", "tiny_model", "tiny_model_other_shape", "quiet_model", "watch_model",
-                            "checkpoint", "report", "outputs", "detected", "tiny_int32", "landscape", "variants"})
+                            "checkpoint", "report", "outputs", "detected", "tiny_int32", "landscape", "variants",
+                            "served"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -124,3 +126,16 @@ def watch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     export_onnx(structured_random_network(0, 0.001), "random", ExportOptions(GraphSpec(
         geometry=TileGeometry(128, 96, 5), max_candidates=128, pre_nms_top_k=300)), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def served(watch_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """`trtmass serve` of watch_model on free loopback ports, for the whole session (tests/triton_server.py)."""
+    from tests.triton_server import ServeProcess, need_tritonserver
+
+    need_tritonserver()
+    server = ServeProcess(watch_model, tmp_path_factory.mktemp("served") / "serve.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()

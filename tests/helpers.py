@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 
 from trt_mass.merge_oracle import box_iou
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (the OS's choice)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def random_boxes(rng: np.random.Generator, count: int, extent: float = 1000.0, clusters: int = 8) -> np.ndarray:

@@ -6,6 +6,8 @@ from trt_mass.errors import (
     AccuracyRegressionError,
     BackendUnavailableError,
     ConfigError,
+    DeliveryError,
+    InferenceServerError,
     InputError,
     ModelError,
     TrtMassError,
@@ -14,9 +16,9 @@ from trt_mass.errors import (
 
 def test_exit_codes_are_those_the_readme_lists() -> None:
     codes = {error: error.exit_code for error in (ConfigError, InputError, ModelError, BackendUnavailableError,
-                                                  AccuracyRegressionError)}
+                                                  AccuracyRegressionError, DeliveryError, InferenceServerError)}
     assert codes == {ConfigError: 2, InputError: 3, ModelError: 4, BackendUnavailableError: 5,
-                     AccuracyRegressionError: 6}
+                     AccuracyRegressionError: 6, DeliveryError: 7, InferenceServerError: 8}
     assert all(issubclass(error, TrtMassError) for error in codes)
 
 

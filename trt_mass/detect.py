@@ -24,7 +24,7 @@ class DetectConfig:
     Attributes:
         model: engine-graph ONNX (or a TensorRT engine with backend "trt").
         out_dir: where <sop uid or stem>.json (and .overlay.png, DICOM objects) go.
-        backend: "ort", "trt" or "auto" (trt_mass.runners.select).
+        backend: "ort", "trt", "triton" or "auto" (trt_mass.runners.select).
         pixel_spacing_mm: spacing for inputs that carry none (rasters); DICOM files use their own.
         raster_bits: significant bits of 16-bit PNG/TIFF inputs (None: from the file, else its maximum).
         dicom_out: DICOM objects for DICOM inputs, any of "sr", "gsps", "sc".
@@ -32,6 +32,7 @@ class DetectConfig:
             None: the model's 1-FPPI point, else all (trt_mass.outputs.operating_point).
         model_dir: the only folder TensorRT engines are loaded from (default: the model's).
         decoder, decode_threads: the pixel-data decoder (trt_mass.inputs.decoders.open_decoder).
+        triton_url, triton_model, triton_timeout_s: the server of backend "triton".
     """
 
     model: Path
@@ -48,6 +49,9 @@ class DetectConfig:
     model_dir: Path | None = None
     decoder: str = "auto"
     decode_threads: int | None = None
+    triton_url: str | None = None
+    triton_model: str = "trt_mass"
+    triton_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         check_operating_point(self.operating_point, "--operating-point")  # before any model is loaded
@@ -55,7 +59,8 @@ class DetectConfig:
     def detector(self) -> Detector:
         """The (not yet opened) Detector of this run: the backend is chosen here, with its reason."""
         return Detector(self.model, backend=self.backend, threads=self.threads, model_dir=self.model_dir,
-                        allow_engine_host_code=self.allow_engine_host_code)
+                        allow_engine_host_code=self.allow_engine_host_code, triton_url=self.triton_url,
+                        triton_model=self.triton_model, triton_timeout_s=self.triton_timeout_s)
 
     def pixel_decoder(self) -> PixelDecoder:
         """The pixel-data decoder of this run, chosen here with its reason."""

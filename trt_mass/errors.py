@@ -48,3 +48,9 @@ class DeliveryError(TrtMassError):
     """A DICOM or DICOMweb destination could not be reached or refused the association; nothing was lost."""
 
     exit_code = 7
+
+
+class InferenceServerError(TrtMassError):
+    """An inference server (Triton) cannot be reached, timed out, or failed a request; the input is not at fault."""
+
+    exit_code = 8

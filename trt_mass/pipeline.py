@@ -59,7 +59,8 @@ class Detector:
     def __init__(self, model_path: str | Path, backend: str = "ort", threads: int | None = None, *,
                  model_dir: str | Path | None = None, allow_engine_host_code: bool = False, device: str = "auto",
                  checkpoint: str | Path | None = None, environment: TensorRTEnvironment | None = None,
-                 cpu_spin: bool = True) -> None:
+                 cpu_spin: bool = True, triton_url: str | None = None, triton_model: str = "trt_mass",
+                 triton_timeout_s: float = 30.0) -> None:
         """`backend`: "ort", "trt" (an engine, or an .onnx whose engine is in `model_dir`), "torch" or "auto".
 
         `model_dir`: the folder TensorRT engines are looked up in and loaded from (default: the model's).
@@ -67,6 +68,8 @@ class Detector:
         `device`, `checkpoint`: the torch backend's device and the checkpoint the model was exported from.
         `environment`: this machine's TensorRT and GPU when already probed (default: probed here).
         `cpu_spin`: False when other threads share the cores (ONNX Runtime's idle threads then sleep).
+        `triton_url`, `triton_model`, `triton_timeout_s`: the server of backend "triton" (`model_path` is the
+        .onnx the served model must be).
         Options the chosen backend does not take are ignored.  The choice and why: `backend`, `backend_reason`.
 
         With "auto", an engine that passes its checks but then fails to load (out of GPU memory, driver
@@ -75,7 +78,8 @@ class Detector:
         """
         options = BackendOptions(threads=threads, model_dir=None if model_dir is None else Path(model_dir),
                                  allow_engine_host_code=allow_engine_host_code, device=device,
-                                 checkpoint=None if checkpoint is None else Path(checkpoint), cpu_spin=cpu_spin)
+                                 checkpoint=None if checkpoint is None else Path(checkpoint), cpu_spin=cpu_spin,
+                                 triton_url=triton_url, triton_model=triton_model, triton_timeout_s=triton_timeout_s)
         choice = choose_backend(backend, model_path, options, environment=environment)
         self._adopt(open_runner(choice, options), choice)
         model_path = Path(model_path)

@@ -13,8 +13,16 @@ from trt_mass.errors import ConfigError
 def test_watch_config_knows_the_backends(tmp_path: Path) -> None:
     for backend in ("ort", "trt", "auto"):
         assert load_config({"root": tmp_path, "backend": backend}, environ={}).backend == backend
-    with pytest.raises(ConfigError, match="backend must be one of ort, trt, auto"):
+    with pytest.raises(ConfigError, match="backend must be one of ort, trt, triton, auto"):
         load_config({"root": tmp_path, "backend": "cuda"}, environ={})
+    with pytest.raises(ConfigError, match="backend triton needs triton_url"):
+        load_config({"root": tmp_path, "backend": "triton"}, environ={})
+    with pytest.raises(ConfigError, match="expected grpc://HOST:PORT"):
+        load_config({"root": tmp_path, "backend": "triton"}, environ={"TRTMASS_WATCH_TRITON_URL": "server:8001"})
+    served = load_config({"root": tmp_path}, environ={"TRTMASS_WATCH_BACKEND": "triton",
+                                                      "TRTMASS_WATCH_TRITON_URL": "grpc://gpu:8001",
+                                                      "TRTMASS_WATCH_TRITON_TIMEOUT_S": "5"})
+    assert (served.triton_url, served.triton_model, served.triton_timeout_s) == ("grpc://gpu:8001", "trt_mass", 5.0)
     config = load_config({"root": tmp_path}, environ={"TRTMASS_WATCH_ALLOW_ENGINE_HOST_CODE": "yes"})
     assert config.allow_engine_host_code is True
 

@@ -50,6 +50,8 @@ SCHEMA = "trt_mass.bench/1"
 STAGES: tuple[tuple[str, str, str], ...] = (
     ("read_decode", "read + decode", "read the file and decode it to the uint16 image (DICOM: modality/VOI/inversion)"),
     ("canvas", "canvas", "letterbox the image into the model's preallocated canvas"),
+    ("network", "network round trip", "request serialised, sent to the inference server, answer received and "
+                                      "parsed, less the server's own time (triton backend only)"),
     ("h2d", "host to device", "copy the canvas to the GPU (GPU backends only)"),
     ("inference", "inference", "the engine graph: 26 views, network, fp32 decode, per-view NMS, cross-view merge "
                                "(and the runner's host-side overhead)"),
@@ -58,6 +60,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
                                                        "JSON result written and fsync'd"),
 )
 STAGE_KEYS = tuple(key for key, _, _ in STAGES)
+OPTIONAL_STAGES = ("network", "h2d", "d2h")  # stages only some backends have (n/a elsewhere)
 STAGE_LABELS = {key: label for key, label, _ in STAGES}
 
 

@@ -5,6 +5,8 @@ the output step (trt_mass.outputs.results) -- with contiguous timestamps:
 
     read_decode        the file read from disk and decoded to the uint16 image (trt_mass.inputs.files)
     canvas             letterbox into the model's preallocated canvas (CanvasBuilder.fill)
+    network            request serialised, sent to the inference server, answer received and parsed, less the
+                       server's own time (the triton backend; see "applicable")
     h2d                canvas copy host -> device (GPU backends; see "applicable")
     inference          the engine graph: 26 views, network, decode, per-view NMS, cross-view merge
     d2h                outputs device -> host (GPU backends)
@@ -35,7 +37,15 @@ from typing import Any
 
 from trt_mass.bench.decoders import compare_decoders
 from trt_mass.bench.machine import gpu_process_used_mib, load_average, machine_facts, peak_rss_mib
-from trt_mass.bench.report import SCHEMA, STAGE_KEYS, STAGES, baseline_ratios, stats, warnings_of
+from trt_mass.bench.report import (
+    OPTIONAL_STAGES,
+    SCHEMA,
+    STAGE_KEYS,
+    STAGES,
+    baseline_ratios,
+    stats,
+    warnings_of,
+)
 from trt_mass.errors import BackendUnavailableError, ConfigError
 from trt_mass.inputs.decoders import PixelDecoder, open_decoder
 from trt_mass.inputs.files import collect_inputs, read_image
@@ -77,6 +87,7 @@ class BenchConfig:
         decoder, decode_threads: the pixel decoder of the pipelines (trt_mass.inputs.decoders.open_decoder).
         compare_decoders: also time the read + decode stage with every decoder available here
             (trt_mass.bench.decoders).
+        triton_url, triton_model, triton_timeout_s: the server of backend "triton".
     """
 
     model: Path
@@ -100,6 +111,9 @@ class BenchConfig:
     decoder: str = "auto"
     decode_threads: int | None = None
     compare_decoders: bool = False
+    triton_url: str | None = None
+    triton_model: str = "trt_mass"
+    triton_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.backend not in ALL_CHOICES:
@@ -223,13 +237,14 @@ class _Pipeline:
         """Stages from the timestamps; everything after the read that is not canvas or engine is post+write."""
         runner = self.detector.runner
         reported: dict[str, float] = dict(getattr(runner, "last_stage_ms", None) or {})
-        h2d, d2h = reported.get("h2d"), reported.get("d2h")
-        # The runner's own copy times are carved out of its wall time, so the stages partition the total.
+        h2d, d2h, network = reported.get("h2d"), reported.get("d2h"), reported.get("network")
+        # The runner's own copy and network times are carved out of its wall time, so the stages partition the total.
         parts = {
             "read_decode": read_ms,
             "canvas": canvas_ms,
+            "network": network,
             "h2d": h2d,
-            "inference": engine_ms - (h2d or 0.0) - (d2h or 0.0),
+            "inference": engine_ms - (h2d or 0.0) - (d2h or 0.0) - (network or 0.0),
             "d2h": d2h,
             "postprocess_write": after_read_ms - canvas_ms - engine_ms,
         }
@@ -267,11 +282,11 @@ class _Pipeline:
         }
 
     def _stage_summary(self, key: str) -> dict[str, Any]:
-        applicable = self.timings.applicable.get(key, key not in ("h2d", "d2h"))
+        applicable = self.timings.applicable.get(key, key not in OPTIONAL_STAGES)
         samples = self.timings.stages[key]
         return {
             "applicable": applicable,
-            "note": None if applicable else _not_applicable_note(self.facts),
+            "note": None if applicable else _not_applicable_note(self.facts, key),
             "stats": stats(samples) if applicable and samples else None,
             "samples_ms": [round(v, 3) for v in samples] if applicable else None,
         }
@@ -286,14 +301,17 @@ class _Pipeline:
         return memory
 
 
-def _not_applicable_note(facts: dict[str, Any]) -> str:
+def _not_applicable_note(facts: dict[str, Any], key: str) -> str:
+    if key == "network":
+        return f"no inference server: {facts.get('backend')} runs the model in this process"
     return (f"no separate host/device copy on {facts.get('backend')} ({facts.get('device')}): the input is read "
             "where it lies; any copy is inside 'inference'")
 
 
 def _open_ours(config: BenchConfig, out_dir: Path) -> _Pipeline:
     detector = Detector(config.model, backend=config.backend, threads=config.threads, device=config.device,
-                        checkpoint=config.checkpoint)
+                        checkpoint=config.checkpoint, triton_url=config.triton_url, triton_model=config.triton_model,
+                        triton_timeout_s=config.triton_timeout_s)
     detector.open()
     runner = detector.runner
     facts: dict[str, Any] = {"backend": detector.backend, "backend_reason": detector.backend_reason}

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from trt_mass.cli.errors import maps_errors
-from trt_mass.cli.options import decoder_options
+from trt_mass.cli.options import decoder_options, triton_options
 from trt_mass.errors import ConfigError
 from trt_mass.runners.select import ALL_CHOICES
 
@@ -18,7 +18,9 @@ from trt_mass.runners.select import ALL_CHOICES
 @click.option("--model", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Engine-graph model (.onnx; for --backend trt what the TensorRT runner loads).")
 @click.option("--backend", type=click.Choice(ALL_CHOICES), default="ort", show_default=True,
-              help="ort: ONNX Runtime; trt: TensorRT; torch: the same graph's PyTorch modules, one batched call.")
+              help="ort: ONNX Runtime; trt: TensorRT; torch: the same graph's PyTorch modules, one batched call; "
+                   "triton: a Triton server (--triton-url), its round trip reported as the 'network' stage.")
+@triton_options()
 @click.option("--input", "input_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of DICOM/PNG/TIFF mammograms (read from disk every run).")
 @click.option("--synthetic", type=int, default=None,
@@ -58,7 +60,8 @@ from trt_mass.runners.select import ALL_CHOICES
               help="Also time read + decode alone with every pixel decoder available here (pydicom, OpenJPEG with 1 "
                    "and N threads, nvImageCodec on a GPU), on the same files, and check they give the same images.")
 @maps_errors
-def bench(model: Path, backend: str, input_dir: Path | None, synthetic: int | None, synthetic_scale: float, seed: int,
+def bench(model: Path, backend: str, triton_url: str | None, triton_model: str, triton_timeout_s: float,
+          input_dir: Path | None, synthetic: int | None, synthetic_scale: float, seed: int,
           warmup: int, runs: int, threads: int | None, device: str, checkpoint: Path | None, baseline: bool,
           baseline_model: Path | None, baseline_device: str, pixel_spacing: float | None, raster_bits: int | None,
           cov_threshold: float,
@@ -82,7 +85,8 @@ def bench(model: Path, backend: str, input_dir: Path | None, synthetic: int | No
         baseline=baseline, baseline_model=baseline_model, baseline_device=baseline_device,
         pixel_spacing_mm=pixel_spacing, raster_bits=raster_bits, cov_threshold=cov_threshold / 100.0,
         command=shlex.join(["trtmass", *sys.argv[1:]]), decoder=decoder, decode_threads=decode_threads,
-        compare_decoders=compare_decoders,
+        compare_decoders=compare_decoders, triton_url=triton_url, triton_model=triton_model,
+        triton_timeout_s=triton_timeout_s,
     )
     if not model.is_file():
         raise ConfigError(f"{model}: no such model file")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from trt_mass.cli.errors import maps_errors
-from trt_mass.cli.options import decoder_options
+from trt_mass.cli.options import decoder_options, triton_options
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.runners.select import DEPLOYABLE_CHOICES
 
@@ -20,7 +20,9 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
               help="Engine-graph ONNX (default: the bundled demo model).")
 @click.option("--backend", type=click.Choice(DEPLOYABLE_CHOICES), default="ort", show_default=True,
               help="ort: ONNX Runtime; trt: the model's TensorRT engine (same folder) or an engine file; auto: "
-                   "TensorRT when an engine for this GPU exists, else ONNX Runtime.")
+                   "TensorRT when an engine for this GPU exists, else ONNX Runtime; triton: a Triton server "
+                   "(--triton-url) runs the model, checked against --model.")
+@triton_options()
 @click.option("--allow-engine-host-code", is_flag=True,
               help="Allow version-compatible TensorRT engines (their embedded runtime runs as host code).")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -45,7 +47,8 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
 @decoder_options()
 @click.option("-v", "--verbose", is_flag=True, help="One line per file.")
 @maps_errors
-def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_engine_host_code: bool,
+def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, triton_url: str | None, triton_model: str,
+           triton_timeout_s: float, allow_engine_host_code: bool,
            model_dir: Path | None, out_dir: Path,
            overlay: bool, truth: Path | None, threads: int | None, pixel_spacing: float | None,
            raster_bits: int | None, dicom_out: str, operating_point: str | None, decoder: str,
@@ -66,7 +69,8 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, allow_eng
                           truth=truth, pixel_spacing_mm=pixel_spacing, raster_bits=raster_bits,
                           dicom_out=parse_kinds(dicom_out), operating_point=operating_point,
                           allow_engine_host_code=allow_engine_host_code, model_dir=model_dir, decoder=decoder,
-                          decode_threads=decode_threads)
+                          decode_threads=decode_threads, triton_url=triton_url, triton_model=triton_model,
+                          triton_timeout_s=triton_timeout_s)
     pixel_decoder = config.pixel_decoder()
     click.echo(f"decoder: {pixel_decoder.name} ({pixel_decoder.reason})", err=True)
     detector = config.detector()

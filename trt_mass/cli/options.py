@@ -27,3 +27,22 @@ def decoder_options(default: str | None = "auto", threads_default: str = "every 
                  "through pydicom.")(command)
 
     return decorate
+
+
+def triton_options(model_default: str | None = "trt_mass") -> Callable[[F], F]:
+    """--triton-url, --triton-model and --triton-timeout of `--backend triton` (trt_mass.runners.triton); None
+    defaults leave the value to a configuration file (watch)."""
+    def decorate(command: F) -> F:
+        command = click.option(
+            "--triton-timeout", "triton_timeout_s", type=click.FloatRange(min=0.1),
+            default=None if model_default is None else 30.0, show_default=model_default is not None,
+            help="Seconds a request to the Triton server may take before it is retried.")(command)
+        command = click.option(
+            "--triton-model", default=model_default, show_default=model_default is not None,
+            help="The model's name on the Triton server.")(command)
+        return click.option(
+            "--triton-url", default=None, metavar="grpc://HOST:8001|http://HOST:8000",
+            help="The Triton server of --backend triton (trtmass serve, or a stock server with a "
+                 "trtmass triton-repo repository).")(command)
+
+    return decorate

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from trt_mass.cli.errors import maps_errors
-from trt_mass.cli.options import decoder_options
+from trt_mass.cli.options import decoder_options, triton_options
 from trt_mass.runners.select import DEPLOYABLE_CHOICES
 
 
@@ -19,7 +19,9 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
               help="TOML file with the settings (see systemd/trtmass-watch.toml).")
 @click.option("--polling/--inotify", default=None, help="Poll (network shares) instead of inotify.")
 @click.option("--backend", type=click.Choice(DEPLOYABLE_CHOICES), default=None,
-              help="ort, trt (the model's engine in its folder) or auto (TensorRT when an engine fits this GPU).")
+              help="ort, trt (the model's engine in its folder), triton (a Triton server runs --model) or auto "
+                   "(TensorRT when an engine fits this GPU).")
+@triton_options(model_default=None)
 @click.option("--allow-engine-host-code/--no-engine-host-code", default=None,
               help="Allow version-compatible TensorRT engines (their embedded runtime runs as host code).")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -52,7 +54,8 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
 @click.option("--calling-ae", default=None, help="Our AE title when sending [default: TRTMASS].")
 @maps_errors
 def watch(root: Path | None, model: Path | None, config_file: Path | None, polling: bool | None,
-          backend: str | None, allow_engine_host_code: bool | None, model_dir: Path | None, threads: int | None,
+          backend: str | None, triton_url: str | None, triton_model: str | None, triton_timeout_s: float | None,
+          allow_engine_host_code: bool | None, model_dir: Path | None, threads: int | None,
           delete_done: bool | None,
           overlay: bool | None, log_format: str | None, dicom_out: str | None, raster_bits: int | None,
           operating_point: str | None, decoder: str | None, decode_threads: int | None,
@@ -73,6 +76,7 @@ def watch(root: Path | None, model: Path | None, config_file: Path | None, polli
     from trt_mass.daemon.service import WatchService
 
     flags = {"root": root, "model": model, "polling": polling, "backend": backend, "threads": threads,
+             "triton_url": triton_url, "triton_model": triton_model, "triton_timeout_s": triton_timeout_s,
              "delete_done": delete_done, "overlay": overlay, "log_format": log_format, "dicom_out": dicom_out,
              "allow_engine_host_code": allow_engine_host_code, "model_dir": model_dir, "raster_bits": raster_bits,
              "operating_point": operating_point, "decoder": decoder, "decode_threads": decode_threads,

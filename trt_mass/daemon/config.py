@@ -40,7 +40,9 @@ class WatchConfig:
         status_interval_s: how often the status file is rewritten when idle.
         log_format: "plain" or "json".
         dicom_out: DICOM results for DICOM inputs, any of "sr,gsps,sc" (all by default), or "none".
-        backend: "ort", "trt" (the engine of `model` in its folder, or an engine file) or "auto".
+        backend: "ort", "trt" (the engine of `model` in its folder, or an engine file), "triton" or "auto".
+        triton_url, triton_model, triton_timeout_s: the Triton server of backend "triton" (`model` is the
+            .onnx the served model must be); a server that is away keeps the files waiting, retried.
         allow_engine_host_code: allow version-compatible TensorRT engines (their lean runtime runs as host code).
         model_dir: the only folder TensorRT engines are looked up in and loaded from (default: the model's).
         raster_bits: significant bits of 16-bit PNG/TIFF arrivals (default: the file's statement, else its maximum).
@@ -71,6 +73,9 @@ class WatchConfig:
     model: Path | None = None
     backend: str = "ort"
     threads: int | None = None
+    triton_url: str | None = None
+    triton_model: str = "trt_mass"
+    triton_timeout_s: float = 30.0
     incoming: Path | None = None
     processing: Path | None = None
     done: Path | None = None
@@ -130,6 +135,12 @@ class WatchConfig:
         if self.decoder not in DECODER_NAMES:
             raise ConfigError(f"decoder must be one of {', '.join(DECODER_NAMES)}, got {self.decoder!r}")
         decode_plan(self.decode_workers, self.decode_threads)
+        if self.backend == "triton":
+            from trt_mass.runners.triton import parse_server_url
+
+            if not self.triton_url:
+                raise ConfigError("backend triton needs triton_url (grpc://HOST:8001 or http://HOST:8000)")
+            parse_server_url(self.triton_url)
         self._check_network()
 
     def _check_network(self) -> None:

@@ -8,6 +8,7 @@ it is used: choosing never imports torch, and imports tensorrt only to probe it 
     ort    the .onnx on ONNX Runtime (CPU): the default, and the path CI tests every numeric step with
     trt    a TensorRT engine: given as a file, or the engine of the .onnx in the model directory
     torch  the same engine graph as PyTorch modules (reference; needs torch and the weights)
+    triton the engine graph on a Triton Inference Server (--triton-url); the .onnx is what it must serve
     auto   trt when an engine built from this .onnx passes every sidecar check on this machine,
            else ort, with the reason (tensorrt not installed, no GPU, no engine, built for another GPU...)
 """
@@ -40,6 +41,9 @@ class BackendOptions:
         checkpoint: the checkpoint a "checkpoint:..." model was exported from (torch).
         cpu_spin: let ONNX Runtime's idle intra-op threads spin for the next run (lower latency alone);
             off where other work shares the cores (the daemon's decode workers).
+        triton_url: the Triton server (grpc://HOST:8001 or http://HOST:8000) of the triton backend.
+        triton_model: the model name on that server.
+        triton_timeout_s: per request to that server.
     """
 
     threads: int | None = None
@@ -48,6 +52,9 @@ class BackendOptions:
     device: str = "auto"
     checkpoint: Path | None = None
     cpu_spin: bool = True
+    triton_url: str | None = None
+    triton_model: str = "trt_mass"
+    triton_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (
             "pip install 'trt_mass[gpu]' on a PC with an NVIDIA GPU"),
     Backend("torch", "trt_mass.runners.torch_ref", "TorchRunner", ("threads", "device", "checkpoint"),
             "pip install 'trt_mass[train]'", deployable=False),
+    Backend("triton", "trt_mass.runners.triton", "TritonRunner", ("triton_url", "triton_model", "triton_timeout_s"),
+            "pip install 'trt_mass[triton]'"),
 )}
 AUTO = "auto"
 ALL_CHOICES = (*BACKENDS, AUTO)
@@ -100,10 +109,22 @@ def choose_backend(requested: str, model_path: str | Path, options: BackendOptio
         raise ConfigError(f"unknown backend {requested!r}; available: {', '.join(sorted(BACKENDS))}, {AUTO}")
     if requested == "trt" and model_path.suffix == ".onnx":
         return _engine_of(model_path, options, environment)
+    if requested == "triton":
+        return _served(model_path, options)
     if requested == "ort" and model_path.suffix in ENGINE_SUFFIXES:
         raise ConfigError(f"{model_path} is a TensorRT engine; ONNX Runtime runs the .onnx it was built from "
                           "(or use --backend trt)")
     return BackendChoice(requested, model_path, f"requested with --backend {requested}")
+
+
+def _served(model_path: Path, options: BackendOptions) -> BackendChoice:
+    if not options.triton_url:
+        raise ConfigError("--backend triton needs --triton-url grpc://HOST:8001 or http://HOST:8000")
+    if model_path.suffix != ".onnx":
+        raise ConfigError(f"--backend triton checks the served model against an .onnx, not {model_path.name} (give the "
+                          ".onnx the server's model or engine was made from)")
+    return BackendChoice("triton", model_path, f"requested with --backend triton: model {options.triton_model!r} at "
+                                               f"{options.triton_url}, checked against {model_path.name}")
 
 
 def _auto(model_path: Path, options: BackendOptions, environment: TensorRTEnvironment | None) -> BackendChoice:
