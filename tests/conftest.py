@@ -26,7 +26,7 @@ TINY_SPEC = ModelSpec(arch="resnet18", head_width=32)
 # Fixtures that export a model (torch): a test using one is a `train` test.
 MODEL_FIXTURES = frozenset({"models_dir", "tiny_model", "tiny_model_other_shape", "quiet_model", "watch_model",
                             "checkpoint", "report", "outputs", "detected", "tiny_int32", "landscape", "variants",
-                            "served"})
+                            "served", "tissue_model", "tissue_model_other_shape"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -108,6 +108,19 @@ def tiny_model_other_shape(models_dir: Path) -> TinyModel:
     """A second geometry: tile 192x288 (landscape), 3 x 3 grid, other thresholds and N."""
     return _export(models_dir, "tiny_other", TileGeometry(192, 288, 3), prior=0.001, seed=1,
                    max_candidates=256, pre_nms_top_k=600, max_per_view=100)
+
+
+@pytest.fixture(scope="session")
+def tissue_model(models_dir: Path) -> TinyModel:
+    """tiny_model's network and geometry with view selection: the graph also takes view_index."""
+    return _export(models_dir, "tissue", TileGeometry(256, 224, 5), prior=0.001, seed=0, view_selection="tissue")
+
+
+@pytest.fixture(scope="session")
+def tissue_model_other_shape(models_dir: Path) -> TinyModel:
+    """tiny_model_other_shape's network and geometry with view selection."""
+    return _export(models_dir, "tissue_other", TileGeometry(192, 288, 3), prior=0.001, seed=1,
+                   max_candidates=256, pre_nms_top_k=600, max_per_view=100, view_selection="tissue")
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ def test_detector_maps_findings_to_original_pixels(tiny_model: TinyModel) -> Non
         corners = np.array([finding.x1, finding.y1, finding.x2, finding.y2])
         assert np.abs(expected - corners).max(axis=1).min() < 1e-3
         assert finding.area_mm2 is not None and finding.area_mm2 >= 24.5
-    assert list(result.timings_ms) == ["canvas_ms", "infer_ms", "postprocess_ms"]
+    assert list(result.timings_ms) == ["canvas_ms", "select_ms", "infer_ms", "postprocess_ms"]
 
 
 def test_detector_refuses_network_only_models(tmp_path: Path) -> None:
@@ -107,3 +107,48 @@ def test_a_normal_mammogram_where_nothing_scores_above_the_threshold(quiet_model
                                    OutputOptions(overlay=True, dicom_kinds=("sr", "gsps", "sc"))).write(
                 phantom, mammogram, result, "normal", {})
             assert written.record["findings"] == [] and len(list(out.iterdir())) == 5, backend
+
+
+def test_a_model_with_view_selection_runs_the_views_with_tissue(tissue_model: TinyModel, tiny_model: TinyModel,
+                                                                tmp_path: Path) -> None:
+    """Air tiles are skipped (and said so in the result); --all-views is the graph without selection."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import match_as_sets
+    from tests.test_tissue import breast
+    from trt_mass.tissue import views_with_tissue
+
+    image = breast(1400, 1000, radius=650, seed=4)  # the right part of the image is air
+    with Detector(tissue_model.onnx_path, threads=1) as selecting, \
+            Detector(tissue_model.onnx_path, threads=1, all_views=True) as forced, \
+            Detector(tiny_model.onnx_path, threads=1) as plain:
+        result = selecting.detect(image)
+        assert selecting._canvas is not None
+        canvas_views = views_with_tissue(selecting._canvas.canvas, result.letterbox.resized_hw,
+                                         tissue_model.graph_spec.geometry)
+        assert result.view_selection == "tissue" and result.views == tuple(canvas_views.tolist())
+        assert 0 < len(result.views) < 26 and result.views[0] == 0 and result.timings_ms["select_ms"] > 0
+        every, without = forced.detect(image), plain.detect(image)
+        assert every.view_selection == "all-forced" and every.views == tuple(range(26))
+        assert without.view_selection == "all" and without.views == tuple(range(26))
+        assert without.findings
+        match_as_sets(*_finding_arrays(every.findings), *_finding_arrays(without.findings), box_tol=0.05,
+                      score_tol=1e-4)
+    from trt_mass.datasets.synth import write_phantoms
+
+    write_phantoms(tmp_path / "in", 1, seed=2, scale=0.05)
+    for flag, selection in (("--all-views", "all-forced"), (None, "tissue")):
+        out = tmp_path / (flag or "selected")
+        command = [sys.executable, "-m", "trt_mass.cli", "detect", str(tmp_path / "in"), "--model",
+                   str(tissue_model.onnx_path), "--out", str(out), *([flag] if flag else [])]
+        assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+        record = json.loads(next(out.glob("*.json")).read_text())
+        assert record["views"]["selection"] == selection and record["views"]["of"] == 26
+        assert record["views"]["run"][0] == 0 and "select_ms" in record["timings_ms"]
+
+
+def _finding_arrays(findings: list) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    boxes = np.array([[f.x1, f.y1, f.x2, f.y2] for f in findings], dtype=np.float64).reshape(-1, 4)
+    return boxes, np.array([f.score for f in findings], dtype=np.float64)

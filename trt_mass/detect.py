@@ -33,6 +33,7 @@ class DetectConfig:
         model_dir: the only folder TensorRT engines are loaded from (default: the model's).
         decoder, decode_threads: the pixel-data decoder (trt_mass.inputs.decoders.open_decoder).
         triton_url, triton_model, triton_timeout_s: the server of backend "triton".
+        all_views: run every view even when the model selects the views with tissue.
     """
 
     model: Path
@@ -52,6 +53,7 @@ class DetectConfig:
     triton_url: str | None = None
     triton_model: str = "trt_mass"
     triton_timeout_s: float = 30.0
+    all_views: bool = False
 
     def __post_init__(self) -> None:
         check_operating_point(self.operating_point, "--operating-point")  # before any model is loaded
@@ -60,7 +62,8 @@ class DetectConfig:
         """The (not yet opened) Detector of this run: the backend is chosen here, with its reason."""
         return Detector(self.model, backend=self.backend, threads=self.threads, model_dir=self.model_dir,
                         allow_engine_host_code=self.allow_engine_host_code, triton_url=self.triton_url,
-                        triton_model=self.triton_model, triton_timeout_s=self.triton_timeout_s)
+                        triton_model=self.triton_model, triton_timeout_s=self.triton_timeout_s,
+                        all_views=self.all_views)
 
     def pixel_decoder(self) -> PixelDecoder:
         """The pixel-data decoder of this run, chosen here with its reason."""

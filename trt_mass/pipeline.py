@@ -33,14 +33,19 @@ class DetectionResult:
     Attributes:
         findings: by decreasing score, original pixels.
         letterbox: how the image was placed on the canvas.
-        timings_ms: canvas_ms, infer_ms, postprocess_ms of this call.
+        timings_ms: canvas_ms, select_ms (view selection), infer_ms, postprocess_ms of this call.
         pixel_spacing_mm: the (row, column) spacing the area filter used; None when unknown.
+        views: the views that ran (0: the full view, 1..: tiles row by row), ascending.
+        view_selection: "tissue" (the views the host found tissue in), "all" (a model without view
+            selection), or "all-forced" (a model with view selection, run with all_views).
     """
 
     findings: list[Finding]
     letterbox: Letterbox
     timings_ms: dict[str, float] = field(default_factory=dict)
     pixel_spacing_mm: tuple[float, float] | None = None
+    views: tuple[int, ...] = ()
+    view_selection: str = "all"
 
 
 class Detector:
@@ -60,7 +65,7 @@ class Detector:
                  model_dir: str | Path | None = None, allow_engine_host_code: bool = False, device: str = "auto",
                  checkpoint: str | Path | None = None, environment: TensorRTEnvironment | None = None,
                  cpu_spin: bool = True, triton_url: str | None = None, triton_model: str = "trt_mass",
-                 triton_timeout_s: float = 30.0) -> None:
+                 triton_timeout_s: float = 30.0, all_views: bool = False) -> None:
         """`backend`: "ort", "trt" (an engine, or an .onnx whose engine is in `model_dir`), "torch" or "auto".
 
         `model_dir`: the folder TensorRT engines are looked up in and loaded from (default: the model's).
@@ -70,6 +75,8 @@ class Detector:
         `cpu_spin`: False when other threads share the cores (ONNX Runtime's idle threads then sleep).
         `triton_url`, `triton_model`, `triton_timeout_s`: the server of backend "triton" (`model_path` is the
         .onnx the served model must be).
+        `all_views`: a model with view selection runs every view (the paper's behaviour) instead of the
+        views with tissue.
         Options the chosen backend does not take are ignored.  The choice and why: `backend`, `backend_reason`.
 
         With "auto", an engine that passes its checks but then fails to load (out of GPU memory, driver
@@ -81,6 +88,7 @@ class Detector:
                                  checkpoint=None if checkpoint is None else Path(checkpoint), cpu_spin=cpu_spin,
                                  triton_url=triton_url, triton_model=triton_model, triton_timeout_s=triton_timeout_s)
         choice = choose_backend(backend, model_path, options, environment=environment)
+        self.all_views = all_views
         self._adopt(open_runner(choice, options), choice)
         model_path = Path(model_path)
         if backend == AUTO and choice.backend == "trt" and model_path.suffix == ".onnx":
@@ -90,6 +98,7 @@ class Detector:
     def from_runner(cls, runner: Runner, artifact: str | Path, reason: str) -> Detector:
         """A detector around a runner made elsewhere (bench's eager baseline): no backend selection."""
         detector = cls.__new__(cls)
+        detector.all_views = False
         detector._adopt(runner, BackendChoice(runner.backend, Path(artifact), reason))
         return detector
 
@@ -181,7 +190,12 @@ class Detector:
         started = time.perf_counter()
         letterbox = self._canvas.fill(image, source)
         canvas_done = time.perf_counter()
-        outputs = self.runner.infer({"canvas": self._canvas.canvas})
+        feed = {"canvas": self._canvas.canvas}
+        views, selection = self._views(letterbox)
+        if spec.selects_views:
+            feed["view_index"] = views
+        selected = time.perf_counter()
+        outputs = self.runner.infer(feed)
         infer_done = time.perf_counter()
         findings = findings_from_canvas(
             outputs["boxes"], outputs["scores"], letterbox,
@@ -192,7 +206,22 @@ class Detector:
         done = time.perf_counter()
         timings = {
             "canvas_ms": 1000 * (canvas_done - started),
-            "infer_ms": 1000 * (infer_done - canvas_done),
+            "select_ms": 1000 * (selected - canvas_done),
+            "infer_ms": 1000 * (infer_done - selected),
             "postprocess_ms": 1000 * (done - infer_done),
         }
-        return DetectionResult(findings, letterbox, timings, pixel_spacing_mm)
+        return DetectionResult(findings, letterbox, timings, pixel_spacing_mm,
+                               tuple(int(v) for v in views), selection)
+
+    def _views(self, letterbox: Letterbox) -> tuple[np.ndarray, str]:
+        """The views to run on the canvas just filled, and how they were chosen."""
+        from trt_mass.tissue import TissueSpec, all_views, views_with_tissue
+
+        spec = self.metadata.graph_spec
+        if not spec.selects_views:
+            return all_views(spec.geometry), "all"
+        if self.all_views:
+            return all_views(spec.geometry), "all-forced"
+        assert self._canvas is not None
+        return views_with_tissue(self._canvas.canvas, letterbox.resized_hw, spec.geometry, TissueSpec.of(spec)), \
+            "tissue"

@@ -21,6 +21,8 @@ ANCHOR_RATIOS = (0.5, 1.0, 2.0)
 # uint16 is the canonical canvas; TensorRT has no uint16 tensors, so engines take an int32 canvas
 # (exact for every uint16 value, twice the bytes to copy).
 CANVAS_DTYPES = ("uint16", "int32")
+# "all": every view, the paper's way; "tissue": the views the host found breast tissue in (trt_mass.tissue).
+VIEW_SELECTIONS = ("all", "tissue")
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,11 @@ class GraphSpec:
         min_area_mm2: findings smaller than this are dropped when the pixel spacing is known.
         min_area_canvas_px: the same filter in canvas pixels when the spacing is unknown.
         canvas_dtype: element type of the canvas input (values are uint16 intensities either way).
+        view_selection: "all": the graph runs every view (one input, the canvas); "tissue": it also takes
+            `view_index` int32 [K] (1 <= K <= views) and runs those views only, which the host picks
+            from the canvas (trt_mass.tissue) with:
+        tissue_floor: the background threshold is at least this fraction of full scale.
+        tissue_min_fraction: a tile runs when at least this fraction of it is tissue.
     """
 
     geometry: TileGeometry = field(default_factory=TileGeometry)
@@ -159,8 +166,15 @@ class GraphSpec:
     min_area_mm2: float = 24.5
     min_area_canvas_px: float = 1600.0
     canvas_dtype: str = "uint16"
+    view_selection: str = "all"
+    tissue_floor: float = 0.02
+    tissue_min_fraction: float = 0.01
 
     def __post_init__(self) -> None:
+        if self.view_selection not in VIEW_SELECTIONS:
+            raise ConfigError(f"view selection must be one of {VIEW_SELECTIONS}, got {self.view_selection!r}")
+        if not 0.0 <= self.tissue_floor < 1.0 or not 0.0 < self.tissue_min_fraction <= 1.0:
+            raise ConfigError("tissue_floor must be in [0, 1) and tissue_min_fraction in (0, 1]")
         if self.canvas_dtype not in CANVAS_DTYPES:
             raise ConfigError(f"canvas dtype must be one of {CANVAS_DTYPES}, got {self.canvas_dtype!r}")
         if not 0 < self.pre_nms_top_k < 3840:
@@ -175,6 +189,11 @@ class GraphSpec:
                 raise ConfigError(f"{name} must be in [0, 1), got {value}")
         if self.min_area_mm2 < 0 or self.min_area_canvas_px < 0:
             raise ConfigError("minimum areas must be >= 0")
+
+    @property
+    def selects_views(self) -> bool:
+        """The graph takes a `view_index` input (view_selection "tissue")."""
+        return self.view_selection == "tissue"
 
     @property
     def closure_squarings(self) -> int:

@@ -232,19 +232,20 @@ def test_unwritable_results_keep_the_input_queued(tmp_path: Path, watch_model: P
     assert len([n for n in _folder(root, "results") if n.endswith(".json")]) == 1
 
 
-def test_unit_file_verifies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["trtmass-watch.service", "trtmass-serve.service"])
+def test_unit_file_verifies(tmp_path: Path, name: str) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed: the unit file was NOT verified")
-    unit = (Path(__file__).parents[2] / "systemd" / "trtmass-watch.service").read_text()
+    unit = (Path(__file__).parents[2] / "systemd" / name).read_text()
     trtmass = Path(sys.executable).with_name("trtmass")
     unit = unit.replace("/opt/trtmass/venv/bin/trtmass", str(trtmass))
-    target = tmp_path / "trtmass-watch.service"
+    target = tmp_path / name
     target.write_text(unit)
     result = subprocess.run([analyze, "verify", str(target)], capture_output=True, text=True)
     # The service user does not exist on a build machine; everything else must be clean.
     problems = [line for line in (result.stdout + result.stderr).splitlines()
-                if "trtmass-watch.service" in line and not any(word in line for word in ("User", "Group"))]
+                if name in line and not any(word in line for word in ("User", "Group"))]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
 
 

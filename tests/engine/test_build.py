@@ -47,3 +47,15 @@ def test_build_engine_refuses_before_needing_tensorrt(tiny_model: TinyModel, tin
     same = CliRunner().invoke(main, ["build-engine", str(tiny_int32), "--profile", "t400-t1000-fp16",
                                      "-o", str(tiny_int32)])
     assert same.exit_code == ConfigError.exit_code and "name the engine file" in same.stderr
+
+
+def test_the_optimization_profile_spans_one_to_every_view_for_view_index() -> None:
+    from trt_mass.engine.build import _profile_shapes
+    from trt_mass.metadata import TensorSpec
+
+    canvas = TensorSpec("canvas", "int32", (1, 1, 768, 672))
+    assert _profile_shapes(canvas, 26, 21) == ((1, 1, 768, 672),) * 3
+    assert _profile_shapes(TensorSpec("view_index", "int32", (-1,)), 26, 21) == ((1,), (21,), (26,))
+    assert _profile_shapes(TensorSpec("view_index", "int32", (-1,)), 10, 21) == ((1,), (10,), (10,))
+    with pytest.raises(ModelError, match="only view_index's length may vary"):
+        _profile_shapes(TensorSpec("canvas", "int32", (1, 1, -1, 672)), 26, 21)

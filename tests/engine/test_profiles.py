@@ -71,6 +71,7 @@ def test_unknown_key_names_the_file_and_the_key(tmp_path: Path) -> None:
     ('precisions = ["fp16"]\nworkspace_mib = 512\nversion_compatible = "yes"', "true or false"),
     ('precisions = ["fp16"]\nworkspace_mib = 512\ncompute_capabilities = ["sm_86"]', "look like '8.6'"),
     ('precisions = ["fp16"]\nworkspace_mib = 512\nmax_aux_streams = -1', "max_aux_streams"),
+    ('precisions = ["fp16"]\nworkspace_mib = 512\nopt_views = 0', "opt_views must be at least 1"),
     ('precisions = ["fp16"\nworkspace_mib = 512', "cannot read the build profile"),
 ])
 def test_bad_values_are_config_errors_naming_the_file(tmp_path: Path, body: str, match: str) -> None:

@@ -69,5 +69,6 @@ def test_train_checkpoint_export_parity(tmp_path: Path) -> None:
         want_boxes, want_scores = EngineGraph(network, spec).eval()(
             torch.from_numpy(canvas.astype(np.int32)).to(torch.uint16))
     with OnnxRuntimeRunner(onnx_path) as runner:
-        got = runner.infer({"canvas": canvas})
+        assert runner.metadata.graph_spec.view_selection == "tissue", "exports select views by default"
+        got = runner.infer({"canvas": canvas, "view_index": np.arange(26, dtype=np.int32)})
     match_as_sets(got["boxes"], got["scores"], want_boxes.numpy(), want_scores.numpy(), box_tol=2e-2, score_tol=1e-4)

@@ -60,8 +60,9 @@ def test_a_dicom_result_is_written_whole_with_the_json_last(detector: Detector, 
     assert all((tmp_path / name).stat().st_mtime_ns <= json_time for name in names), "the JSON comes last"
     record = json.loads(written.json_path.read_text())
     assert record == written.record
-    assert list(record) == ["image", "coordinates", "operating_point", "findings", "model", "timings_ms",
+    assert list(record) == ["image", "coordinates", "operating_point", "findings", "model", "views", "timings_ms",
                             "dicom_outputs"]
+    assert record["views"] == {"run": list(range(26)), "of": 26, "selection": "all"}
     assert record["coordinates"] == COORDINATES
     assert record["operating_point"] == {"name": "all", "score": None, "origin": SHOW_ALL.origin}
     assert record["findings"] == [{**f.to_dict(), "shown": True} for f in result.findings]
@@ -70,7 +71,8 @@ def test_a_dicom_result_is_written_whole_with_the_json_last(detector: Detector, 
     assert record["model"] == {"model_id": detector.metadata.model_id, "init": detector.metadata.init,
                                "weights_sha256": detector.metadata.weights_sha256, "precision": "fp32",
                                "backend": "ort"}
-    assert list(record["timings_ms"]) == ["read_decode_ms", "canvas_ms", "infer_ms", "postprocess_ms", "write_ms"]
+    assert list(record["timings_ms"]) == ["read_decode_ms", "canvas_ms", "select_ms", "infer_ms", "postprocess_ms",
+                                          "write_ms"]
     assert record["timings_ms"]["read_decode_ms"] == 1.23 and record["timings_ms"]["write_ms"] > 0
     assert record["dicom_outputs"] == {"sr": f"{uid}.sr.dcm", "gsps": f"{uid}.gsps.dcm", "sc": f"{uid}.sc.dcm"}
 

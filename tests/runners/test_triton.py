@@ -119,3 +119,20 @@ def _results(folder: Path) -> dict[str, list[dict[str, float]]]:
 def _json_arrays(findings: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
     boxes = np.array([[f["x1"], f["y1"], f["x2"], f["y2"]] for f in findings], dtype=np.float64).reshape(-1, 4)
     return boxes, np.array([f["score"] for f in findings], dtype=np.float64)
+
+
+def test_a_served_model_with_view_selection_gets_the_views_with_tissue(tissue_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_tissue import breast
+    from tests.triton_server import need_tritonserver
+
+    need_tritonserver()
+    server = ServeProcess(tissue_model.onnx_path, tmp_path / "serve.log").start()
+    try:
+        image = breast(1400, 1000, radius=650, seed=4)
+        with Detector(tissue_model.onnx_path, threads=1) as local, \
+                Detector(tissue_model.onnx_path, backend="triton", triton_url=server.grpc_url) as remote:
+            ours, theirs = local.detect(image), remote.detect(image)
+        assert theirs.views == ours.views and len(ours.views) < 26 and ours.findings
+        match_as_sets(*_arrays(ours.findings), *_arrays(theirs.findings), box_tol=1e-3, score_tol=1e-6)
+    finally:
+        server.stop()

@@ -4,7 +4,8 @@ Each timed mammogram goes the way `trtmass detect` takes it -- read_image, Detec
 the output step (trt_mass.outputs.results) -- with contiguous timestamps:
 
     read_decode        the file read from disk and decoded to the uint16 image (trt_mass.inputs.files)
-    canvas             letterbox into the model's preallocated canvas (CanvasBuilder.fill)
+    canvas             letterbox into the model's preallocated canvas (CanvasBuilder.fill), and the choice of
+                       the views with tissue for a model with view selection (trt_mass.tissue)
     network            request serialised, sent to the inference server, answer received and parsed, less the
                        server's own time (the triton backend; see "applicable")
     h2d                canvas copy host -> device (GPU backends; see "applicable")
@@ -34,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from trt_mass.bench.decoders import compare_decoders
 from trt_mass.bench.machine import gpu_process_used_mib, load_average, machine_facts, peak_rss_mib
@@ -88,6 +91,7 @@ class BenchConfig:
         compare_decoders: also time the read + decode stage with every decoder available here
             (trt_mass.bench.decoders).
         triton_url, triton_model, triton_timeout_s: the server of backend "triton".
+        all_views: run every view even when the model selects the views with tissue.
     """
 
     model: Path
@@ -114,6 +118,7 @@ class BenchConfig:
     triton_url: str | None = None
     triton_model: str = "trt_mass"
     triton_timeout_s: float = 30.0
+    all_views: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in ALL_CHOICES:
@@ -169,6 +174,7 @@ class _Timings:
     end_to_end: list[float] = field(default_factory=list)
     detail: dict[str, list[float]] = field(default_factory=dict)
     findings: list[int] = field(default_factory=list)
+    views: list[int] = field(default_factory=list)
     applicable: dict[str, bool] = field(default_factory=dict)
 
 
@@ -229,8 +235,13 @@ class _Pipeline:
             self.cuda_memory.after_call()
         if record:
             read_ms, rest_ms = 1000 * (read_done - started), 1000 * (done - read_done)
-            self._record(read_ms, result.timings_ms["canvas_ms"], result.timings_ms["infer_ms"], rest_ms,
+            # View selection is host work on the canvas: it counts in the canvas stage (and alone in "detail").
+            select_ms = result.timings_ms.get("select_ms", 0.0)
+            self._record(read_ms, result.timings_ms["canvas_ms"] + select_ms, result.timings_ms["infer_ms"], rest_ms,
                          len(result.findings))
+            if self.metadata.graph_spec.selects_views:
+                self.timings.detail.setdefault("view_selection", []).append(select_ms)
+            self.timings.views.append(len(result.views))
         return [int(v) for v in mammogram.pixels.shape]
 
     def _record(self, read_ms: float, canvas_ms: float, engine_ms: float, after_read_ms: float, findings: int) -> None:
@@ -265,6 +276,7 @@ class _Pipeline:
         geometry = self.metadata.graph_spec.geometry
         end_to_end = stats(timings.end_to_end)
         per_second = 1000.0 / end_to_end["mean"] if end_to_end["mean"] > 0 else 0.0
+        views_per_mammogram = float(np.mean(timings.views)) if timings.views else float(geometry.num_views)
         return {
             "label": self.label,
             **self.facts,
@@ -274,11 +286,12 @@ class _Pipeline:
             "end_to_end": {"stats": end_to_end, "samples_ms": [round(v, 3) for v in timings.end_to_end]},
             "detail": {key: {"stats": stats(values), "samples_ms": [round(v, 3) for v in values]}
                        for key, values in timings.detail.items()},
-            "throughput": {"mammograms_per_s": per_second, "views_per_s": per_second * geometry.num_views,
-                           "views_per_mammogram": geometry.num_views,
+            "throughput": {"mammograms_per_s": per_second, "views_per_s": per_second * views_per_mammogram,
+                           "views_per_mammogram": views_per_mammogram,
                            "basis": "1000 / mean end-to-end ms, one mammogram at a time"},
             "memory": self._memory_summary(),
             "findings_per_mammogram": list(timings.findings),
+            "views_run_per_mammogram": list(timings.views),
         }
 
     def _stage_summary(self, key: str) -> dict[str, Any]:
@@ -311,7 +324,7 @@ def _not_applicable_note(facts: dict[str, Any], key: str) -> str:
 def _open_ours(config: BenchConfig, out_dir: Path) -> _Pipeline:
     detector = Detector(config.model, backend=config.backend, threads=config.threads, device=config.device,
                         checkpoint=config.checkpoint, triton_url=config.triton_url, triton_model=config.triton_model,
-                        triton_timeout_s=config.triton_timeout_s)
+                        triton_timeout_s=config.triton_timeout_s, all_views=config.all_views)
     detector.open()
     runner = detector.runner
     facts: dict[str, Any] = {"backend": detector.backend, "backend_reason": detector.backend_reason}
@@ -342,8 +355,9 @@ def _baseline_metadata(config: BenchConfig, ours: _Pipeline) -> ModelMetadata:
     source = config.baseline_model or config.model
     metadata = read_metadata(config.baseline_model) if config.baseline_model else ours.metadata
     ours_spec, baseline_spec = ours.metadata.graph_spec.to_dict(), metadata.graph_spec.to_dict()
-    ours_spec.pop("canvas_dtype")
-    baseline_spec.pop("canvas_dtype")
+    for how_not_what in ("canvas_dtype", "view_selection", "tissue_floor", "tissue_min_fraction"):
+        ours_spec.pop(how_not_what)
+        baseline_spec.pop(how_not_what)
     if ours_spec != baseline_spec:
         raise ConfigError(f"{source} has other tiles or thresholds than {config.model}: the baseline must compute "
                           "the same views and findings")
@@ -354,10 +368,11 @@ def _baseline_metadata(config: BenchConfig, ours: _Pipeline) -> ModelMetadata:
 
 
 def _uint16_canvas(metadata: ModelMetadata) -> ModelMetadata:
-    """The paper's way reads the image as it is: a uint16 canvas, whatever ours takes (int32 for TensorRT)."""
-    inputs = tuple(dataclasses.replace(t, dtype="uint16") if t.name == "canvas" else t for t in metadata.inputs)
-    return dataclasses.replace(metadata, inputs=inputs,
-                               graph_spec=dataclasses.replace(metadata.graph_spec, canvas_dtype="uint16"))
+    """The paper's way reads the image as it is, a uint16 canvas (whatever ours takes: int32 for TensorRT), and
+    runs every view (whatever ours selects)."""
+    inputs = tuple(dataclasses.replace(t, dtype="uint16") for t in metadata.inputs if t.name == "canvas")
+    return dataclasses.replace(metadata, inputs=inputs, graph_spec=dataclasses.replace(
+        metadata.graph_spec, canvas_dtype="uint16", view_selection="all"))
 
 
 def _open_baseline(config: BenchConfig, ours: _Pipeline, out_dir: Path) -> _Pipeline:

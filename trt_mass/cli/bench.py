@@ -21,6 +21,8 @@ from trt_mass.runners.select import ALL_CHOICES
               help="ort: ONNX Runtime; trt: TensorRT; torch: the same graph's PyTorch modules, one batched call; "
                    "triton: a Triton server (--triton-url), its round trip reported as the 'network' stage.")
 @triton_options()
+@click.option("--all-views", is_flag=True,
+              help="Run every view even when the model selects the views with tissue (the paper's behaviour).")
 @click.option("--input", "input_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of DICOM/PNG/TIFF mammograms (read from disk every run).")
 @click.option("--synthetic", type=int, default=None,
@@ -61,6 +63,7 @@ from trt_mass.runners.select import ALL_CHOICES
                    "and N threads, nvImageCodec on a GPU), on the same files, and check they give the same images.")
 @maps_errors
 def bench(model: Path, backend: str, triton_url: str | None, triton_model: str, triton_timeout_s: float,
+          all_views: bool,
           input_dir: Path | None, synthetic: int | None, synthetic_scale: float, seed: int,
           warmup: int, runs: int, threads: int | None, device: str, checkpoint: Path | None, baseline: bool,
           baseline_model: Path | None, baseline_device: str, pixel_spacing: float | None, raster_bits: int | None,
@@ -86,7 +89,7 @@ def bench(model: Path, backend: str, triton_url: str | None, triton_model: str, 
         pixel_spacing_mm=pixel_spacing, raster_bits=raster_bits, cov_threshold=cov_threshold / 100.0,
         command=shlex.join(["trtmass", *sys.argv[1:]]), decoder=decoder, decode_threads=decode_threads,
         compare_decoders=compare_decoders, triton_url=triton_url, triton_model=triton_model,
-        triton_timeout_s=triton_timeout_s,
+        triton_timeout_s=triton_timeout_s, all_views=all_views,
     )
     if not model.is_file():
         raise ConfigError(f"{model}: no such model file")

@@ -23,6 +23,8 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
                    "TensorRT when an engine for this GPU exists, else ONNX Runtime; triton: a Triton server "
                    "(--triton-url) runs the model, checked against --model.")
 @triton_options()
+@click.option("--all-views", is_flag=True,
+              help="Run every view even when the model selects the views with tissue (the paper's behaviour).")
 @click.option("--allow-engine-host-code", is_flag=True,
               help="Allow version-compatible TensorRT engines (their embedded runtime runs as host code).")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -48,7 +50,7 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
 @click.option("-v", "--verbose", is_flag=True, help="One line per file.")
 @maps_errors
 def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, triton_url: str | None, triton_model: str,
-           triton_timeout_s: float, allow_engine_host_code: bool,
+           triton_timeout_s: float, all_views: bool, allow_engine_host_code: bool,
            model_dir: Path | None, out_dir: Path,
            overlay: bool, truth: Path | None, threads: int | None, pixel_spacing: float | None,
            raster_bits: int | None, dicom_out: str, operating_point: str | None, decoder: str,
@@ -70,7 +72,7 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, triton_ur
                           dicom_out=parse_kinds(dicom_out), operating_point=operating_point,
                           allow_engine_host_code=allow_engine_host_code, model_dir=model_dir, decoder=decoder,
                           decode_threads=decode_threads, triton_url=triton_url, triton_model=triton_model,
-                          triton_timeout_s=triton_timeout_s)
+                          triton_timeout_s=triton_timeout_s, all_views=all_views)
     pixel_decoder = config.pixel_decoder()
     click.echo(f"decoder: {pixel_decoder.name} ({pixel_decoder.reason})", err=True)
     detector = config.detector()

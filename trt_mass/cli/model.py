@@ -46,6 +46,13 @@ def _graph_spec(tile: str, grid: int, **thresholds: Any) -> Any:
 @click.option("--min-area-canvas-px", type=float, default=1600.0, show_default=True)
 @click.option("--canvas-dtype", type=click.Choice(["uint16", "int32"]), default="uint16", show_default=True,
               help="Canvas input type; int32 for TensorRT (it has no uint16 tensors).")
+@click.option("--view-selection", type=click.Choice(["tissue", "all"]), default="tissue", show_default=True,
+              help="tissue: the graph also takes view_index and runs only the views the host finds breast tissue "
+                   "in (the full view always); all: every view, the paper's way.")
+@click.option("--tissue-floor", type=float, default=0.02, show_default=True,
+              help="View selection: the background threshold is at least this fraction of full scale.")
+@click.option("--tissue-min-fraction", type=float, default=0.01, show_default=True,
+              help="View selection: a tile runs when at least this fraction of it is tissue.")
 @click.option("--network-only", is_flag=True, help="Export only backbone + heads on the view batch.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
 @click.option("--operating-point", "operating_points", multiple=True, metavar="NAME=SCORE",

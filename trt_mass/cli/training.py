@@ -66,19 +66,22 @@ def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile
 @click.option("--raster-bits", type=click.IntRange(8, 16), default=None,
               help="Significant bits of 16-bit PNG/TIFF images, as for detect [default: the file's own, else its "
                    "maximum].")
+@click.option("--all-views", is_flag=True,
+              help="Run every view even when the model selects the views with tissue (its FROC without selection).")
 @click.option("--write-operating-points", is_flag=True,
               help="Write the score thresholds for 0.25/0.5/1/2 false positives per image on this data into the "
                    "(first) model's metadata; detect and watch then show findings at its 1-FPPI point.")
 @maps_errors
 def evaluate(models: tuple[Path, ...], compare: tuple[Path, ...], data: str, out_dir: Path, criterion: str,
              iou_threshold: float, bootstrap: int, threads: int | None, folds: int | None, fold: int,
-             seed: int, raster_bits: int | None, write_operating_points: bool) -> None:
+             seed: int, raster_bits: int | None, all_views: bool, write_operating_points: bool) -> None:
     """FROC and related figures of a model on a labelled data set (JSON, CSV and PNG plots)."""
     from trt_mass.eval.run import EvalConfig, run_eval
 
     config = EvalConfig(models=models + compare, data=data, out_dir=out_dir, criterion=criterion,
                         iou_threshold=iou_threshold, bootstrap=bootstrap, threads=threads, folds=folds, fold=fold,
-                        seed=seed, write_operating_points=write_operating_points, raster_bits=raster_bits)
+                        seed=seed, write_operating_points=write_operating_points, raster_bits=raster_bits,
+                        all_views=all_views)
     report = run_eval(config, progress=True)
     for name, summary in report["models"].items():
         points = ", ".join(f"{p}: {v['tpr']:.3f}" for p, v in summary["tpr_at_fppi"].items())

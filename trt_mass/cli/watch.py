@@ -22,6 +22,8 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
               help="ort, trt (the model's engine in its folder), triton (a Triton server runs --model) or auto "
                    "(TensorRT when an engine fits this GPU).")
 @triton_options(model_default=None)
+@click.option("--all-views/--tissue-views", default=None,
+              help="Run every view even when the model selects the views with tissue [default: its selection].")
 @click.option("--allow-engine-host-code/--no-engine-host-code", default=None,
               help="Allow version-compatible TensorRT engines (their embedded runtime runs as host code).")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -55,6 +57,7 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
 @maps_errors
 def watch(root: Path | None, model: Path | None, config_file: Path | None, polling: bool | None,
           backend: str | None, triton_url: str | None, triton_model: str | None, triton_timeout_s: float | None,
+          all_views: bool | None,
           allow_engine_host_code: bool | None, model_dir: Path | None, threads: int | None,
           delete_done: bool | None,
           overlay: bool | None, log_format: str | None, dicom_out: str | None, raster_bits: int | None,
@@ -77,6 +80,7 @@ def watch(root: Path | None, model: Path | None, config_file: Path | None, polli
 
     flags = {"root": root, "model": model, "polling": polling, "backend": backend, "threads": threads,
              "triton_url": triton_url, "triton_model": triton_model, "triton_timeout_s": triton_timeout_s,
+             "all_views": all_views,
              "delete_done": delete_done, "overlay": overlay, "log_format": log_format, "dicom_out": dicom_out,
              "allow_engine_host_code": allow_engine_host_code, "model_dir": model_dir, "raster_bits": raster_bits,
              "operating_point": operating_point, "decoder": decoder, "decode_threads": decode_threads,

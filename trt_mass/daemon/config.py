@@ -43,6 +43,7 @@ class WatchConfig:
         backend: "ort", "trt" (the engine of `model` in its folder, or an engine file), "triton" or "auto".
         triton_url, triton_model, triton_timeout_s: the Triton server of backend "triton" (`model` is the
             .onnx the served model must be); a server that is away keeps the files waiting, retried.
+        all_views: run every view even when the model selects the views with tissue.
         allow_engine_host_code: allow version-compatible TensorRT engines (their lean runtime runs as host code).
         model_dir: the only folder TensorRT engines are looked up in and loaded from (default: the model's).
         raster_bits: significant bits of 16-bit PNG/TIFF arrivals (default: the file's statement, else its maximum).
@@ -76,6 +77,7 @@ class WatchConfig:
     triton_url: str | None = None
     triton_model: str = "trt_mass"
     triton_timeout_s: float = 30.0
+    all_views: bool = False
     incoming: Path | None = None
     processing: Path | None = None
     done: Path | None = None

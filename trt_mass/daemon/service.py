@@ -226,7 +226,7 @@ class WatchService:
         detector = Detector(config.model, backend=config.backend, threads=config.threads, model_dir=config.model_dir,
                             allow_engine_host_code=config.allow_engine_host_code, cpu_spin=False,
                             triton_url=config.triton_url, triton_model=config.triton_model,
-                            triton_timeout_s=config.triton_timeout_s).open()
+                            triton_timeout_s=config.triton_timeout_s, all_views=config.all_views).open()
         try:
             point = choose_operating_point(detector.metadata, config.operating_point)
         except Exception:  # e.g. operating_point = "1fppi" for a model without points: retried, never leaked

@@ -181,17 +181,28 @@ def _configure(builder: trt.Builder, profile: BuildProfile, metadata: ModelMetad
         config.max_aux_streams = profile.max_aux_streams
     if profile.tactic_sources is not None:
         _set_tactic_sources(config, profile)
-    # One optimization profile: the canvas (and any other input) is static, min = opt = max; the 26-view batch
-    # is made inside the graph (Core/OptimizationProfile: IOptimizationProfile.set_shape(name, min, opt, max)).
+    # One optimization profile: the canvas is static, min = opt = max; the view batch is made inside the graph,
+    # and with view selection view_index [K] spans 1 .. all views, tuned for the profile's opt_views
+    # (Core/OptimizationProfile: IOptimizationProfile.set_shape(name, min, opt, max)).
     optimization_profile = builder.create_optimization_profile()
     for tensor in metadata.inputs:
-        shape = trt.Dims(tensor.shape)
-        optimization_profile.set_shape(tensor.name, shape, shape, shape)
+        low, opt, high = _profile_shapes(tensor, metadata.graph_spec.geometry.num_views, profile.opt_views)
+        optimization_profile.set_shape(tensor.name, trt.Dims(low), trt.Dims(opt), trt.Dims(high))
     # add_optimization_profile returns the profile's index, or -1 when the profile is invalid.
     if config.add_optimization_profile(optimization_profile) < 0:
         raise ModelError(f"TensorRT refused the optimization profile {[(t.name, t.shape) for t in metadata.inputs]} "
                          "(see TensorRT's messages above)")
     return config
+
+
+def _profile_shapes(tensor: TensorSpec, num_views: int,
+                    opt_views: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(min, opt, max) of one input: its static shape, or 1 / opt_views / all views for view_index's length."""
+    if all(d > 0 for d in tensor.shape):
+        return tensor.shape, tensor.shape, tensor.shape
+    if tensor.name != "view_index" or tensor.shape != (-1,):
+        raise ModelError(f"input {tensor.name!r} has a dynamic shape {tensor.shape}; only view_index's length may vary")
+    return (1,), (min(opt_views, num_views),), (num_views,)
 
 
 def _set_tactic_sources(config: trt.IBuilderConfig, profile: BuildProfile) -> None:

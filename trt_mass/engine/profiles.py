@@ -45,6 +45,9 @@ class BuildProfile:
             directory); None: no cache.
         max_aux_streams: auxiliary streams TensorRT may use inside the engine (None: TensorRT's choice).
         tactic_sources: names of tensorrt.TacticSource members to enable (None: TensorRT's default).
+        opt_views: for a model with view selection, the number of views TensorRT tunes its kernels for
+            (the optimization profile of view_index is 1 .. all views, this one optimal); a letterboxed
+            mammogram has tissue in about 16-24 of the 26 views.
         source: the file the profile was read from.
     """
 
@@ -59,6 +62,7 @@ class BuildProfile:
     timing_cache: str | None = None
     max_aux_streams: int | None = None
     tactic_sources: tuple[str, ...] | None = None
+    opt_views: int = 21
     source: str = "<profile>"
 
     def __post_init__(self) -> None:
@@ -76,6 +80,8 @@ class BuildProfile:
         if self.hardware_compatibility not in HARDWARE_COMPATIBILITY_LEVELS:
             raise ConfigError(where + "hardware_compatibility must be one of "
                               f"{', '.join(HARDWARE_COMPATIBILITY_LEVELS)}, got {self.hardware_compatibility!r}")
+        if self.opt_views < 1:
+            raise ConfigError(where + f"opt_views must be at least 1, got {self.opt_views}")
         if self.max_aux_streams is not None and self.max_aux_streams < 0:
             raise ConfigError(where + f"max_aux_streams must be >= 0, got {self.max_aux_streams}")
         for capability in self.compute_capabilities:
@@ -185,7 +191,7 @@ def profile_from_dict(data: dict[str, Any], default_name: str, source: str) -> B
     return BuildProfile(**values)
 
 
-_INT_KEYS = ("workspace_mib", "builder_optimization_level", "max_aux_streams")
+_INT_KEYS = ("workspace_mib", "builder_optimization_level", "max_aux_streams", "opt_views")
 _LIST_KEYS = ("precisions", "compute_capabilities", "tactic_sources")
 _STR_KEYS = ("name", "description", "hardware_compatibility", "timing_cache")
 

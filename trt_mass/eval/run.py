@@ -38,16 +38,18 @@ class EvalConfig:
     seed: int = 0
     write_operating_points: bool = False  # into the first model's metadata, measured on this data
     raster_bits: int | None = None  # significant bits of 16-bit PNG/TIFF images, as detect --raster-bits
+    all_views: bool = False  # a model with view selection runs every view (its FROC without the selection)
 
 
 def detect_samples(model: Path, samples: Sequence[Sample], backend: str = "ort", threads: int | None = None,
-                   progress: bool = False, raster_bits: int | None = None) -> tuple[list[ImageResult], list[str]]:
+                   progress: bool = False, raster_bits: int | None = None,
+                   all_views: bool = False) -> tuple[list[ImageResult], list[str]]:
     """Findings of every sample through the same pipeline as `trtmass detect`; (results, refusals)."""
     from trt_mass.inputs.files import read_image
     from trt_mass.pipeline import Detector
 
     results, refused = [], []
-    with Detector(model, backend=backend, threads=threads) as detector:
+    with Detector(model, backend=backend, threads=threads, all_views=all_views) as detector:
         for index, sample in enumerate(samples):
             try:
                 mammogram = read_image(sample.path, raster_bits)
@@ -97,11 +99,12 @@ def run_eval(config: EvalConfig, progress: bool = False) -> dict[str, Any]:
         _, samples = patient_folds(samples, config.folds, config.fold, config.seed)
     normal_ids = {s.image_id for s in samples if s.normal}
     report: dict[str, Any] = {"data": config.data, "samples": len(samples), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                              "models": {}}
+                              "all_views": config.all_views, "models": {}}
     config.out_dir.mkdir(parents=True, exist_ok=True)
     for model in config.models:
         metadata = read_onnx_metadata(model)
-        images, refused = detect_samples(model, samples, config.backend, config.threads, progress, config.raster_bits)
+        images, refused = detect_samples(model, samples, config.backend, config.threads, progress, config.raster_bits,
+                                         config.all_views)
         if not images:
             raise ConfigError(f"every image of {config.data} was refused: {refused[:3]}")
         summary = summarize(images, normal_ids, config.criterion, config.iou_threshold, config.bootstrap)

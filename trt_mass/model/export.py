@@ -1,7 +1,8 @@
 """Export a network as the engine graph (or network-only) ONNX with its metadata.
 
 Needs torch, onnx, onnxscript and onnxsim (the `train` extra).  The exported graph uses the standard
-ONNX domain only (no plugins), opset 19, static shapes after the canvas input.
+ONNX domain only (no plugins), opset 19, static shapes after the canvas input; with view selection the
+`view_index` input's length is the one dynamic dimension ("views", 1..26).
 """
 
 from __future__ import annotations
@@ -57,9 +58,12 @@ class _NetworkOnly(torch.nn.Module):
         return self.network(views)
 
 
+VIEWS_DIM = "views"
+
+
 def _example_and_names(
     network: RetinaNetNetwork, options: ExportOptions
-) -> tuple[torch.nn.Module, torch.Tensor, list[str], list[str]]:
+) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...], list[str], list[str]]:
     geometry = options.graph_spec.geometry
     canvas_h, canvas_w = geometry.canvas_hw
     generator = torch.Generator().manual_seed(0)
@@ -67,8 +71,13 @@ def _example_and_names(
     canvas = canvas.to(getattr(torch, options.graph_spec.canvas_dtype))
     if options.network_only:
         views = ViewBatch(geometry)(canvas)
-        return _NetworkOnly(network), views, ["views"], ["cls_logits", "box_regression"]
-    return EngineGraph(network, options.graph_spec), canvas, ["canvas"], ["boxes", "scores"]
+        return _NetworkOnly(network), (views,), ["views"], ["cls_logits", "box_regression"]
+    graph = EngineGraph(network, options.graph_spec)
+    if not options.graph_spec.selects_views:
+        return graph, (canvas,), ["canvas"], ["boxes", "scores"]
+    # An example K that is neither 1 nor the number of views, so that tracing keeps K symbolic.
+    view_index = torch.arange(0, geometry.num_views, 5, dtype=torch.int32)
+    return graph, (canvas, view_index), ["canvas", "view_index"], ["boxes", "scores"]
 
 
 def _tensor_specs(graph_values: Any) -> tuple[TensorSpec, ...]:
@@ -78,8 +87,8 @@ def _tensor_specs(graph_values: Any) -> tuple[TensorSpec, ...]:
     for value in graph_values:
         tensor_type = value.type.tensor_type
         dtype = helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
-        shape = tuple(int(d.dim_value) for d in tensor_type.shape.dim)
-        if any(d <= 0 for d in shape):
+        shape = tuple(int(d.dim_value) if d.dim_value > 0 else -1 for d in tensor_type.shape.dim)
+        if any(d <= 0 for d in shape) and value.name != "view_index":
             raise ModelError(f"exported graph has a non-static shape for {value.name}: {shape}")
         specs.append(TensorSpec(value.name, dtype, shape))
     return tuple(specs)
@@ -97,10 +106,15 @@ def export_onnx(
     network = network.eval()
     module, example, input_names, output_names = _example_and_names(network, options)
     module = module.eval()
+    dynamic_shapes = None
+    if len(example) == 2:
+        views = torch.export.Dim(VIEWS_DIM, min=1, max=options.graph_spec.geometry.num_views)
+        dynamic_shapes = {"canvas": None, "view_index": {0: views}}
     with torch.no_grad():
         program = torch.onnx.export(
             module,
-            (example,),
+            example,
+            dynamic_shapes=dynamic_shapes,
             dynamo=True,
             opset_version=OPSET,
             input_names=input_names,
@@ -113,6 +127,7 @@ def export_onnx(
     model = program.model_proto
     if options.simplify:
         model = _simplify(model)
+    _name_view_dimension(model)
     check_standard_ops(model)
     metadata = ModelMetadata(
         kind="network_only" if options.network_only else "engine_graph",
@@ -134,6 +149,15 @@ def export_onnx(
     with atomic_path(output_path, suffix=".onnx") as temporary:
         onnx.save(model, str(temporary))
     return metadata
+
+
+def _name_view_dimension(model: onnx.ModelProto) -> None:
+    """The dynamic length of view_index is called "views" (onnxsim renames symbolic dimensions)."""
+    for value in model.graph.input:
+        if value.name == "view_index":
+            dimension = value.type.tensor_type.shape.dim[0]
+            dimension.ClearField("dim_value")
+            dimension.dim_param = VIEWS_DIM
 
 
 def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:

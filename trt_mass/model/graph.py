@@ -1,5 +1,9 @@
 """The engine graph: canvas -> 26 views -> network -> fp32 decode -> per-view NMS -> cross-view merge.
 
+With view selection ("tissue"), the graph also takes `view_index` int32 [K] and runs the network, decode
+and NMS on those K views only (K dynamic, 1..26); the merge then takes a fixed N candidates (zero-score
+padding keeps N <= the candidates whatever K is), so every shape after the network stays static.
+
 Every numeric step after the canvas is a torch module here and is exported as one ONNX graph, so
 ONNX Runtime (CPU) and TensorRT (GPU) run exactly the same computation.
 """
@@ -44,17 +48,25 @@ class CrossViewMerge(nn.Module):
            score; rows without a finding have score 0 and a zero box.
 
     Connected components come from the transitive closure of the N x N adjacency by repeated
-    boolean squaring (static shapes, standard ops).
+    boolean squaring (static shapes, standard ops).  With `pad` (a dynamic M: view selection), N zero-score
+    candidates are appended first and N = max_candidates always; they are never valid, so the result is
+    the same.
     """
 
-    def __init__(self, spec: GraphSpec) -> None:
+    def __init__(self, spec: GraphSpec, pad: bool = False) -> None:
         super().__init__()
         self.score_threshold = spec.score_threshold
         self.merge_iou = spec.merge_iou
         self.max_candidates = spec.max_candidates
+        self.pad = pad
 
     def forward(self, boxes: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
-        count = min(self.max_candidates, int(scores.shape[0]))
+        if self.pad:
+            count = self.max_candidates
+            boxes = torch.cat([boxes, boxes.new_zeros((count, 4))])
+            scores = torch.cat([scores, scores.new_zeros((count,))])
+        else:
+            count = min(self.max_candidates, int(scores.shape[0]))
         cand_scores, order = torch.topk(scores, count)
         cand_boxes = boxes[order]
         valid = cand_scores > self.score_threshold
@@ -79,7 +91,8 @@ class CrossViewMerge(nn.Module):
 class Postprocess(nn.Module):
     """Network outputs of the view batch -> merged detections on the canvas.
 
-    forward(cls_logits [V, A, 1], box_regression [V, A, 4]) -> boxes [N, 4] xyxy canvas px, scores [N].
+    forward(cls_logits [V, A, 1], box_regression [V, A, 4], view_index [V] int (None: views 0..V-1))
+        -> boxes [N, 4] xyxy canvas px, scores [N].
     """
 
     anchors: Tensor
@@ -96,32 +109,42 @@ class Postprocess(nn.Module):
         offsets = torch.stack([origins[:, 2], origins[:, 1], origins[:, 2], origins[:, 1]], dim=1)
         self.register_buffer("view_offset", offsets.view(-1, 1, 4), persistent=False)
         self.box_coder = box_coder()
-        self.merge = CrossViewMerge(spec)
+        self.merge = CrossViewMerge(spec, pad=spec.selects_views)
 
-    def forward(self, cls_logits: Tensor, box_regression: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, cls_logits: Tensor, box_regression: Tensor,
+                view_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        boxes_canvas, candidate_scores = self.candidates(cls_logits, box_regression, view_index)
+        return self.merge(boxes_canvas.reshape(-1, 4), candidate_scores.reshape(-1))
+
+    def candidates(self, cls_logits: Tensor, box_regression: Tensor,
+                   view_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Per-view candidates before the merge: boxes [V, K, 4] xyxy canvas px, scores [V, K] (0: suppressed)."""
         spec, geometry = self.spec, self.spec.geometry
-        num_views, num_anchors = cls_logits.shape[0], cls_logits.shape[1]
+        num_anchors = cls_logits.shape[1]
         top_k = min(spec.pre_nms_top_k, int(num_anchors))
         scores = torch.sigmoid(cls_logits[..., 0].to(torch.float32))  # [V, A]
         top_scores, top_index = torch.topk(scores, top_k, dim=1)  # [V, K]
         deltas = torch.gather(box_regression.to(torch.float32), 1, top_index[..., None].expand(-1, -1, 4))
         anchors = self.anchors[top_index]  # [V, K, 4]
         boxes_view = self.box_coder.decode_single(deltas.reshape(-1, 4), anchors.reshape(-1, 4))
-        boxes_view = boxes_view.reshape(num_views, top_k, 4)
+        boxes_view = boxes_view.reshape(-1, top_k, 4)
         limits = torch.tensor([geometry.tile_w, geometry.tile_h] * 2, dtype=torch.float32)
         boxes_view = torch.minimum(boxes_view.clamp(min=0.0), limits.to(boxes_view.device))
         # A box that clipping flattened (less than a pixel wide or high) is no detection; dropping it
         # also keeps zero-area ties out of NMS and of the merge's largest-box choice.
         sizes = boxes_view[..., 2:] - boxes_view[..., :2]
         top_scores = top_scores * ((sizes[..., 0] >= 1.0) & (sizes[..., 1] >= 1.0)).to(top_scores.dtype)
-        boxes_canvas = boxes_view * self.view_scale + self.view_offset
+        scale, offset = self.view_scale, self.view_offset
+        if view_index is not None:
+            scale, offset = scale.index_select(0, view_index), offset.index_select(0, view_index)
+        boxes_canvas = boxes_view * scale + offset
         keep = view_nms(boxes_canvas, top_scores, spec.nms_iou, spec.score_threshold, spec.max_per_view)
-        candidate_scores = (top_scores * keep).reshape(-1)
-        return self.merge(boxes_canvas.reshape(-1, 4), candidate_scores)
+        return boxes_canvas, top_scores * keep
 
 
 class EngineGraph(nn.Module):
-    """canvas uint16 [1, 1, CH, CW] -> boxes float32 [N, 4] (xyxy, canvas px), scores float32 [N]."""
+    """canvas uint16 [1, 1, CH, CW] (+ view_index int32 [K] with view selection)
+    -> boxes float32 [N, 4] (xyxy, canvas px), scores float32 [N]."""
 
     def __init__(self, network: RetinaNetNetwork, spec: GraphSpec) -> None:
         super().__init__()
@@ -132,6 +155,11 @@ class EngineGraph(nn.Module):
         self.network = network
         self.postprocess = Postprocess(spec)
 
-    def forward(self, canvas: Tensor) -> tuple[Tensor, Tensor]:
-        cls_logits, box_regression = self.network(self.views(canvas))
-        return self.postprocess(cls_logits, box_regression)
+    def forward(self, canvas: Tensor, view_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.spec.selects_views != (view_index is not None):
+            raise ValueError("view_index is the second input of a graph with view selection, and only of one")
+        views = self.views(canvas)
+        if view_index is not None:
+            views = views.index_select(0, view_index)
+        cls_logits, box_regression = self.network(views)
+        return self.postprocess(cls_logits, box_regression, view_index)

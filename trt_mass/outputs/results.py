@@ -104,6 +104,9 @@ def result_record(mammogram: Mammogram, result: DetectionResult, metadata: Model
             "precision": metadata.precision,
             "backend": backend,
         },
+        # Which of the model's views ran (0: the full view, then the tiles row by row) and why.
+        "views": {"run": list(result.views), "of": metadata.graph_spec.geometry.num_views,
+                  "selection": result.view_selection},
         "timings_ms": {k: round(v, 2) for k, v in timings_ms.items()},
     }
 

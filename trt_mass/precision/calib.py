@@ -278,9 +278,10 @@ class CanvasReader:
     """
 
     def __init__(self, calibration: CalibrationSet, geometry: Any, canvas_dtype: str, input_name: str = "canvas",
-                 progress: bool = False) -> None:
+                 progress: bool = False, view_index: np.ndarray | None = None) -> None:
         from trt_mass.geometry import CanvasBuilder
 
+        self.view_index = view_index  # a graph with view selection is calibrated on every view
         self.paths = calibration.paths()
         self.input_name = input_name
         self.progress = progress
@@ -306,4 +307,7 @@ class CanvasReader:
             import sys
 
             print(f"\rcalibrating: {self._done}/{len(self.paths)} images", end="", file=sys.stderr, flush=True)
-        return {self.input_name: self._builder.canvas.copy()}
+        feed = {self.input_name: self._builder.canvas.copy()}
+        if self.view_index is not None:
+            feed["view_index"] = self.view_index
+        return feed

@@ -246,8 +246,11 @@ def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], optio
 
     scheme = INT8_SCHEMES[options.target]
     cache = _cache_path(options, calibration, source, scheme)
-    reader = CanvasReader(calibration, metadata.graph_spec.geometry, metadata.graph_spec.canvas_dtype,
-                          metadata.inputs[0].name, progress)
+    from trt_mass.tissue import all_views
+
+    spec = metadata.graph_spec
+    reader = CanvasReader(calibration, spec.geometry, spec.canvas_dtype, metadata.inputs[0].name, progress,
+                          all_views(spec.geometry) if spec.selects_views else None)
     named = path.with_name(path.name + ".named.onnx")
     onnx.save(model, str(named))
     cached = cache is not None and cache.is_file()

@@ -16,7 +16,8 @@ class Runner(ABC):
 
     Use as a context manager (activate on enter, release on exit) or call activate()/deactivate().
     `infer` takes and returns dicts of named NumPy arrays; inputs are checked against the model's
-    metadata (names, dtypes, static shapes) before they reach the backend.
+    metadata (names, dtypes, shapes; -1 is the dynamic length of view_index, whose values must be
+    views of the model, ascending, the full view first) before they reach the backend.
     """
 
     backend = "abstract"
@@ -47,6 +48,8 @@ class Runner(ABC):
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         metadata = self.metadata
         check_feed(feed, metadata.inputs)
+        if "view_index" in feed:
+            check_view_index(feed["view_index"], metadata.graph_spec.geometry.num_views)
         return self._infer(feed)
 
     def __enter__(self) -> Runner:
@@ -78,5 +81,16 @@ def check_feed(feed: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...]) -> N
             raise InputError(name, f"expected a NumPy array, got {type(array).__name__}")
         if array.dtype != np.dtype(spec.dtype):
             raise InputError(name, f"dtype {array.dtype}, the model takes {spec.dtype}")
-        if tuple(array.shape) != spec.shape:
+        if len(array.shape) != len(spec.shape) or any(want not in (-1, got) for got, want in
+                                                      zip(array.shape, spec.shape, strict=True)):
             raise InputError(name, f"shape {tuple(array.shape)}, the model takes {spec.shape}")
+
+
+def check_view_index(view_index: np.ndarray, num_views: int) -> None:
+    """Raise InputError unless `view_index` is 1..num_views distinct views, ascending, starting with the full view."""
+    if not 1 <= view_index.size <= num_views:
+        raise InputError("view_index", f"{view_index.size} views, the model runs 1 to {num_views}")
+    if view_index[0] != 0 or (view_index.size > 1 and (np.diff(view_index) <= 0).any()) \
+            or view_index[-1] >= num_views:
+        raise InputError("view_index", f"{view_index.tolist()}: views must ascend from 0 (the full view) and stay "
+                                       f"below {num_views}")

@@ -54,7 +54,9 @@ class OnnxRuntimeRunner(Runner):
         except Exception as error:
             raise ModelError(f"{self.model_path}: ONNX Runtime cannot load it ({error})") from error
         metadata = metadata_from_map(dict(session.get_modelmeta().custom_metadata_map), str(self.model_path))
-        session_inputs = {i.name: tuple(i.shape) for i in session.get_inputs()}
+        # A dynamic dimension (view_index's length) is a name or None to ONNX Runtime and -1 in the metadata.
+        session_inputs = {i.name: tuple(d if isinstance(d, int) else -1 for d in i.shape)
+                          for i in session.get_inputs()}
         declared = {t.name: t.shape for t in metadata.inputs}
         if session_inputs != declared:
             raise ModelError(

@@ -126,12 +126,14 @@ class TorchRunner(Runner):
         cuda = self.device.type == "cuda"
         started = time.perf_counter()
         canvas = torch.from_numpy(feed["canvas"])
+        view_index = torch.from_numpy(feed["view_index"]) if "view_index" in feed else None
         if cuda:
             canvas = canvas.to(self.device)
+            view_index = None if view_index is None else view_index.to(self.device)
             torch.cuda.synchronize(self.device)
         copied = time.perf_counter()
         with torch.inference_mode():
-            boxes, scores = self._graph(canvas)
+            boxes, scores = self._graph(canvas, view_index)
         if cuda:
             torch.cuda.synchronize(self.device)
         inferred = time.perf_counter()

@@ -176,7 +176,7 @@ class TritonRunner(Runner):
         module = self._client_module()
         inputs = []
         for spec in self.metadata.inputs:
-            tensor = module.InferInput(spec.name, list(spec.shape), PROTOCOL_DTYPES[spec.dtype])
+            tensor = module.InferInput(spec.name, list(feed[spec.name].shape), PROTOCOL_DTYPES[spec.dtype])
             tensor.set_data_from_numpy(np.ascontiguousarray(feed[spec.name]), **({} if self._grpc else
                                                                                    {"binary_data": True}))
             inputs.append(tensor)

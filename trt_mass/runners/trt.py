@@ -156,9 +156,13 @@ class TensorRTRunner(Runner):
         if found != expected:
             raise ModelError(f"{self.engine_path}: engine I/O {found} differs from the model metadata in its "
                              f"sidecar {expected}")
-        if any(d < 0 for _, _, shape in found.values() for d in shape):
-            raise ModelError(f"{self.engine_path}: dynamic shapes are not supported (trt_mass graphs are static)")
-        return found
+        if any(d < 0 for name, (_, _, shape) in found.items() for d in shape if name != "view_index"):
+            raise ModelError(f"{self.engine_path}: only view_index may have a dynamic shape (trt_mass graphs are "
+                             "static otherwise)")
+        views = metadata.graph_spec.geometry.num_views
+        # view_index [K]: buffers for every view; each call sets K (IExecutionContext.set_input_shape).
+        return {name: (is_input, dtype, (views,) if name == "view_index" else shape)
+                for name, (is_input, dtype, shape) in found.items()}
 
     def _bind(self, cudart: Any, context: trt.IExecutionContext, binding: _Binding) -> None:
         """Device and pinned host memory for one I/O tensor, its address given to the execution context."""
@@ -204,13 +208,22 @@ class TensorRTRunner(Runner):
         device_to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         inputs = [b for b in self._bindings if b.is_input]
         outputs = [b for b in self._bindings if not b.is_input]
+        sizes = {}
         for binding in inputs:
             assert binding.host is not None
-            np.copyto(binding.host, feed[binding.name], casting="no")
+            value = feed[binding.name]
+            if binding.name == "view_index":  # dynamic length K: the first K slots, and the shape set per call
+                binding.host[: value.size] = value
+                if not self._context.set_input_shape(binding.name, (int(value.size),)):
+                    raise ModelError(f"{self.engine_path}: TensorRT refused view_index of length {value.size}")
+                sizes[binding.name] = value.nbytes
+            else:
+                np.copyto(binding.host, value, casting="no")
+                sizes[binding.name] = binding.nbytes
         self._call(cudart.cudaEventRecord(start, stream), "cudaEventRecord")
         for binding in inputs:
-            self._call(cudart.cudaMemcpyAsync(binding.device, binding.host_pointer, binding.nbytes, host_to_device,
-                                              stream), f"cudaMemcpyAsync(H2D {binding.name})")
+            self._call(cudart.cudaMemcpyAsync(binding.device, binding.host_pointer, sizes[binding.name],
+                                              host_to_device, stream), f"cudaMemcpyAsync(H2D {binding.name})")
         self._call(cudart.cudaEventRecord(copied_in, stream), "cudaEventRecord")
         # execute_async_v3(stream_handle) enqueues the engine on the stream; returns False on failure.
         if not self._context.execute_async_v3(int(stream)):
