@@ -8,7 +8,7 @@ inputs are full-size phantoms read from disk every run.  Reports the end-to-end 
 (median, and median of paired ratios), the views per mammogram, and the host steps' share of the total
 (read + decode, canvas with the selection, post-processing + writing).
 
-    python -m benchmarks.bench_selection_vs_eager [--runs 3] [--synthetic 3]
+    python -m benchmarks.bench_selection_vs_eager [--runs 3] [--synthetic 3 | --input DIR --pixel-spacing MM]
 
 Writes benchmarks/results/selection_vs_eager.json and its section of benchmarks/RESULTS.md.  Targets: int8-cpu
 with selection <= 0.15 x, fp32-cpu with selection <= 0.40 x the baseline.
@@ -52,8 +52,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.arch, args.head_width, args.tile, args.prior, view_selection="tissue")
     variants = {"fp32": model, "fp32 cpu (Winograd)": make_fp32_cpu(model),
                 "int8 cpu": make_int8(model, args.workdir, args.calib_count, args.scale)}
-    common: dict[str, Any] = dict(synthetic=args.synthetic, synthetic_scale=args.scale, seed=0, warmup=args.warmup,
-                                  runs=args.runs, threads=args.threads, baseline=True, baseline_model=model)
+    inputs: dict[str, Any] = ({"inputs": args.input} if args.input is not None else
+                              {"synthetic": args.synthetic, "synthetic_scale": args.scale, "seed": 0})
+    common: dict[str, Any] = dict(**inputs, warmup=args.warmup, runs=args.runs, threads=args.threads, baseline=True,
+                                  baseline_model=model, pixel_spacing_mm=args.pixel_spacing)
     rows = []
     for name, path in variants.items():
         for selection in (True, False):
@@ -94,9 +96,9 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{row['baseline_median_ms'] / 1000:.2f} s | **{row['ratio']:.3f}** | "
                      f"{row['paired_ratio_median']:.3f} | {100 * row['host_share']:.1f} % | {target} |")
     lines += ["", "Host steps: read + decode, canvas (with the view selection) and post-processing + writing, as a "
-                  "share of ours' mean end-to-end time.  The phantoms' tissue fraction is `trtmass synth`'s "
-                  "(about 22–23 of 26 views have tissue, like mini-MIAS's 21.8 at these tiles; "
-                  "benchmarks/bench_views.py).", END]
+                  "share of ours' mean end-to-end time.  Tissue fractions: all 210 mini-MIAS images have tissue "
+                  "in 21.8 of 26 views on average at these tiles (benchmarks/bench_views.py); `trtmass synth`'s "
+                  "full-size phantoms in about 25, as their breasts fill the detector.", END]
     return "\n".join(lines)
 
 
@@ -114,6 +116,9 @@ def main() -> None:
     parser.add_argument("--tile", default="768x640")
     parser.add_argument("--prior", type=float, default=0.01)
     parser.add_argument("--calib-count", type=int, default=4)
+    parser.add_argument("--input", type=Path, default=None,
+                        help="a folder of mammograms (mini-MIAS images: real tissue fractions) instead of phantoms")
+    parser.add_argument("--pixel-spacing", type=float, default=None, help="for PNG/PGM inputs (mini-MIAS: 0.2)")
     parser.add_argument("--synthetic", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--runs", type=int, default=3)
