@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 
 from tests.conftest import TinyModel
@@ -13,6 +12,7 @@ from trt_mass.merge_oracle import merge_oracle
 from trt_mass.runners.ort import OnnxRuntimeRunner
 
 torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
 
 from trt_mass.model.graph import EngineGraph  # noqa: E402
 
