@@ -88,8 +88,8 @@ demo: $(RUNTIME_STAMP)
 # How the bundled demo model was made (about an hour on 2 CPU cores); see trt_mass/data/MODEL_CARD.md.
 DEMO_MODEL_ARGS := --arch resnet18 --head-width 64 --tile 256x224
 demo-model: $(STAMP)
-	$(VENV)/bin/trtmass synth out/demo-model/phantoms-train --count 240 --seed 100 --scale 0.25
-	$(VENV)/bin/trtmass synth out/demo-model/phantoms-test --count 50 --seed 200 --scale 0.25
+	$(VENV)/bin/trtmass synth out/demo-model/phantoms-train --count 240 --seed 100 --scale 0.25 --anatomy fill
+	$(VENV)/bin/trtmass synth out/demo-model/phantoms-test --count 50 --seed 200 --scale 0.25 --anatomy fill
 	$(VENV)/bin/trtmass train --data out/demo-model/phantoms-train --data mias:../shared/data/mini-mias-train \
 		--folds 5 --fold 0 $(DEMO_MODEL_ARGS) --epochs 8 --lr 3e-4 --batch-size 8 --out out/demo-model/run
 	# (the shipped model: the run was then resumed for two more epochs)

@@ -60,7 +60,7 @@ def write_cases(folder: Path, shapes: tuple[str, ...] = tuple(SHAPES)) -> dict[s
     for index, (name, shape) in enumerate(SHAPES.items()):
         if name not in shapes:
             continue
-        phantom = make_phantom(np.random.default_rng(index), 1.0, False, vendor_index=0, shape_hw=shape)
+        phantom = make_phantom(np.random.default_rng(index), 1.0, False, vendor_index=0, shape_hw=shape, anatomy="fill")
         ds: Any = phantom_dataset(phantom, seed=0, index=index, photometric="MONOCHROME1")
         stored = ds.pixel_array
         j2k = ds.copy()

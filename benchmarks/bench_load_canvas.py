@@ -33,7 +33,7 @@ CASES = (
 def write_case(folder: Path, index: int, shape: tuple[int, int], photometric: str, j2k: bool) -> Path:
     from pydicom.uid import JPEG2000Lossless
 
-    phantom = make_phantom(np.random.default_rng(index), 1.0, False, vendor_index=0, shape_hw=shape)
+    phantom = make_phantom(np.random.default_rng(index), 1.0, False, vendor_index=0, shape_hw=shape, anatomy="fill")
     ds = phantom_dataset(phantom, seed=0, index=index, photometric=photometric)
     if j2k:
         ds.compress(JPEG2000Lossless, generate_instance_uid=False)  # type: ignore[attr-defined]

@@ -42,7 +42,7 @@ VARIANTS = (("fp16", "tensorrt"), ("int8", "cpu"), ("int8", "tensorrt"))
 def synth(folder: Path, count: int, seed: int) -> None:
     if not (folder / "truth.csv").is_file():
         subprocess.run([sys.executable, "-m", "trt_mass.cli", "synth", str(folder), "--count", str(count),
-                        "--seed", str(seed), "--scale", "0.25"], check=True, capture_output=True)
+                        "--seed", str(seed), "--scale", "0.25", "--anatomy", "fill"], check=True, capture_output=True)
 
 
 def measure(model: Path, data: str, threads: int | None) -> tuple[list[ImageResult], list[float]]:

@@ -108,9 +108,17 @@ def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Four small MG phantoms (explicit VR little endian) with distinct SOP Instance UIDs."""
+    import pydicom
+
     from trt_mass.datasets.synth import write_phantoms
 
-    return write_phantoms(tmp_path_factory.mktemp("phantoms"), 4, seed=3, scale=0.05, normal_fraction=0.0)
+    paths = write_phantoms(tmp_path_factory.mktemp("phantoms"), 4, seed=3, scale=0.05, normal_fraction=0.0)
+    for path in paths:  # synth compresses some with JPEG 2000; DCMTK's storescu cannot convert those
+        ds = pydicom.dcmread(path)
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            ds.decompress()
+            ds.save_as(path, enforce_file_format=True)
+    return paths
 
 
 def sop_uid(path: Path) -> str:

@@ -106,12 +106,12 @@ def test_lookup_is_faster_than_the_per_pixel_path() -> None:
     stored = np.random.default_rng(2).integers(0, 4096, size=(4096, 3000)).astype(np.uint16)
     ds = mg_dataset(stored[:2, :2], bits=12, photometric="MONOCHROME1", WindowCenter="2000", WindowWidth="3000")
     ds.Rows, ds.Columns = stored.shape
-    timings = {}
-    for name, function in (("lookup", to_presentation), ("per_pixel", presentation_values)):
-        best = float("inf")
-        for _ in range(3):
+    # Interleaved best-of-5: a busy neighbour on a shared CI machine slows both paths alike.
+    timings = {"lookup": float("inf"), "per_pixel": float("inf")}
+    for _ in range(5):
+        for name, function in (("lookup", to_presentation), ("per_pixel", presentation_values)):
             started = time.perf_counter()
             function(stored, ds)
-            best = min(best, time.perf_counter() - started)
-        timings[name] = best
-    assert timings["lookup"] < 0.5 * timings["per_pixel"], timings
+            timings[name] = min(timings[name], time.perf_counter() - started)
+    # About 0.4 here; a regression to the float path reads 1.0.
+    assert timings["lookup"] < 0.6 * timings["per_pixel"], timings

@@ -106,11 +106,15 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, triton_ur
 @click.option("--scale", type=float, default=1.0, show_default=True,
               help="Fraction of the vendors' native sizes (e.g. 0.125 for fast tests); spacing grows to match.")
 @click.option("--normal-fraction", type=float, default=0.3, show_default=True, help="Share of images without masses.")
+@click.option("--anatomy", type=click.Choice(["realistic", "fill"]), default="realistic", show_default=True,
+              help="realistic: breast size, shape and position vary as real ones do, on an 18x24 or 24x30 cm "
+                   "detector that fits; fill: the original breast filling the detector (reproduces phantoms made "
+                   "before, e.g. the demo model's training set).")
 @maps_errors
-def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: float) -> None:
+def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: float, anatomy: str) -> None:
     """Write synthetic MG DICOM phantoms and OUT_DIR/truth.csv (boxes in original pixels)."""
     from trt_mass.datasets.synth import write_phantoms
 
     started = time.perf_counter()
-    paths = write_phantoms(out_dir, count, seed, scale=scale, normal_fraction=normal_fraction)
+    paths = write_phantoms(out_dir, count, seed, scale=scale, normal_fraction=normal_fraction, anatomy=anatomy)
     click.echo(f"wrote {len(paths)} phantom(s) and truth.csv to {out_dir} in {time.perf_counter() - started:.1f} s")

@@ -59,10 +59,10 @@ def calib_show(manifest: Path, verify: bool) -> None:
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--precision", required=True, type=click.Choice(["fp32", "fp16", "int8"]),
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]),
               help="fp16 or int8; fp32 with --target cpu: the same fp32 model with its large 3x3 convolutions "
                    "computed by Winograd F(4x4,3x3) (faster on ONNX Runtime CPUs).")
-@click.option("--target", required=True, type=click.Choice(["tensorrt", "cpu"]),
+@click.option("--target", type=click.Choice(["tensorrt", "cpu"]),
               help="Who runs it: TensorRT (symmetric Q/DQ) or ONNX Runtime on a CPU (fastest INT8 there).")
 @click.option("--calib", "manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Calibration manifest (INT8 only), from `trtmass calib make`.")
@@ -77,15 +77,36 @@ def calib_show(manifest: Path, verify: bool) -> None:
                    "[default: 256, measured on a 2-core AVX-512 CPU; see benchmarks/RESULTS.md].")
 @click.option("--winograd-min-pixels", type=click.IntRange(1), default=None,
               help="fp32 cpu: ... and at least this many output pixels per view [default: 400].")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--keep-fp32", "keep_fp32", default=None, metavar="auto|NAMES",
+              help="INT8: network layer groups left in fp32: comma-separated names or prefixes (see --list-layers), "
+                   "and/or 'auto' (a sensitivity pass on the calibration set keeps the layers INT8 hurts most).")
+@click.option("--keep-fp32-max", type=click.IntRange(1), default=4, show_default=True,
+              help="auto keeps at most this many layer groups.")
+@click.option("--keep-fp32-ratio", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.25, show_default=True,
+              help="auto stops once the mixed model's score error is at most this fraction of the all-INT8 error.")
+@click.option("--sensitivity-images", type=click.IntRange(1), default=4, show_default=True,
+              help="auto measures on the first this-many calibration images.")
+@click.option("--list-layers", is_flag=True, help="Print the model's layer groups (what --keep-fp32 names) and exit.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 @maps_errors
-def quantize(model: Path, precision: str, target: str, manifest: Path | None, method: str | None, reduce_range: bool,
-             cache_dir: Path | None, no_cache: bool, winograd_min_channels: int | None,
-             winograd_min_pixels: int | None, output: Path) -> None:
+def quantize(model: Path, precision: str | None, target: str | None, manifest: Path | None, method: str | None,
+             reduce_range: bool, cache_dir: Path | None, no_cache: bool, winograd_min_channels: int | None,
+             winograd_min_pixels: int | None, keep_fp32: str | None, keep_fp32_max: int, keep_fp32_ratio: float,
+             sensitivity_images: int, list_layers: bool, output: Path | None) -> None:
     """Write the FP16, INT8 or CPU-FP32 variant of an fp32 engine-graph MODEL."""
     from trt_mass.precision.calib import load_manifest
-    from trt_mass.precision.quantize import QuantizeOptions, describe, quantize_model
+    from trt_mass.precision.quantize import QuantizeOptions, describe, list_layer_groups, quantize_model
+    from trt_mass.precision.sensitivity import KeepFp32
 
+    if list_layers:
+        for group, nodes in list_layer_groups(model).items():
+            click.echo(f"{group}" + (f"  ({len(nodes)} pyramid levels)" if len(nodes) > 1 else ""))
+        return
+    missing = [flag for flag, value in (("--precision", precision), ("--target", target), ("-o/--output", output))
+               if value is None]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)}")
+    assert precision is not None and target is not None and output is not None
     if precision != "int8" and method is not None:
         raise ConfigError(f"--method applies to --precision int8 only ({precision} needs no calibration)")
     if no_cache and cache_dir is not None:
@@ -95,7 +116,8 @@ def quantize(model: Path, precision: str, target: str, manifest: Path | None, me
         cache_dir = manifest.parent / "cache" if manifest is not None else None
     rule = _winograd_rule(precision, winograd_min_channels, winograd_min_pixels)
     options = QuantizeOptions(precision, target, method or "minmax", reduce_range, None if no_cache else cache_dir,
-                              rule)
+                              rule, KeepFp32.parse(keep_fp32, max_groups=keep_fp32_max, images=sensitivity_images,
+                                                    target_ratio=keep_fp32_ratio))
     started = time.perf_counter()
     metadata = quantize_model(model, output, options, calibration, progress=True)
     cache = metadata.quantization.get("calibration_cache")

@@ -24,6 +24,16 @@ import numpy as np
 from PIL import Image
 
 from trt_mass.atomic import atomic_path, write_text_atomic
+from trt_mass.datasets.anatomy import (
+    ANATOMIES,
+    Layout,
+    detector_of,
+    draw_breast,
+    fill_layout,
+    fill_pectoral,
+    pick_detector,
+    realistic_layout,
+)
 from trt_mass.errors import ConfigError
 
 # (manufacturer, model, rows, columns, pixel spacing mm, bits stored) -- sizes like real detectors.
@@ -32,7 +42,10 @@ VENDORS = (
     ("GE MEDICAL SYSTEMS", "Senographe Essential (synthetic)", 3062, 2394, 0.100, 14),
     ("SIEMENS", "Mammomat Inspiration (synthetic)", 3584, 2816, 0.085, 12),
     ("GE MEDICAL SYSTEMS", "Senographe DS (synthetic)", 2294, 1914, 0.100, 14),
+    ("HOLOGIC, Inc.", "Selenia Dimensions 18x24 (synthetic)", 3328, 2560, 0.070, 12),
+    ("SIEMENS", "Mammomat Revelation 18x24 (synthetic)", 2816, 2048, 0.085, 12),
 )
+FILL_VENDOR_COUNT = 4  # the "fill" anatomy draws from the first four, as before the 18x24 entries existed
 MASS_SHAPES = ("round", "oval", "irregular", "spiculated")
 FAKE_PATIENT_NAME = "Phantom^Synthetic"
 FAKE_PATIENT_ID = "SYNTH-PATIENT-"  # + a number: four images (one study) per phantom patient
@@ -77,23 +90,6 @@ def power_law_noise(rng: np.random.Generator, shape: tuple[int, int], beta: floa
 def _upsample(field: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     image = Image.fromarray(field.astype(np.float32), mode="F")
     return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
-
-
-def _breast_geometry(rng: np.random.Generator, shape: tuple[int, int], view: str) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (normalised radius r: <1 inside the breast, chest wall at x = 0), and y/x grids unused."""
-    height, width = shape
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    depth = width * rng.uniform(0.55, 0.82)  # chest wall to nipple
-    if view == "MLO":
-        centre_y = height * rng.uniform(0.40, 0.50)
-        half_height = height * rng.uniform(0.46, 0.55)
-    else:
-        centre_y = height * rng.uniform(0.45, 0.55)
-        half_height = height * rng.uniform(0.33, 0.44)
-    tilt = rng.uniform(-0.08, 0.08) if view == "CC" else rng.uniform(0.05, 0.2)
-    dy = (yy - centre_y) - tilt * xx
-    radius = np.sqrt((xx / depth) ** 2 + (dy / half_height) ** 2)
-    return radius, np.stack([yy, xx])
 
 
 def _mass_mask(rng: np.random.Generator, grid: np.ndarray, centre: tuple[float, float], radius_px: float,
@@ -143,18 +139,20 @@ def _mass_mask(rng: np.random.Generator, grid: np.ndarray, centre: tuple[float, 
 
 
 def make_phantom(rng: np.random.Generator, scale: float, normal: bool, vendor_index: int | None = None,
-                 shape_hw: tuple[int, int] | None = None) -> Phantom:
+                 shape_hw: tuple[int, int] | None = None, anatomy: str = "realistic") -> Phantom:
     """Draw one phantom at `scale` times a vendor's native size (spacing grows as 1/scale).
 
-    `vendor_index` picks a vendor of VENDORS and `shape_hw` overrides the size (benchmarks).
+    `vendor_index` picks a vendor of VENDORS and `shape_hw` overrides the size (benchmarks); `anatomy`
+    is "realistic" (breast size, then the detector that fits it: trt_mass.datasets.anatomy) or "fill"
+    (the original breast filling the detector, reproducing phantoms made before the realistic one).
     """
-    vendor = VENDORS[int(rng.integers(len(VENDORS))) if vendor_index is None else vendor_index]
-    _, _, rows, columns, spacing, _ = vendor
-    shape = shape_hw or (max(64, round(rows * scale)), max(64, round(columns * scale)))
-    spacing_mm = spacing * rows / shape[0]
-    view = "CC" if rng.random() < 0.5 else "MLO"
-    laterality = "L" if rng.random() < 0.5 else "R"
-    radius, grid = _breast_geometry(rng, shape, view)
+    if anatomy == "fill":
+        vendor, shape, spacing_mm, view, laterality, layout = _fill_draw(rng, scale, vendor_index, shape_hw)
+    elif anatomy == "realistic":
+        vendor, shape, spacing_mm, view, laterality, layout = _realistic_draw(rng, scale, vendor_index, shape_hw)
+    else:
+        raise ConfigError(f"anatomy must be one of {', '.join(ANATOMIES)}, got {anatomy!r}")
+    radius, grid = layout.radius, layout.grid
     breast = radius < 1.0
     thickness = np.sqrt(np.clip(1 - radius**2, 0, 1))
     small = (max(32, shape[0] // 4), max(32, shape[1] // 4))
@@ -166,10 +164,12 @@ def make_phantom(rng: np.random.Generator, scale: float, normal: bool, vendor_in
     fat_level, gland_level = rng.uniform(0.22, 0.32), rng.uniform(0.25, 0.40)
     image = (fat_level + gland_level * glandular) * (0.35 + 0.65 * thickness**0.6)
     skin_mm = rng.uniform(1.0, 2.5)
-    skin = (radius > 1 - skin_mm / (shape[1] * spacing_mm * 0.7)) & breast
+    skin = (radius > 1 - skin_mm / (layout.skin_reference_px * spacing_mm * layout.skin_factor)) & breast
     image = np.where(skin, image + 0.06, image)
     if view == "MLO":
-        image, breast = _with_pectoral_muscle(rng, grid, shape, texture, image, breast)
+        pectoral, pectoral_w = ((layout.pectoral, layout.pectoral_width_px) if layout.pectoral is not None
+                                else fill_pectoral(rng, grid, shape))
+        image, breast = _with_pectoral_muscle(rng, grid, texture, image, breast, pectoral, pectoral_w)
     masses: list[MassTruth] = []
     if not normal:
         image, masses = _with_masses(rng, grid, image, breast & (radius < 0.75) & (radius > 0.15), spacing_mm)
@@ -183,13 +183,49 @@ def make_phantom(rng: np.random.Generator, scale: float, normal: bool, vendor_in
     return Phantom(presentation, tuple(masses), laterality, view, vendor, spacing_mm)
 
 
-def _with_pectoral_muscle(rng: np.random.Generator, grid: np.ndarray, shape: tuple[int, int],
-                          texture: np.ndarray, image: np.ndarray, breast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The MLO view's pectoral muscle in the top corner at the chest wall: (image, breast mask) with it."""
-    yy, xx = grid
-    pectoral_w, pectoral_h = shape[1] * rng.uniform(0.25, 0.45), shape[0] * rng.uniform(0.35, 0.6)
-    pectoral = (xx / pectoral_w + yy / pectoral_h) < 1
-    muscle = (rng.uniform(0.42, 0.55) + 0.04 * texture) * (1 - 0.25 * xx / pectoral_w)
+Vendor = tuple[str, str, int, int, float, int]
+Drawn = tuple[Vendor, tuple[int, int], float, str, str, Layout]
+
+
+def _size(vendor: Vendor, scale: float, shape_hw: tuple[int, int] | None) -> tuple[tuple[int, int], float]:
+    """(image rows x columns, pixel spacing mm) of `vendor` at `scale`, or at `shape_hw`."""
+    _, _, rows, columns, spacing, _ = vendor
+    shape = shape_hw or (max(64, round(rows * scale)), max(64, round(columns * scale)))
+    return shape, spacing * rows / shape[0]
+
+
+def _fill_draw(rng: np.random.Generator, scale: float, vendor_index: int | None,
+               shape_hw: tuple[int, int] | None) -> Drawn:
+    """The original draw order (vendor of the first four, view, side, outline): byte-identical phantoms."""
+    vendor = VENDORS[int(rng.integers(FILL_VENDOR_COUNT)) if vendor_index is None else vendor_index]
+    shape, spacing_mm = _size(vendor, scale, shape_hw)
+    view = "CC" if rng.random() < 0.5 else "MLO"
+    laterality = "L" if rng.random() < 0.5 else "R"
+    return vendor, shape, spacing_mm, view, laterality, fill_layout(rng, shape, view)
+
+
+def _realistic_draw(rng: np.random.Generator, scale: float, vendor_index: int | None,
+                    shape_hw: tuple[int, int] | None) -> Drawn:
+    """View and side, the breast in cm, a detector (and vendor) that fits it, then its outline."""
+    view = "CC" if rng.random() < 0.5 else "MLO"
+    laterality = "L" if rng.random() < 0.5 else "R"
+    breast = draw_breast(rng, view)
+    if vendor_index is None:
+        detector = pick_detector(rng, breast)
+        fitting = [v for v in VENDORS if detector_of(v[2], v[3], v[4]) == detector]
+        vendor = fitting[int(rng.integers(len(fitting)))]
+    else:
+        vendor = VENDORS[vendor_index]
+    shape, spacing_mm = _size(vendor, scale, shape_hw)
+    return vendor, shape, spacing_mm, view, laterality, realistic_layout(rng, breast, shape, spacing_mm)
+
+
+def _with_pectoral_muscle(rng: np.random.Generator, grid: np.ndarray, texture: np.ndarray, image: np.ndarray,
+                          breast: np.ndarray, pectoral: np.ndarray,
+                          pectoral_w: float) -> tuple[np.ndarray, np.ndarray]:
+    """The MLO view's pectoral muscle (`pectoral` mask) drawn: (image, breast mask) with it."""
+    xx = grid[1]
+    muscle = (rng.uniform(0.42, 0.55) + 0.04 * texture) * (1 - 0.25 * np.clip(xx / pectoral_w, 0, 1))
     return np.where(pectoral, muscle, image), breast | pectoral
 
 
@@ -321,7 +357,7 @@ def _pixels(ds: Any, phantom: Phantom, photometric: str, voi_function: str) -> N
 
 
 def write_phantoms(out_dir: str | Path, count: int, seed: int, scale: float = 1.0,
-                   normal_fraction: float = 0.3, progress: bool = False) -> list[Path]:
+                   normal_fraction: float = 0.3, progress: bool = False, anatomy: str = "realistic") -> list[Path]:
     """Write `count` phantoms as DICOM files plus OUT_DIR/truth.csv; returns the file paths."""
     from pydicom.uid import JPEG2000Lossless
 
@@ -336,7 +372,7 @@ def write_phantoms(out_dir: str | Path, count: int, seed: int, scale: float = 1.
     rows: list[list[object]] = []
     for index in range(count):
         normal = rng.random() < normal_fraction
-        phantom = make_phantom(rng, scale, normal)
+        phantom = make_phantom(rng, scale, normal, anatomy=anatomy)
         photometric = "MONOCHROME1" if rng.random() < 0.4 else "MONOCHROME2"
         voi_function = "SIGMOID" if rng.random() < 0.2 else "LINEAR"
         ds = phantom_dataset(phantom, seed, index, photometric, voi_function)

@@ -27,6 +27,15 @@ from trt_mass.atomic import atomic_path
 from trt_mass.errors import ConfigError, ModelError
 from trt_mass.metadata import ModelMetadata, file_sha256, metadata_from_map
 from trt_mass.precision.calib import CalibrationSet, CanvasReader
+from trt_mass.precision.sensitivity import (
+    AutoChoice,
+    KeepFp32,
+    choose_auto,
+    kept_nodes,
+    layer_groups,
+    resolve,
+    score_taps,
+)
 from trt_mass.precision.winograd import WinogradRule, require_rewrites, rewrite_model
 from trt_mass.version import package_versions
 
@@ -72,6 +81,7 @@ class QuantizeOptions:
         method: INT8 activation calibration: "minmax", "entropy" or "percentile".
         reduce_range: INT8 for CPUs without VNNI (7-bit weights, avoids u8 x s8 saturation).
         cache_dir: where calibration ranges are cached (None: no cache).
+        keep_fp32: network layer groups left in fp32 in an INT8 variant (names, and/or `auto`).
     """
 
     precision: str
@@ -80,6 +90,7 @@ class QuantizeOptions:
     reduce_range: bool = False
     cache_dir: Path | None = None
     winograd: WinogradRule = field(default_factory=WinogradRule)
+    keep_fp32: KeepFp32 = field(default_factory=KeepFp32)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -93,6 +104,8 @@ class QuantizeOptions:
                               "model to build from (TensorRT chooses its own convolution algorithms)")
         if self.reduce_range and (self.precision != "int8" or self.target != "cpu"):
             raise ConfigError("--reduce-range applies to --precision int8 --target cpu only")
+        if self.keep_fp32.requested and self.precision != "int8":
+            raise ConfigError("--keep-fp32 applies to --precision int8 only")
 
 
 def network_node_names(graph: Any) -> set[str]:
@@ -183,7 +196,8 @@ def quantize_model(source: Path, output: Path, options: QuantizeOptions,
         quantization["source_onnx_sha256"] = file_sha256(source)
         variant = onnx.load(str(tmp))
         if options.precision == "int8" and options.target == "tensorrt":
-            problems = tensorrt_qdq_problems(variant)
+            float_convs = kept_nodes(layer_groups(model.graph, network_nodes), quantization["keep_fp32"]["groups"])
+            problems = tensorrt_qdq_problems(variant, float_convs)
             if problems:
                 raise ModelError(f"the INT8 graph is not TensorRT explicit quantization: {problems[:3]}")
         variant_metadata = dataclasses.replace(
@@ -254,24 +268,57 @@ def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], optio
     named = path.with_name(path.name + ".named.onnx")
     onnx.save(model, str(named))
     cached = cache is not None and cache.is_file()
+    groups = layer_groups(model.graph, network_nodes)
+    kept = resolve(groups, options.keep_fp32.names)
+    auto = None
     try:
+        # Ranges cached for every method when layers are kept automatically: the sensitivity pass quantizes
+        # once per layer group and must reuse the ranges of the whole network.
+        if cache is None and (options.method == "minmax" or options.keep_fp32.auto):
+            cache = path.with_name(path.name + ".ranges.json")
         if options.method == "minmax" and not cached:
             # ONNX Runtime's MinMax calibrator runs the augmented graph unoptimised (all 26 views of every
             # intermediate tensor in separate buffers: > 24 GB for resnet50 at 768x640); our own pass keeps the
             # optimised session and writes the same ranges into the calibration cache quantize_static reads.
-            cache = cache or path.with_name(path.name + ".ranges.json")
+            assert cache is not None
             _save_minmax_ranges(model, network_nodes, reader, cache)
         with _quiet_ort_advice():
-            _quantize_static(named, path, reader, cache, network_nodes, options, scheme)
+            if options.keep_fp32.auto:
+                if not (cache is not None and cache.is_file()):  # entropy/percentile: ranges of the whole network
+                    _quantize_static(named, path, reader, cache, network_nodes, options, scheme)
+                auto = _choose_auto(model, named, path, reader, cache, groups, network_nodes, kept, options, scheme,
+                                    progress)
+                kept += auto.chosen
+            _quantize_static(named, path, reader, cache, network_nodes - kept_nodes(groups, kept), options, scheme)
     except (ValueError, RuntimeError) as error:
         raise ModelError(f"{source}: ONNX Runtime quantization failed ({error})") from error
     finally:
         named.unlink(missing_ok=True)
+        path.with_name(path.name + ".sensitivity.onnx").unlink(missing_ok=True)
         if options.cache_dir is None and cache is not None:
             cache.unlink(missing_ok=True)
         if progress and not cached:
             print(file=sys.stderr)
-    return _int8_report(options, scheme, calibration, cached)
+    return {**_int8_report(options, scheme, calibration, cached),
+            "keep_fp32": {"names": list(options.keep_fp32.names), "auto": auto.report() if auto else None,
+                          "groups": kept, "layer_groups": len(groups)}}
+
+
+def _choose_auto(model: Any, named: Path, path: Path, reader: CanvasReader, cache: Path | None,
+                 groups: dict[str, list[str]], network_nodes: set[str], kept: list[str], options: QuantizeOptions,
+                 scheme: Int8Scheme, progress: bool) -> AutoChoice:
+    """The sensitivity pass on the first calibration images (trt_mass.precision.sensitivity)."""
+    reader.set_range(0, min(options.keep_fp32.images, len(reader)))
+    feeds = []
+    while (feed := reader.get_next()) is not None:
+        feeds.append(feed)
+
+    def quantize(nodes: set[str], out: Path) -> None:
+        _quantize_static(named, out, reader, cache, nodes, options, scheme)
+
+    taps = score_taps(model.graph, network_nodes, groups)
+    return choose_auto(quantize, named, feeds, groups, network_nodes, kept, taps, options.keep_fp32,
+                       path.with_name(path.name + ".sensitivity.onnx"), progress)
 
 
 def _quantize_static(named: Path, path: Path, reader: CanvasReader, cache: Path | None, network_nodes: set[str],
@@ -395,11 +442,12 @@ def _check_loads(path: Path, source_metadata: ModelMetadata) -> None:
             raise ModelError(f"{path}: the variant's inputs/outputs differ from the source's")
 
 
-def tensorrt_qdq_problems(model: Any) -> list[str]:
+def tensorrt_qdq_problems(model: Any, float_convs: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Why `model` is not TensorRT-style explicit INT8 (empty when it is).
 
     TensorRT needs symmetric quantization (every zero point 0, int8) and takes per-channel weight
-    scales along the output-channel axis of Conv weights.
+    scales along the output-channel axis of Conv weights.  `float_convs`: Conv nodes kept in float on
+    purpose (--keep-fp32), whose weights are not quantized.
     """
     from onnx import numpy_helper
 
@@ -416,7 +464,7 @@ def tensorrt_qdq_problems(model: Any) -> list[str]:
         if zero_point.dtype.name != "int8" or zero_point.any():
             problems.append(f"{node.name}: zero point {zero_point.dtype.name} {zero_point.ravel()[:4]}")
     for node in model.graph.node:
-        if node.op_type != "Conv":
+        if node.op_type != "Conv" or node.name in float_convs:
             continue
         weight_dq = next((n for n in qdq if n.op_type == "DequantizeLinear" and node.input[1] in n.output), None)
         if weight_dq is None:
@@ -434,7 +482,22 @@ def describe(metadata: ModelMetadata) -> str:
     details = ", ".join(f"{k} {quantization[k]}" for k in ("method", "activation_type", "per_channel",
                                                             "algorithm", "rewritten_convs", "direct_convs")
                         if k in quantization)
+    kept = (quantization.get("keep_fp32") or {}).get("groups")
+    if kept:
+        details += f"; fp32 layers: {', '.join(kept)}"
     return f"{metadata.model_id} for {metadata.target}" + (f" ({details})" if details else "")
 
 
-__all__ = ["INT8_SCHEMES", "QuantizeOptions", "network_node_names", "quantize_model", "tensorrt_qdq_problems"]
+def list_layer_groups(source: Path) -> dict[str, list[str]]:
+    """The network's layer groups of an exported model (what --keep-fp32 names), with their Conv nodes."""
+    import onnx
+
+    if not source.is_file():
+        raise ModelError(f"{source}: no such model file")
+    model = onnx.load(str(source), load_external_data=False)
+    _name_nodes(model)
+    return layer_groups(model.graph, network_node_names(model.graph))
+
+
+__all__ = ["INT8_SCHEMES", "QuantizeOptions", "list_layer_groups", "network_node_names", "quantize_model",
+           "tensorrt_qdq_problems"]
