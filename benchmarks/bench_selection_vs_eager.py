@@ -124,8 +124,8 @@ def markdown(result: dict[str, Any], tag: str = "") -> str:
               + "; ".join(growth) + ".  The share grows more because the total shrinks."]
     lines += ["", "Host steps: read + decode, canvas (with the view selection) and post-processing + writing, as a "
                   "share of ours' mean end-to-end time.  Tissue fractions at these tiles "
-                  "(benchmarks/bench_views.py): 100 of `trtmass synth`'s realistic phantoms 19.0 of 26 views on average "
-                  "(8 to 26), all 210 mini-MIAS images 21.8.", end]
+                  "(benchmarks/bench_views.py): 100 of `trtmass synth`'s realistic phantoms 19.0 of 26 views on "
+                  "average (8 to 26), all 210 mini-MIAS images 21.8.", end]
     return "\n".join(lines)
 
 
