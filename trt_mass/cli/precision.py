@@ -84,6 +84,8 @@ def calib_show(manifest: Path, verify: bool) -> None:
               help="auto keeps at most this many layer groups.")
 @click.option("--keep-fp32-ratio", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.25, show_default=True,
               help="auto stops once the mixed model's score error is at most this fraction of the all-INT8 error.")
+@click.option("--keep-fp32-among", default=None, metavar="NAMES",
+              help="auto considers only these layer groups (comma-separated names or prefixes, e.g. 'head').")
 @click.option("--sensitivity-images", type=click.IntRange(1), default=4, show_default=True,
               help="auto measures on the first this-many calibration images.")
 @click.option("--list-layers", is_flag=True, help="Print the model's layer groups (what --keep-fp32 names) and exit.")
@@ -92,7 +94,7 @@ def calib_show(manifest: Path, verify: bool) -> None:
 def quantize(model: Path, precision: str | None, target: str | None, manifest: Path | None, method: str | None,
              reduce_range: bool, cache_dir: Path | None, no_cache: bool, winograd_min_channels: int | None,
              winograd_min_pixels: int | None, keep_fp32: str | None, keep_fp32_max: int, keep_fp32_ratio: float,
-             sensitivity_images: int, list_layers: bool, output: Path | None) -> None:
+             keep_fp32_among: str | None, sensitivity_images: int, list_layers: bool, output: Path | None) -> None:
     """Write the FP16, INT8 or CPU-FP32 variant of an fp32 engine-graph MODEL."""
     from trt_mass.precision.calib import load_manifest
     from trt_mass.precision.quantize import QuantizeOptions, describe, list_layer_groups, quantize_model
@@ -117,13 +119,17 @@ def quantize(model: Path, precision: str | None, target: str | None, manifest: P
     rule = _winograd_rule(precision, winograd_min_channels, winograd_min_pixels)
     options = QuantizeOptions(precision, target, method or "minmax", reduce_range, None if no_cache else cache_dir,
                               rule, KeepFp32.parse(keep_fp32, max_groups=keep_fp32_max, images=sensitivity_images,
-                                                    target_ratio=keep_fp32_ratio))
+                                                    target_ratio=keep_fp32_ratio, among=_names(keep_fp32_among)))
     started = time.perf_counter()
     metadata = quantize_model(model, output, options, calibration, progress=True)
     cache = metadata.quantization.get("calibration_cache")
     click.echo(f"wrote {output}: {describe(metadata)} in {time.perf_counter() - started:.1f} s"
                + (f"; calibration set {calibration.name} ({calibration.content_sha256[:12]}…), cache {cache}"
                   if calibration else ""))
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
 
 
 def _winograd_rule(precision: str, min_channels: int | None, min_pixels: int | None) -> WinogradRule:

@@ -46,6 +46,8 @@ class KeepFp32:
         max_groups: auto keeps at most this many groups (each costs INT8 speed).
         images: calibration images the sensitivity pass runs (the first ones of the set).
         target_ratio: auto stops once the mixed model's score error is at most this x the all-INT8 error.
+        among: auto considers only these groups (names or prefixes, e.g. "head": fp32 head layers are cheap,
+            an fp32 stem costs INT8 speed); empty: every group.
     """
 
     names: tuple[str, ...] = ()
@@ -53,6 +55,7 @@ class KeepFp32:
     max_groups: int = 4
     images: int = 4
     target_ratio: float = 0.25
+    among: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_groups < 1 or self.images < 1 or not 0.0 < self.target_ratio <= 1.0:
@@ -190,7 +193,8 @@ def choose_auto(quantize: Quantizer, fp32_path: Path, feeds: list[dict[str, np.n
                 variant: Path, progress: bool = False) -> AutoChoice:
     """Rank the groups one at a time in INT8, then keep the most sensitive until the error target is met."""
     reference = scores_of(fp32_path, taps, feeds)
-    candidates = [group for group in groups if group not in already_kept]
+    allowed = resolve(groups, keep.among) if keep.among else list(groups)
+    candidates = [group for group in allowed if group not in already_kept]
     sensitivity: dict[str, float] = {}
     for number, group in enumerate(candidates, 1):
         if progress:
