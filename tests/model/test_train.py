@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,16 @@ torch = pytest.importorskip("torch")
 
 from tests.helpers import match_as_sets  # noqa: E402
 from trt_mass.datasets.synth import write_phantoms  # noqa: E402
-from trt_mass.model.checkpoint import load_checkpoint  # noqa: E402
+from trt_mass.errors import ConfigError  # noqa: E402
+from trt_mass.model.checkpoint import (  # noqa: E402
+    load_checkpoint,
+    random_network,
+    save_checkpoint,
+)
 from trt_mass.model.graph import EngineGraph  # noqa: E402
-from trt_mass.model.train import CachedImage, _orient, make_views  # noqa: E402
+from trt_mass.model.train import CachedImage, TrainConfig, _orient, make_views, train  # noqa: E402
 from trt_mass.runners.ort import OnnxRuntimeRunner  # noqa: E402
-from trt_mass.spec import GraphSpec, TileGeometry  # noqa: E402
+from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry  # noqa: E402
 
 
 @pytest.mark.parametrize("turns", [0, 1, 2, 3])
@@ -72,3 +78,30 @@ def test_train_checkpoint_export_parity(tmp_path: Path) -> None:
         assert runner.metadata.graph_spec.view_selection == "tissue", "exports select views by default"
         got = runner.infer({"canvas": canvas, "view_index": np.arange(26, dtype=np.int32)})
     match_as_sets(got["boxes"], got["scores"], want_boxes.numpy(), want_scores.numpy(), box_tol=2e-2, score_tol=1e-4)
+
+
+def test_validation_fold_picks_the_epoch_and_hard_negatives_join_the_next(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_phantoms(data, 12, seed=23, scale=0.05, normal_fraction=0.5)  # 3 patients: folds 0, 2 and 2
+    out = tmp_path / "run"
+    firing = tmp_path / "firing.pt"  # scores about 0.5 everywhere, still after an epoch at a low lr
+    save_checkpoint(firing, random_network(ModelSpec(arch="resnet18", head_width=16), seed=0, prior=0.5))
+    common = dict(data=(str(data),), out_dir=out, spec=ModelSpec(arch="resnet18", head_width=16),
+                  geometry=TileGeometry(128, 96, 5), folds=3, fold=1, init=firing, lr=1e-5, batch_size=4)
+    with pytest.raises(ConfigError, match="differ from --fold 1"):
+        TrainConfig(**common, val_fold=1)
+    train(TrainConfig(**common, val_fold=0, epochs=2, hard_negatives=2), progress=False)
+    history = json.loads((out / "history.json").read_text())
+    epochs = history["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert all(0.0 <= e["validation"]["tpr_at_fppi"]["1.0"] <= 1.0 and e["validation"]["images"] == 4 for e in epochs)
+    keys = [[e["validation"]["tpr_at_fppi"]["1.0"], np.mean(list(e["validation"]["tpr_at_fppi"].values()))]
+            for e in epochs]
+    best = history["best"]["epoch"]
+    assert keys.index(max(keys)) == best - 1, "best: the first epoch with the highest figures"
+    _, extra = load_checkpoint(out / "best.pt")
+    assert extra["epoch"] == best and extra["val_fold"] == 0 and extra["test_fold"] == 1
+    assert extra["validation"]["tpr_at_fppi"] == epochs[best - 1]["validation"]["tpr_at_fppi"]
+    assert epochs[0]["hard_negatives"] == 0, "nothing is mined before the first epoch"
+    assert 0 < epochs[1]["hard_negatives"] <= 2 * 5, "at most 2 per training image without a mass"
+    assert epochs[1]["views"] == epochs[0]["views"] + epochs[1]["hard_negatives"], "each becomes one more view"

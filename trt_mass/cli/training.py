@@ -30,10 +30,21 @@ from trt_mass.cli.errors import maps_errors
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val-fold", type=int, default=None,
+              help="With --folds: pick the epoch on this fold (not trained on); writes best.pt and history.json.")
+@click.option("--val-data", multiple=True,
+              help="Validate on the --val-fold images of this --data set only (repeatable; default: all).")
+@click.option("--intensity-aug", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Probability of each intensity transform (gamma, contrast, unsharp masking); 0: none.")
+@click.option("--hard-negatives", type=click.IntRange(0), default=0, show_default=True,
+              help="Sections per image without a mass centred where the network fired the epoch before.")
+@click.option("--random-tiles", type=click.IntRange(0), default=1, show_default=True,
+              help="Random sections per image and epoch (besides the full view and one per mass).")
 @maps_errors
 def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile: str, grid: int, epochs: int,
           lr: float, batch_size: int, folds: int | None, fold: int, init_checkpoint: Path | None,
-          backbone_weights: Path | None, resume: bool, device: str, seed: int) -> None:
+          backbone_weights: Path | None, resume: bool, device: str, seed: int, val_fold: int | None,
+          val_data: tuple[str, ...], intensity_aug: float, hard_negatives: int, random_tiles: int) -> None:
     """Train the RetinaNet on labelled mammograms (focal loss, Adam), one checkpoint per epoch."""
     from trt_mass.model.train import TrainConfig
     from trt_mass.model.train import train as run_training
@@ -43,9 +54,13 @@ def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile
     config = TrainConfig(data=data, out_dir=out_dir, spec=ModelSpec(arch=arch, head_width=head_width),
                          geometry=TileGeometry(tile_h, tile_w, grid), epochs=epochs, lr=lr, batch_size=batch_size,
                          folds=folds, fold=fold, init=init_checkpoint, backbone_weights=backbone_weights,
-                         resume=resume, device=device, seed=seed)
+                         resume=resume, device=device, seed=seed, val_fold=val_fold, val_data=val_data,
+                         intensity=intensity_aug,
+                         hard_negatives=hard_negatives, random_tiles=random_tiles)
     last = run_training(config)
-    click.echo(f"checkpoint: {last}; export it with: trtmass export {last} --tile {tile} --grid {grid} -o model.onnx")
+    chosen = last.with_name("best.pt") if val_fold is not None else last
+    click.echo(f"checkpoint: {chosen}; export it with: trtmass export {chosen} --tile {tile} --grid {grid} "
+               "-o model.onnx")
 
 
 @click.command("eval")

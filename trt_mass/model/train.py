@@ -2,13 +2,21 @@
 
 Views are cut from the same letterboxed canvas the deployed graph gets: the full view (canvas shrunk
 by the grid factor), lesion-centred sections (tile size, jittered) and random tiles, with flips and
-rotations by 90/180/270 degrees.  Focal loss (alpha 0.25, gamma 2), Adam, lr 1e-5 by default.
+rotations by 90/180/270 degrees, and intensity augmentation that mimics other vendors' processing
+(trt_mass.model.augment).  Focal loss (alpha 0.25, gamma 2), Adam, lr 1e-5 by default.
 Checkpoints (weights + spec + format version) every epoch; --resume continues from the last one.
+
+With --val-fold the epoch is chosen on a validation fold (never on the test fold): after every epoch the
+engine graph runs on the validation images (trt_mass.model.validate), history.json records the FROC
+figures, and best.pt is the epoch with the highest TPR at 1 FPPI.  With --hard-negatives N the views of
+the next epoch include N sections centred where the network fired on each image without a mass.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,8 +29,10 @@ from trt_mass.atomic import atomic_path
 from trt_mass.datasets.labelled import Sample, load_dataset, patient_folds
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.geometry import CanvasBuilder
+from trt_mass.model.augment import IntensityAugment
 from trt_mass.model.checkpoint import load_checkpoint, random_network, save_checkpoint
 from trt_mass.model.network import RetinaNetNetwork, view_anchors
+from trt_mass.model.validate import CachedImage, Validation, mine_hard_negatives, validate
 from trt_mass.spec import ModelSpec, TileGeometry
 
 MIN_VISIBLE = 0.4  # a cropped box is kept when at least this share of it stays in the view
@@ -46,12 +56,41 @@ class TrainConfig:
     seed: int = 0
     random_tiles: int = 1
     max_images: int | None = None
+    val_fold: int | None = None  # with folds: the fold that picks the epoch (neither trained on nor the test fold)
+    intensity: float = 0.5  # probability of each intensity transform (IntensityAugment.with_probability)
+    hard_negatives: int = 0  # sections per image without a mass, where the network fired last epoch
+    mining_images: int = 96  # images without a mass searched for hard negatives per epoch (random subset)
+    val_data: tuple[str, ...] = ()  # data sets whose validation-fold images validate (default: all of `data`)
+
+    def __post_init__(self) -> None:
+        if self.val_fold is not None:
+            if not self.folds:
+                raise ConfigError("--val-fold needs --folds")
+            if not 0 <= self.val_fold < self.folds or self.val_fold == self.fold:
+                raise ConfigError(f"--val-fold must be in 0..{self.folds - 1} and differ from --fold {self.fold}")
+        unknown = [spec for spec in self.val_data if spec not in self.data]
+        if unknown:
+            raise ConfigError(f"--val-data {unknown[0]} is not one of the --data sets {list(self.data)}")
+        if not 0.0 <= self.intensity <= 1.0:
+            raise ConfigError(f"--intensity-aug is a probability in [0, 1], not {self.intensity}")
+        if self.hard_negatives < 0 or self.mining_images < 1:
+            raise ConfigError("--hard-negatives must be >= 0 and the mining images >= 1")
 
 
-@dataclass
-class CachedImage:
-    canvas: np.ndarray  # uint16 [CH, CW]
-    boxes: np.ndarray  # [G, 4] xyxy canvas px
+def split_samples(samples_by_data: dict[str, list[Sample]], config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    """(train, validation): the test fold is left out; the validation fold too, when there is one, and
+    its images validate when their data set is one of config.val_data (all when that is empty)."""
+    train: list[Sample] = []
+    validation: list[Sample] = []
+    for spec, samples in samples_by_data.items():
+        if config.folds:
+            samples, _ = patient_folds(samples, config.folds, config.fold, config.seed)
+        if config.val_fold is not None:
+            samples, held = patient_folds(samples, config.folds or 0, config.val_fold, config.seed)
+            if not config.val_data or spec in config.val_data:
+                validation += held
+        train += samples
+    return train, validation
 
 
 def _cache(samples: list[Sample], geometry: TileGeometry, progress: bool) -> list[CachedImage]:
@@ -67,7 +106,8 @@ def _cache(samples: list[Sample], geometry: TileGeometry, progress: bool) -> lis
             continue
         letterbox = builder.fill(mammogram.pixels, str(sample.path))
         boxes = letterbox.original_to_canvas(sample.boxes) if len(sample.boxes) else np.zeros((0, 4))
-        cached.append(CachedImage(builder.canvas[0, 0].copy(), boxes))
+        cached.append(CachedImage(builder.canvas[0, 0].copy(), boxes, letterbox.resized_hw, sample.image_id,
+                                  sample.patient_id))
         if progress:
             print(f"\rloading {index + 1}/{len(samples)}", end="", file=sys.stderr, flush=True)
     if progress:
@@ -99,9 +139,14 @@ def _orient(view: np.ndarray, boxes: np.ndarray, quarter_turns: int, flip: bool)
     return np.ascontiguousarray(view), boxes
 
 
-def make_views(image: CachedImage, geometry: TileGeometry, rng: np.random.Generator,
-               random_tiles: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Training views of one image: (uint16 [Th, Tw], boxes [G, 4] view px), augmented."""
+def make_views(image: CachedImage, geometry: TileGeometry, rng: np.random.Generator, random_tiles: int = 1,
+               augment: IntensityAugment | None = None,
+               extra_centres: tuple[tuple[float, float], ...] = ()) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Training views of one image: (uint16 [Th, Tw], boxes [G, 4] view px), augmented.
+
+    The full view, a section centred on each mass, `random_tiles` random sections and one section per
+    (y, x) canvas px of `extra_centres` (hard negatives), each jittered, turned and flipped at random.
+    """
     tile_h, tile_w = geometry.tile_h, geometry.tile_w
     canvas_h, canvas_w = image.canvas.shape
     shrink = geometry.shrink
@@ -109,6 +154,7 @@ def make_views(image: CachedImage, geometry: TileGeometry, rng: np.random.Genera
     views = [(full.astype(np.uint16), image.boxes / shrink)]
     centres = [((b[1] + b[3]) / 2, (b[0] + b[2]) / 2) for b in image.boxes]
     centres += [(rng.uniform(0, canvas_h), rng.uniform(0, canvas_w)) for _ in range(random_tiles)]
+    centres += list(extra_centres)
     for cy, cx in centres:
         turns = int(rng.integers(0, 4))
         height, width = (tile_w, tile_h) if turns % 2 else (tile_h, tile_w)  # so the turned view is Th x Tw
@@ -118,6 +164,8 @@ def make_views(image: CachedImage, geometry: TileGeometry, rng: np.random.Genera
         views.append(_orient(view, boxes, turns, bool(rng.integers(0, 2))))
     full_view, full_boxes = views[0]
     views[0] = _orient(full_view, full_boxes, 0, bool(rng.integers(0, 2)))
+    if augment is not None and augment.enabled:
+        views = [(augment(view, rng), boxes) for view, boxes in views]
     return views
 
 
@@ -144,10 +192,8 @@ def _initial_network(config: TrainConfig) -> RetinaNetNetwork:
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
-    """Train; returns the path of the last checkpoint."""
-    samples: list[Sample] = [s for spec in config.data for s in load_dataset(spec)]
-    if config.folds:
-        samples, _ = patient_folds(samples, config.folds, config.fold, config.seed)
+    """Train; returns the path of the last checkpoint (best.pt sits next to it with --val-fold)."""
+    samples, validation_samples = split_samples({spec: load_dataset(spec) for spec in config.data}, config)
     if config.max_images:
         samples = samples[: config.max_images]
     config.out_dir.mkdir(parents=True, exist_ok=True)
@@ -165,17 +211,70 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     images = _cache(samples, config.geometry, progress)
     if not images:
         raise ConfigError("no usable training images")
+    validation_images = _cache(validation_samples, config.geometry, progress) if validation_samples else []
+    if config.val_fold is not None and not validation_images:
+        raise ConfigError(f"validation fold {config.val_fold} of {config.folds} has no usable image")
     anchors = view_anchors((config.geometry.tile_h, config.geometry.tile_w)).to(device)
     rng = np.random.default_rng(config.seed + start_epoch)
     torch.manual_seed(config.seed + start_epoch)
+    augment = IntensityAugment.with_probability(config.intensity)
+    history = _History(config.out_dir, resume=config.resume)
+    hard: dict[int, list[tuple[float, float]]] = {}
     for epoch in range(start_epoch, config.epochs):
-        views = [v for image in images for v in make_views(image, config.geometry, rng, config.random_tiles)]
+        views = [v for position, image in enumerate(images) for v in
+                 make_views(image, config.geometry, rng, config.random_tiles, augment, tuple(hard.get(position, ())))]
         mean_loss = _train_epoch(network, optimizer, views, rng.permutation(len(views)), anchors, config, epoch,
                                  progress)
         network.eval()
-        _save_epoch(network, optimizer, config, epoch, mean_loss)
+        record: dict[str, object] = {"epoch": epoch + 1, "loss": mean_loss, "views": len(views),
+                                     "hard_negatives": sum(len(c) for c in hard.values())}
+        measured = validate(network, validation_images, config.geometry, device) if validation_images else None
+        if measured is not None:
+            record["validation"] = measured.to_dict()
+            if progress:
+                print(f"validation (fold {config.val_fold}, {measured.images} images, {measured.lesions} masses): "
+                      f"TPR {measured.tpr_at_fppi}", file=sys.stderr)
+        _save_epoch(network, optimizer, config, epoch, mean_loss, measured)
+        history.add(record, measured)
+        if config.hard_negatives and epoch + 1 < config.epochs:
+            hard = _mine(network, images, config, device, rng)
         network = network.to(device).train()
     return last
+
+
+class _History:
+    """history.json: one record per epoch, and which epoch best.pt holds."""
+
+    def __init__(self, out_dir: Path, resume: bool) -> None:
+        self.path = out_dir / "history.json"
+        self.data: dict[str, object] = {"epochs": [], "best": None}
+        if resume and self.path.exists():
+            self.data = json.loads(self.path.read_text())
+
+    def add(self, record: dict[str, object], measured: Validation | None) -> None:
+        epochs = self.data["epochs"]
+        assert isinstance(epochs, list)
+        epochs[:] = [e for e in epochs if e["epoch"] < record["epoch"]] + [record]
+        best = self.data.get("best")
+        if measured is not None and (not isinstance(best, dict) or list(measured.key) > best["key"]):
+            self.data["best"] = {"epoch": record["epoch"], "key": list(measured.key), **measured.to_dict()}
+            shutil.copyfile(self.path.parent / f"epoch{record['epoch']:03d}.pt", self.path.parent / "best.pt")
+        with atomic_path(self.path) as temporary:
+            temporary.write_text(json.dumps(self.data, indent=2))
+
+
+def _mine(network: RetinaNetNetwork, images: list[CachedImage], config: TrainConfig, device: torch.device,
+          rng: np.random.Generator) -> dict[int, list[tuple[float, float]]]:
+    """Hard negatives for the next epoch, {image position: [(y, x) canvas px]}, from a random subset."""
+    negatives = [i for i, image in enumerate(images) if not len(image.boxes)]
+    chosen = sorted(rng.choice(negatives, size=min(config.mining_images, len(negatives)), replace=False).tolist()
+                    ) if negatives else []
+    found = mine_hard_negatives(network, [images[i] for i in chosen], config.geometry, device, rng,
+                                per_image=config.hard_negatives)
+    hard: dict[int, list[tuple[float, float]]] = {}
+    for position, y, x in found:
+        hard.setdefault(chosen[position], []).append((y, x))
+    return hard
 
 
 def _train_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer,
@@ -195,7 +294,7 @@ def _train_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer,
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += float(loss)
+        total += float(loss.detach())
         if progress:
             print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{steps} loss {total / (step + 1):.4f} "
                   f"({time.perf_counter() - started:.0f} s)", end="", file=sys.stderr, flush=True)
@@ -205,10 +304,14 @@ def _train_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer,
 
 
 def _save_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int,
-                mean_loss: float) -> None:
+                mean_loss: float, measured: Validation | None = None) -> None:
     """epochNNN.pt, last.pt and optimizer.pt (so --resume continues where this epoch ended)."""
-    extra = {"epoch": epoch + 1, "loss": mean_loss, "data": list(config.data),
-             "geometry": config.geometry.to_dict()}  # export takes the views' geometry from here
+    extra: dict[str, object] = {"epoch": epoch + 1, "loss": mean_loss, "data": list(config.data),
+                                "geometry": config.geometry.to_dict()}  # export takes the views' geometry from here
+    if config.folds:
+        extra.update(folds=config.folds, test_fold=config.fold, val_fold=config.val_fold, fold_seed=config.seed)
+    if measured is not None:
+        extra["validation"] = measured.to_dict()
     save_checkpoint(config.out_dir / f"epoch{epoch + 1:03d}.pt", network.cpu(), extra)
     save_checkpoint(config.out_dir / "last.pt", network, extra)
     with atomic_path(config.out_dir / "optimizer.pt") as temporary:
