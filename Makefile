@@ -91,10 +91,13 @@ demo-model: $(STAMP)
 	$(VENV)/bin/trtmass synth out/demo-model/phantoms-train --count 240 --seed 100 --scale 0.25 --anatomy fill
 	$(VENV)/bin/trtmass synth out/demo-model/phantoms-test --count 50 --seed 200 --scale 0.25 --anatomy fill
 	$(VENV)/bin/trtmass train --data out/demo-model/phantoms-train --data mias:../shared/data/mini-mias-train \
-		--folds 5 --fold 0 $(DEMO_MODEL_ARGS) --epochs 8 --lr 3e-4 --batch-size 8 --out out/demo-model/run
-	# (the shipped model: the run was then resumed for two more epochs)
+		--folds 5 --fold 0 $(DEMO_MODEL_ARGS) --epochs 8 --lr 3e-4 --batch-size 8 --out out/demo-model/run \
+		--intensity-aug 0
+	# (the shipped model: the run was then resumed for two more epochs; it predates intensity augmentation,
+	# hence --intensity-aug 0, which keeps the views and their random stream as they were)
 	$(VENV)/bin/trtmass train --data out/demo-model/phantoms-train --data mias:../shared/data/mini-mias-train \
-		--folds 5 --fold 0 $(DEMO_MODEL_ARGS) --epochs 10 --lr 3e-4 --batch-size 8 --out out/demo-model/run --resume
+		--folds 5 --fold 0 $(DEMO_MODEL_ARGS) --epochs 10 --lr 3e-4 --batch-size 8 --out out/demo-model/run --resume \
+		--intensity-aug 0
 	$(VENV)/bin/trtmass export out/demo-model/run/last.pt --tile 256x224 -o trt_mass/data/demo-model.onnx
 	# the operating points (score thresholds at 0.25/0.5/1/2 FPPI) come from the held-out phantoms
 	$(VENV)/bin/trtmass eval --model trt_mass/data/demo-model.onnx --data out/demo-model/phantoms-test \
