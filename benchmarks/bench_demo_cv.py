@@ -75,7 +75,8 @@ def pretrain(work: Path, phantoms: Path, args: argparse.Namespace, log: list[str
     last = out / "last.pt"
     if not _finished(last, args.pretrain_epochs):
         trtmass("train", "--data", str(phantoms), "--out", str(out), *model_args(args), "--epochs",
-                str(args.pretrain_epochs), "--lr", str(args.pretrain_lr), "--resume", log=log)
+                str(args.pretrain_epochs), "--lr", str(args.pretrain_lr), "--lr-schedule", args.lr_schedule,
+                "--resume", log=log)
     return last
 
 
@@ -86,7 +87,8 @@ def fine_tune(work: Path, fold: int, init: Path, phantoms: Path, args: argparse.
     if not _finished(out / "last.pt", args.epochs):
         trtmass("train", "--data", str(phantoms), "--data", mias, "--out", str(out), *model_args(args),
                 "--folds", str(args.folds), "--fold", str(fold), "--val-fold", str(val_fold), "--val-data", mias,
-                "--init", str(init), "--epochs", str(args.epochs), "--lr", str(args.lr), "--hard-negatives",
+                "--init", str(init), "--epochs", str(args.epochs), "--lr", str(args.lr), "--lr-schedule",
+                args.lr_schedule, "--hard-negatives",
                 str(args.hard_negatives), "--resume", log=log)
     model = out / "model.onnx"
     if not model.exists() or model.stat().st_mtime < (out / "best.pt").stat().st_mtime:
@@ -187,14 +189,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "summary": summary, "pooled": pooled(folds)}
 
 
+def markers(tag: str) -> tuple[str, str]:
+    """RESULTS.md markers of a run's section: a tagged run adds its own, next to the untagged first one."""
+    if not tag:
+        return BEGIN, END
+    return f"<!-- bench_demo_cv:{tag}:begin -->", f"<!-- bench_demo_cv:{tag}:end -->"
+
+
 def markdown(result: dict[str, Any]) -> str:
     machine = result["machine"]
     settings = result["settings"]
-    lines = [BEGIN, "## Demo-model recipe, cross-validated on mini-MIAS (issue #18)", "",
+    begin, end = markers(settings.get("tag", ""))
+    title = "## Demo-model recipe, cross-validated on mini-MIAS (issue #18)" + (
+        f", {settings['tag']}" if settings.get("tag") else "")
+    lines = [begin, title, "",
              f"`{result['command']}` — {result['created']}, {machine.get('cpu_model', 'CPU')}, "
              f"{round(result['seconds'] / 60)} min.  {settings['arch']} head {settings['head_width']}, tile "
              f"{settings['tile']}; pre-training {settings['pretrain_epochs']} epochs on {settings['phantoms']} "
-             f"realistic phantoms, then per fold {settings['epochs']} epochs (lr {settings['lr']}, hard negatives "
+             f"realistic phantoms (lr {settings['pretrain_lr']}), then per fold {settings['epochs']} epochs (lr "
+             f"{settings['lr']}, schedule {settings.get('lr_schedule', 'constant')}, hard negatives "
              f"{settings['hard_negatives']}, intensity augmentation {settings['intensity_aug']}), epoch picked on "
              "the next fold.  Hit: IoU >= 0.2 or the centre criterion; operating point from the validation fold.",
              "", "| test fold | images | masses | best epoch | TPR IoU @ 0.5 / 1 / 2 FPPI | TPR centre @ 0.5 / 1 / 2 | "
@@ -217,7 +230,7 @@ def markdown(result: dict[str, Any]) -> str:
               f"min {mean['min']:.3f}, max {mean['max']:.3f}, sd {mean['sd']:.3f} (target >= {TARGET_TPR_1FPPI}: "
               f"{'met' if mean['min'] >= TARGET_TPR_1FPPI else '**not met**'}).", "",
               "Recipe (in order): " + "; ".join(f"`{c}`" for c in result["recipe"]) if result["recipe"] else
-              "Recipe: every step reused from an earlier run in the work folder.", END]
+              "Recipe: every step reused from an earlier run in the work folder.", end]
     return "\n".join(lines)
 
 
@@ -235,11 +248,14 @@ def main() -> None:
     parser.add_argument("--pretrain-lr", type=float, default=3e-4)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
+                        help="for pre-training and fine-tuning (the first cross-validation ran constant)")
     parser.add_argument("--hard-negatives", type=int, default=1)
     parser.add_argument("--intensity-aug", type=float, default=0.5)
     parser.add_argument("--workdir", type=Path, default=HERE.parent / "out" / "demo-cv")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "demo_cv.json")
     parser.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--tag", default="", help="name of this run's own RESULTS.md section and JSON")
     args = parser.parse_args()
     if not args.mias.is_dir():
         raise SystemExit(f"{args.mias}: no mini-MIAS folder")
@@ -247,7 +263,8 @@ def main() -> None:
                        list(range(args.folds)))
     result = run(args)
     slim = {**result, "folds": [{k: v for k, v in f.items() if k != "images_results"} for f in result["folds"]]}
-    save_report(slim, args.out, args.results_md, markdown(result), BEGIN, END)
+    out = args.out.with_name(f"{args.out.stem}_{args.tag}{args.out.suffix}") if args.tag else args.out
+    save_report(slim, out, args.results_md, markdown(result), *markers(args.tag))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ BEGIN, END = "<!-- bench_pipeline_vs_eager:begin -->", "<!-- bench_pipeline_vs_e
 
 
 def export_random(path: Path, arch: str, head_width: int, tile: str, prior: float,
-                  view_selection: str = "all") -> Path:
+                  view_selection: str = "all", tissue_cover: str = "every") -> Path:
     """A random-weights engine graph at `tile` (reused when the file exists with that spec)."""
     from trt_mass.model.checkpoint import random_network
     from trt_mass.model.export import ExportOptions, export_onnx
@@ -49,7 +49,8 @@ def export_random(path: Path, arch: str, head_width: int, tile: str, prior: floa
     tile_h, tile_w = parse_hw(tile)
     started = time.perf_counter()
     network = random_network(ModelSpec(arch=arch, head_width=head_width), 0, prior)
-    options = ExportOptions(GraphSpec(geometry=TileGeometry(tile_h, tile_w), view_selection=view_selection))
+    options = ExportOptions(GraphSpec(geometry=TileGeometry(tile_h, tile_w), view_selection=view_selection,
+                                      tissue_cover=tissue_cover))
     export_onnx(network, f"random:seed=0,prior={prior}", options, path)
     print(f"exported {path} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return path

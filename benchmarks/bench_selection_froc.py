@@ -88,11 +88,11 @@ def _norm_after(conv: str) -> str:
     return f"{head}.bn{leaf.removeprefix('conv')}"
 
 
-def export_with_selection(source: Path, output: Path) -> Path:
+def export_with_selection(source: Path, output: Path, tissue_cover: str = "every") -> Path:
     from trt_mass.model.export import ExportOptions, export_onnx
 
     network, metadata = network_from_engine_graph(source)
-    spec = dataclasses.replace(metadata.graph_spec, view_selection="tissue")
+    spec = dataclasses.replace(metadata.graph_spec, view_selection="tissue", tissue_cover=tissue_cover)
     export_onnx(network, f"onnx:{source.name}", ExportOptions(spec, operating_points=metadata.operating_points),
                 output)
     return output
@@ -163,10 +163,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from trt_mass.bundled import default_model
 
     started = time.time()
-    bundled = default_model()
+    bundled = args.model or default_model()
     with tempfile.TemporaryDirectory(prefix="bench-selection-froc-") as scratch:
         work = Path(scratch)
-        selecting = export_with_selection(bundled, work / "demo-tissue.onnx")
+        selecting = export_with_selection(bundled, work / "demo-tissue.onnx", args.tissue_cover)
         sets: dict[str, tuple[str, int | None]] = {
             "50 held-out phantoms (fill, seed 200)": (str(synth(work / "fill", 200, "fill")), None),
             "50 realistic phantoms (seed 400)": (str(synth(work / "realistic", 400, "realistic")), None),
@@ -181,16 +181,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              for mode in ("selection", "all_views")}
             print(name, {m: r["tpr_at_fppi"] for m, r in results[name].items()}, flush=True)
     return {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(time.time() - started, 1),
-            "machine": machine_facts(), "rebuilt_max_abs_diff": worst, "check_images": len(check_images),
+            "machine": machine_facts(), "model": str(bundled), "tissue_cover": args.tissue_cover,
+            "command": "python -m benchmarks.bench_selection_froc " + " ".join(sys.argv[1:]),
+            "rebuilt_max_abs_diff": worst, "check_images": len(check_images),
             "results": results}
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markers(tag: str) -> tuple[str, str]:
+    if not tag:
+        return BEGIN, END
+    return f"<!-- bench_selection_froc:{tag}:begin -->", f"<!-- bench_selection_froc:{tag}:end -->"
+
+
+def markdown(report: dict[str, Any], tag: str = "") -> str:
     machine = report["machine"]
-    lines = [BEGIN, "## FROC with and without view selection, trained demo model (issue #17)", "",
-             f"`python -m benchmarks.bench_selection_froc` — {report['created']}, {machine.get('cpu_model')}, "
-             f"{report['seconds']:.0f} s.  The bundled demo model's network rebuilt from its ONNX and exported with "
-             f"`--view-selection tissue`; with every view forced it finds what the bundled model finds "
+    begin, end = markers(tag)
+    cover = report.get("tissue_cover", "every")
+    lines = [begin, "## FROC with and without view selection, trained demo model (issue #17)"
+             + (f", {tag}" if tag else ""), "",
+             f"`{report.get('command', 'python -m benchmarks.bench_selection_froc')}` — {report['created']}, "
+             f"{machine.get('cpu_model')}, {report['seconds']:.0f} s.  The demo model's network "
+             f"({Path(report.get('model', 'bundled')).name}) rebuilt from its ONNX and exported with "
+             f"`--view-selection tissue --tissue-cover {cover}`; with every view forced it finds what the model "
+             "finds "
              f"(max |diff| {report['rebuilt_max_abs_diff']:.2g} over the findings of {report['check_images']} "
              "phantoms).  Hit: IoU >= 0.2.", "",
              "| images | masses | run | views (mean) | TPR @ 0.5 FPPI | @ 1 FPPI | @ 2 FPPI | masses found @ 1 FPPI |",
@@ -202,18 +215,22 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {name} | {entry['lesions']} | {label} | {entry['views_mean']:.1f} | "
                          + " | ".join(f"{tpr[p]:.3f}" for p in POINTS)
                          + f" | {round(tpr['1.0'] * entry['lesions'])} |")
-    lines += ["", "Target: with selection within one mass of the FROC without it.", END]
+    lines += ["", "Target: with selection within one mass of the FROC without it.", end]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", type=int, default=4, help="phantoms for the rebuilt-equals-bundled check")
+    parser.add_argument("--model", type=Path, default=None, help="an engine-graph ONNX [default: the bundled model]")
+    parser.add_argument("--tissue-cover", choices=("every", "central"), default="every")
+    parser.add_argument("--tag", default="", help="a section and JSON of its own (e.g. central)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "selection_froc.json")
     parser.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     report = run(args)
-    save_report(report, args.out, args.results_md, markdown(report), BEGIN, END)
+    out = args.out.with_name(f"{args.out.stem}_{args.tag}{args.out.suffix}") if args.tag else args.out
+    save_report(report, out, args.results_md, markdown(report, args.tag), *markers(args.tag))
 
 
 if __name__ == "__main__":

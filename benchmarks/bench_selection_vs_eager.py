@@ -46,9 +46,10 @@ def host_share(report: dict[str, Any]) -> float:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
+    cover = "" if args.tissue_cover == "every" else f"-{args.tissue_cover}"
     model = args.model or export_random(
-        args.workdir / f"{args.arch}-h{args.head_width}-{args.tile}-random-prior{args.prior}-tissue.onnx",
-        args.arch, args.head_width, args.tile, args.prior, view_selection="tissue")
+        args.workdir / f"{args.arch}-h{args.head_width}-{args.tile}-random-prior{args.prior}-tissue{cover}.onnx",
+        args.arch, args.head_width, args.tile, args.prior, view_selection="tissue", tissue_cover=args.tissue_cover)
     makers = {"fp32": lambda: model, "fp32 cpu (Winograd)": lambda: make_fp32_cpu(model),
               "int8 cpu": lambda: make_int8(model, args.workdir, args.calib_count, args.scale)}
     chosen = args.variants.split(",") if args.variants else list(makers)
@@ -99,7 +100,8 @@ def markdown(result: dict[str, Any], tag: str = "") -> str:
     lines = [begin, f"## {title}", "",
              f"`{result['command']}` — {result['created']}, {machine.get('cpu_model')}, "
              f"{machine.get('usable_cores')} usable cores, {result['seconds'] / 60:.0f} min.  Model "
-             f"{model.get('model_id')} (random weights) exported with view selection; inputs: "
+             f"{model.get('model_id')} (random weights) exported with view selection (tissue cover "
+             f"{model.get('graph_spec', {}).get('tissue_cover', 'every')}); inputs: "
              f"{_inputs(settings.get('inputs') or {})}; {settings.get('runs')} timed "
              "mammograms per pipeline after "
              f"{settings.get('warmup')} warm-up, ours and the baseline (PyTorch eager, 26 views one by one, "
@@ -160,6 +162,8 @@ def main() -> None:
                         help="comma-separated subset of: fp32, fp32 cpu (Winograd), int8 cpu [default: all]")
     parser.add_argument("--views", choices=("both", "tissue", "all"), default="both",
                         help="run each variant with its view selection, with all 26 views, or both")
+    parser.add_argument("--tissue-cover", choices=("every", "central"), default="every",
+                        help="the exported model's cover rule (export --tissue-cover)")
     parser.add_argument("--tag", default="", help="a second results section and JSON file (e.g. more phantoms)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "selection_vs_eager.json")
     parser.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md")

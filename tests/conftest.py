@@ -118,9 +118,10 @@ def tissue_model(models_dir: Path) -> TinyModel:
 
 @pytest.fixture(scope="session")
 def tissue_model_other_shape(models_dir: Path) -> TinyModel:
-    """tiny_model_other_shape's network and geometry with view selection."""
+    """tiny_model_other_shape's network and geometry with view selection, cover "central"."""
     return _export(models_dir, "tissue_other", TileGeometry(192, 288, 3), prior=0.001, seed=1,
-                   max_candidates=256, pre_nms_top_k=600, max_per_view=100, view_selection="tissue")
+                   max_candidates=256, pre_nms_top_k=600, max_per_view=100, view_selection="tissue",
+                   tissue_cover="central")
 
 
 @pytest.fixture(scope="session")

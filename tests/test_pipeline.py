@@ -149,6 +149,23 @@ def test_a_model_with_view_selection_runs_the_views_with_tissue(tissue_model: Ti
         assert record["views"]["run"][0] == 0 and "select_ms" in record["timings_ms"]
 
 
+def test_a_model_with_central_cover_runs_fewer_views_and_says_so(tissue_model_other_shape: TinyModel) -> None:
+    from tests.test_tissue import breast
+    from trt_mass.tissue import TissueSpec, views_with_tissue
+
+    spec = tissue_model_other_shape.graph_spec
+    assert spec.tissue_cover == "central"
+    image = breast(900, 1500, radius=820, seed=3)  # landscape, as the model's 3 x 3 grid of 192 x 288 tiles
+    with Detector(tissue_model_other_shape.onnx_path, threads=1) as selecting:
+        result = selecting.detect(image)
+        assert selecting._canvas is not None
+        canvas = selecting._canvas.canvas
+    central = views_with_tissue(canvas, result.letterbox.resized_hw, spec.geometry, TissueSpec.of(spec))
+    every = views_with_tissue(canvas, result.letterbox.resized_hw, spec.geometry, TissueSpec())
+    assert result.view_selection == "tissue-central" and result.views == tuple(central.tolist())
+    assert set(central.tolist()) < set(every.tolist()), "a strict subset on this breast"
+
+
 def _finding_arrays(findings: list) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
     boxes = np.array([[f.x1, f.y1, f.x2, f.y2] for f in findings], dtype=np.float64).reshape(-1, 4)
     return boxes, np.array([f.score for f in findings], dtype=np.float64)

@@ -10,7 +10,14 @@ import pytest
 from trt_mass.errors import ConfigError
 from trt_mass.geometry import CanvasBuilder
 from trt_mass.spec import TileGeometry
-from trt_mass.tissue import TissueSpec, block_size, largest_component, otsu_threshold, views_with_tissue
+from trt_mass.tissue import (
+    TissueSpec,
+    block_size,
+    largest_component,
+    otsu_threshold,
+    tissue_blocks,
+    views_with_tissue,
+)
 
 GEOMETRY = TileGeometry(256, 224, 5)  # canvas 768 x 672
 
@@ -72,6 +79,53 @@ def test_no_air_keeps_every_view_and_no_tissue_keeps_the_full_view() -> None:
     assert views_with_tissue(*on_canvas(np.zeros((500, 400), np.uint16)), GEOMETRY).tolist() == [0]
     faint = np.full((500, 400), 600, np.uint16)  # below the 2 % floor: film base, not tissue
     assert views_with_tissue(*on_canvas(faint), GEOMETRY).tolist() == [0]
+
+
+def _margins(geometry: TileGeometry, block: int, row: int, col: int, views: list[int]) -> list[float]:
+    """A block's distance to the nearest edge of each view in `views` that holds it (fraction of the side)."""
+    centre_y, centre_x = (row + 0.5) * block, (col + 0.5) * block
+    found = []
+    for view in views:
+        _, y0, x0 = geometry.view_origins()[view]
+        if y0 <= centre_y < y0 + geometry.tile_h and x0 <= centre_x < x0 + geometry.tile_w:
+            found.append(min(min(centre_y - y0, y0 + geometry.tile_h - centre_y) / geometry.tile_h,
+                             min(centre_x - x0, x0 + geometry.tile_w - centre_x) / geometry.tile_w))
+    return found
+
+
+@pytest.mark.parametrize(("radius", "seed"), [(300, 0), (520, 1), (700, 2), (410, 3)])
+def test_central_cover_sees_every_tissue_block_as_centrally_as_every_cover_does(radius: int, seed: int) -> None:
+    image = breast(768, 672, radius=radius, seed=seed)
+    canvas, image_hw = on_canvas(image)
+    every = views_with_tissue(canvas, image_hw, GEOMETRY).tolist()
+    central = views_with_tissue(canvas, image_hw, GEOMETRY, TissueSpec(cover="central")).tolist()
+    assert central[0] == 0 and central == sorted(central) and set(central) <= set(every)
+    block = block_size(TissueSpec(), GEOMETRY)
+    blocks = tissue_blocks(canvas, image_hw, TissueSpec(), block)
+    for row, col in zip(*np.nonzero(blocks), strict=True):
+        in_every = _margins(GEOMETRY, block, row, col, every[1:])
+        if in_every:  # a block in no kept tile (too little tissue there) is the full view's alone either way
+            assert max(_margins(GEOMETRY, block, row, col, central[1:])) == pytest.approx(max(in_every))
+            centre_y, centre_x = (row + 0.5) * block, (col + 0.5) * block
+            in_outer_quarter = not (GEOMETRY.tile_h / 4 <= centre_y <= 768 - GEOMETRY.tile_h / 4
+                                    and GEOMETRY.tile_w / 4 <= centre_x <= 672 - GEOMETRY.tile_w / 4)
+            assert max(in_every) >= 0.25 or in_outer_quarter, "inside, some tile has it in its middle half"
+
+
+def test_central_cover_skips_a_tile_whose_tissue_a_neighbour_sees_more_centrally() -> None:
+    image = np.zeros((768, 672), np.uint16)
+    image[:, :150] = 40000  # tissue in the left 150 px: the left half (112 px) of column 1's tiles too
+    canvas, image_hw = on_canvas(image)
+    every = views_with_tissue(canvas, image_hw, GEOMETRY).tolist()
+    central = views_with_tissue(canvas, image_hw, GEOMETRY, TissueSpec(cover="central")).tolist()
+    columns = {(v - 1) % 5 for v in every[1:]}
+    assert columns == {0, 1} and len(every) == 11
+    # x in [0, 150): column 0's tile spans [0, 224), column 1's [112, 336); x < 168 is more central in
+    # column 0's tile (margin x / 224 grows to 0.5 at 112, then falls to 0.25 at 168 where column 1's
+    # rises through 0.25), so column 1 holds no block's best view.
+    assert {(v - 1) % 5 for v in central[1:]} == {0} and len(central) == 6
+    with pytest.raises(ConfigError, match="tissue cover"):
+        TissueSpec(cover="nearest")
 
 
 def _bfs_largest(mask: np.ndarray) -> int:

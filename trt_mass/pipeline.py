@@ -36,8 +36,10 @@ class DetectionResult:
         timings_ms: canvas_ms, select_ms (view selection), infer_ms, postprocess_ms of this call.
         pixel_spacing_mm: the (row, column) spacing the area filter used; None when unknown.
         views: the views that ran (0: the full view, 1..: tiles row by row), ascending.
-        view_selection: "tissue" (the views the host found tissue in), "all" (a model without view
-            selection), or "all-forced" (a model with view selection, run with all_views).
+        view_selection: "tissue" (the views the host found tissue in), "tissue-central" (of those, the
+            ones some tissue lies most centrally in: a model exported with --tissue-cover central), "all"
+            (a model without view selection), or "all-forced" (a model with view selection, run with
+            all_views).
     """
 
     findings: list[Finding]
@@ -223,5 +225,5 @@ class Detector:
         if self.all_views:
             return all_views(spec.geometry), "all-forced"
         assert self._canvas is not None
-        return views_with_tissue(self._canvas.canvas, letterbox.resized_hw, spec.geometry, TissueSpec.of(spec)), \
-            "tissue"
+        name = "tissue" if spec.tissue_cover == "every" else f"tissue-{spec.tissue_cover}"
+        return views_with_tissue(self._canvas.canvas, letterbox.resized_hw, spec.geometry, TissueSpec.of(spec)), name

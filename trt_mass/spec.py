@@ -23,6 +23,9 @@ ANCHOR_RATIOS = (0.5, 1.0, 2.0)
 CANVAS_DTYPES = ("uint16", "int32")
 # "all": every view, the paper's way; "tissue": the views the host found breast tissue in (trt_mass.tissue).
 VIEW_SELECTIONS = ("all", "tissue")
+# Which tiles with tissue run: "every" tile with enough of it (the skipped ones are air, so findings equal the
+# 26-view run's); "central": for each tissue block only the tile it lies most centrally in (trt_mass.tissue).
+TISSUE_COVERS = ("every", "central")
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,8 @@ class GraphSpec:
             from the canvas (trt_mass.tissue) with:
         tissue_floor: the background threshold is at least this fraction of full scale.
         tissue_min_fraction: a tile runs when at least this fraction of it is tissue.
+        tissue_cover: "every" such tile, or "central": of those, only the tiles that are, for some tissue
+            block, the tile it lies most centrally in (fewer views; not exact, see trt_mass.tissue).
     """
 
     geometry: TileGeometry = field(default_factory=TileGeometry)
@@ -169,10 +174,13 @@ class GraphSpec:
     view_selection: str = "all"
     tissue_floor: float = 0.02
     tissue_min_fraction: float = 0.01
+    tissue_cover: str = "every"
 
     def __post_init__(self) -> None:
         if self.view_selection not in VIEW_SELECTIONS:
             raise ConfigError(f"view selection must be one of {VIEW_SELECTIONS}, got {self.view_selection!r}")
+        if self.tissue_cover not in TISSUE_COVERS:
+            raise ConfigError(f"tissue cover must be one of {TISSUE_COVERS}, got {self.tissue_cover!r}")
         if not 0.0 <= self.tissue_floor < 1.0 or not 0.0 < self.tissue_min_fraction <= 1.0:
             raise ConfigError("tissue_floor must be in [0, 1) and tissue_min_fraction in (0, 1]")
         if self.canvas_dtype not in CANVAS_DTYPES:

@@ -21,7 +21,7 @@ from trt_mass.model.checkpoint import (  # noqa: E402
     save_checkpoint,
 )
 from trt_mass.model.graph import EngineGraph  # noqa: E402
-from trt_mass.model.train import CachedImage, TrainConfig, _orient, make_views, train  # noqa: E402
+from trt_mass.model.train import CachedImage, TrainConfig, _orient, make_views, scheduled_lr, train  # noqa: E402
 from trt_mass.runners.ort import OnnxRuntimeRunner  # noqa: E402
 from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry  # noqa: E402
 
@@ -34,6 +34,16 @@ def test_orient_moves_boxes_with_the_pixels(turns: int, flip: bool) -> None:
     turned, boxes = _orient(view, np.array([[20.0, 5.0, 35.0, 15.0]]), turns, flip)
     rows, cols = np.nonzero(turned)
     assert boxes.tolist() == [[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]]
+
+
+def test_cosine_schedule_decays_from_the_lr_to_zero_and_constant_stays(tmp_path: Path) -> None:
+    fractions = np.linspace(0.0, 1.0, 11)
+    cosine = [scheduled_lr(2e-4, "cosine", f) for f in fractions]
+    assert cosine[0] == pytest.approx(2e-4) and cosine[5] == pytest.approx(1e-4) and cosine[-1] == pytest.approx(0.0)
+    assert (np.diff(cosine) < 0).all(), "strictly decreasing"
+    assert {scheduled_lr(2e-4, "constant", f) for f in fractions} == {2e-4}
+    with pytest.raises(ConfigError, match="--lr-schedule"):
+        TrainConfig(data=("x",), out_dir=tmp_path, lr_schedule="step")
 
 
 def test_views_have_the_tile_shape_and_keep_lesions() -> None:

@@ -79,7 +79,8 @@ def test_the_export_records_a_dynamic_view_input_and_the_selection_settings(tiss
     assert [(t.name, t.dtype, t.shape) for t in metadata.inputs] == \
         [("canvas", "uint16", (1, 1, 768, 672)), ("view_index", "int32", (-1,))]
     spec = metadata.graph_spec
-    assert (spec.view_selection, spec.tissue_floor, spec.tissue_min_fraction) == ("tissue", 0.02, 0.01)
+    assert (spec.view_selection, spec.tissue_floor, spec.tissue_min_fraction, spec.tissue_cover) == \
+        ("tissue", 0.02, 0.01, "every")
     proto = onnx.load(str(tissue_model.onnx_path), load_external_data=False)
     view_input = next(v for v in proto.graph.input if v.name == "view_index")
     assert view_input.type.tensor_type.shape.dim[0].dim_param == "views"

@@ -355,7 +355,8 @@ def _baseline_metadata(config: BenchConfig, ours: _Pipeline) -> ModelMetadata:
     source = config.baseline_model or config.model
     metadata = read_metadata(config.baseline_model) if config.baseline_model else ours.metadata
     ours_spec, baseline_spec = ours.metadata.graph_spec.to_dict(), metadata.graph_spec.to_dict()
-    for how_not_what in ("canvas_dtype", "view_selection", "tissue_floor", "tissue_min_fraction"):
+    for how_not_what in ("canvas_dtype", "view_selection", "tissue_floor", "tissue_min_fraction",
+                          "tissue_cover"):
         ours_spec.pop(how_not_what)
         baseline_spec.pop(how_not_what)
     if ours_spec != baseline_spec:

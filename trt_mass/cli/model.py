@@ -35,7 +35,7 @@ def _graph_spec(tile: str, grid: int, **thresholds: Any) -> Any:
 @click.option("--tile", default=None,
               help="View size HEIGHTxWIDTH (canvas pixels) [default: the checkpoint's training tile, else 768x640].")
 @click.option("--grid", type=int, default=None,
-              help="Tiles per side (odd; 50 %% overlap) [default: as trained, else 5].")
+              help="Tiles per side (odd; 50 % overlap) [default: as trained, else 5].")
 @click.option("--pre-nms-top-k", type=int, default=1000, show_default=True)
 @click.option("--nms-iou", type=float, default=0.1, show_default=True)
 @click.option("--max-per-view", type=int, default=300, show_default=True)
@@ -53,6 +53,10 @@ def _graph_spec(tile: str, grid: int, **thresholds: Any) -> Any:
               help="View selection: the background threshold is at least this fraction of full scale.")
 @click.option("--tissue-min-fraction", type=float, default=0.01, show_default=True,
               help="View selection: a tile runs when at least this fraction of it is tissue.")
+@click.option("--tissue-cover", type=click.Choice(["every", "central"]), default="every", show_default=True,
+              help="View selection: every tile with tissue (skipped tiles are air: the same findings as all "
+                   "views), or central: only the tile each tissue block lies most centrally in (fewer views; "
+                   "each point of the breast is still seen a quarter tile from a tile's edge).")
 @click.option("--network-only", is_flag=True, help="Export only backbone + heads on the view batch.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
 @click.option("--operating-point", "operating_points", multiple=True, metavar="NAME=SCORE",

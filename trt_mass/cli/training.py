@@ -20,6 +20,8 @@ from trt_mass.cli.errors import maps_errors
 @click.option("--grid", type=int, default=5, show_default=True)
 @click.option("--epochs", type=int, default=20, show_default=True)
 @click.option("--lr", type=float, default=1e-5, show_default=True, help="Adam learning rate (the paper: 1e-5).")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="cosine: decay from --lr to 0 over --epochs (per step; --resume continues it).")
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--folds", type=int, default=None, help="Patient-wise K-fold: train on all folds but --fold.")
 @click.option("--fold", type=int, default=0, show_default=True)
@@ -42,7 +44,7 @@ from trt_mass.cli.errors import maps_errors
               help="Random sections per image and epoch (besides the full view and one per mass).")
 @maps_errors
 def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile: str, grid: int, epochs: int,
-          lr: float, batch_size: int, folds: int | None, fold: int, init_checkpoint: Path | None,
+          lr: float, lr_schedule: str, batch_size: int, folds: int | None, fold: int, init_checkpoint: Path | None,
           backbone_weights: Path | None, resume: bool, device: str, seed: int, val_fold: int | None,
           val_data: tuple[str, ...], intensity_aug: float, hard_negatives: int, random_tiles: int) -> None:
     """Train the RetinaNet on labelled mammograms (focal loss, Adam), one checkpoint per epoch."""
@@ -55,7 +57,7 @@ def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile
                          geometry=TileGeometry(tile_h, tile_w, grid), epochs=epochs, lr=lr, batch_size=batch_size,
                          folds=folds, fold=fold, init=init_checkpoint, backbone_weights=backbone_weights,
                          resume=resume, device=device, seed=seed, val_fold=val_fold, val_data=val_data,
-                         intensity=intensity_aug,
+                         intensity=intensity_aug, lr_schedule=lr_schedule,
                          hard_negatives=hard_negatives, random_tiles=random_tiles)
     last = run_training(config)
     chosen = last.with_name("best.pt") if val_fold is not None else last

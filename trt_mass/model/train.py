@@ -38,6 +38,20 @@ from trt_mass.spec import ModelSpec, TileGeometry
 MIN_VISIBLE = 0.4  # a cropped box is kept when at least this share of it stays in the view
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_lr(base_lr: float, schedule: str, run_fraction: float) -> float:
+    """The learning rate at `run_fraction` (0 at the first step, -> 1 at the last) of the whole run.
+
+    Cosine decay lets the last epochs settle, so the epoch picked on a small validation fold is less a
+    matter of where the weights happened to jump; it depends on the step, so --resume continues it.
+    """
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(max(run_fraction, 0.0), 1.0)))
+    return base_lr
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data: tuple[str, ...]
@@ -61,6 +75,7 @@ class TrainConfig:
     hard_negatives: int = 0  # sections per image without a mass, where the network fired last epoch
     mining_images: int = 96  # images without a mass searched for hard negatives per epoch (random subset)
     val_data: tuple[str, ...] = ()  # data sets whose validation-fold images validate (default: all of `data`)
+    lr_schedule: str = "constant"  # or "cosine": lr * (1 + cos(pi * t)) / 2 over the run, t from 0 to 1 per step
 
     def __post_init__(self) -> None:
         if self.val_fold is not None:
@@ -73,6 +88,8 @@ class TrainConfig:
             raise ConfigError(f"--val-data {unknown[0]} is not one of the --data sets {list(self.data)}")
         if not 0.0 <= self.intensity <= 1.0:
             raise ConfigError(f"--intensity-aug is a probability in [0, 1], not {self.intensity}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"--lr-schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
         if self.hard_negatives < 0 or self.mining_images < 1:
             raise ConfigError("--hard-negatives must be >= 0 and the mining images >= 1")
 
@@ -286,6 +303,8 @@ def _train_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer,
     started, total = time.perf_counter(), 0.0
     for step in range(steps):
         batch = [views[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]]
+        for group in optimizer.param_groups:
+            group["lr"] = scheduled_lr(config.lr, config.lr_schedule, (epoch + step / steps) / config.epochs)
         pixels = torch.from_numpy(np.stack([v for v, _ in batch]).astype(np.float32) / 65535.0)[:, None]
         targets = [{"boxes": torch.from_numpy(b.astype(np.float32)).to(device),
                     "labels": torch.zeros(len(b), dtype=torch.int64, device=device)} for _, b in batch]
