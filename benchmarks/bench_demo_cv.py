@@ -15,6 +15,15 @@ model):
    the IoU >= 0.2 and the centre criteria, and the marks per normal image at the 1-FPPI point.
 
     python -m benchmarks.bench_demo_cv [--only-folds 0,1] [--epochs 8] [--pretrain-epochs 6]
+        [--parallel-folds 5] [--pretrain-seconds S --train-seconds S] [--pretrain-deadline S --train-deadline S]
+
+On a lent GPU machine (many cores, one GPU, a fixed lease) --parallel-folds fine-tunes and evaluates the
+folds at once (the cores split between them); --pretrain-seconds and --train-seconds train each stage for
+a time rather than for epochs (`trtmass train --time-budget`: the cosine schedule decays over the time,
+the epochs are then a cap); the deadlines, in seconds from the start of the run, are the hard stop
+behind them: a stopped run keeps its last complete epoch (the checkpoints are written atomically every
+epoch), best.pt is still the epoch picked on the validation fold, and the results say at which epoch
+each stage stopped.
 
 Writes benchmarks/results/demo_cv.json and its section of benchmarks/RESULTS.md (per fold, mean and
 spread, and the FROC of all test folds pooled).  Needs ../shared/data/mini-mias-train.
@@ -24,10 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +55,35 @@ POINTS = (0.5, 1.0, 2.0)
 TARGET_TPR_1FPPI = 0.70
 TARGET_PHANTOM_TPR = 0.95
 TARGET_NORMAL_MARKS = 2.0
+STOPPED = "stopped-at-deadline"  # in a training folder: its run was stopped by a deadline; take it as it is
 
 
-def trtmass(*args: str, log: list[str]) -> None:
+def trtmass(*args: str, log: list[str], deadline: float | None = None) -> bool:
+    """Run `trtmass args`; False when it was stopped at `deadline` (time.time() seconds), else True."""
     command = [sys.executable, "-m", "trt_mass.cli", *args]
     log.append("trtmass " + " ".join(args).replace(f"{HERE.parent}/", ""))  # paths as from the repository root
     print(f"$ {log[-1]}", file=sys.stderr, flush=True)
-    subprocess.run(command, check=True)
+    timeout = None if deadline is None else max(1.0, deadline - time.time())
+    try:
+        subprocess.run(command, check=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log[-1] += "  # stopped at the deadline"
+        print(f"stopped at the deadline: {log[-1]}", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
+def _deadline(started: float, seconds: float | None) -> float | None:
+    return None if seconds is None else started + seconds
 
 
 def model_args(args: argparse.Namespace) -> list[str]:
     return ["--arch", args.arch, "--head-width", str(args.head_width), "--tile", args.tile,
             "--batch-size", str(args.batch_size), "--intensity-aug", str(args.intensity_aug)]
+
+
+def budget_args(seconds: float | None) -> list[str]:
+    return [] if seconds is None else ["--time-budget", str(seconds)]
 
 
 def make_phantoms(work: Path, args: argparse.Namespace, log: list[str]) -> dict[str, Path]:
@@ -70,30 +99,48 @@ def make_phantoms(work: Path, args: argparse.Namespace, log: list[str]) -> dict[
     return folders
 
 
-def pretrain(work: Path, phantoms: Path, args: argparse.Namespace, log: list[str]) -> Path:
+def _train_stage(out: Path, epochs: int, log: list[str], deadline: float | None, *train_args: str) -> None:
+    """`trtmass train train_args` into `out` unless it has its epochs or a deadline stopped it before."""
+    if _finished(out / "last.pt", epochs) or (out / STOPPED).exists():
+        return
+    if not trtmass("train", *train_args, log=log, deadline=deadline):
+        (out / STOPPED).write_text("stopped at the deadline\n")  # later runs go on from here, not train on
+
+
+def pretrain(work: Path, phantoms: Path, args: argparse.Namespace, log: list[str],
+             deadline: float | None = None) -> Path:
     out = work / "pretrain"
     last = out / "last.pt"
-    if not _finished(last, args.pretrain_epochs):
-        trtmass("train", "--data", str(phantoms), "--out", str(out), *model_args(args), "--epochs",
-                str(args.pretrain_epochs), "--lr", str(args.pretrain_lr), "--lr-schedule", args.lr_schedule,
-                "--resume", log=log)
+    _train_stage(out, args.pretrain_epochs, log, deadline, "--data", str(phantoms), "--out", str(out),
+                 *model_args(args), "--epochs", str(args.pretrain_epochs), "--lr", str(args.pretrain_lr),
+                 "--lr-schedule", args.lr_schedule, *budget_args(args.pretrain_seconds), "--resume")
+    if not last.exists():
+        raise SystemExit(f"{out}: pre-training ended before its first epoch (raise --pretrain-deadline)")
     return last
 
 
-def fine_tune(work: Path, fold: int, init: Path, phantoms: Path, args: argparse.Namespace, log: list[str]) -> Path:
+def fine_tune(work: Path, fold: int, init: Path, phantoms: Path, args: argparse.Namespace, log: list[str],
+              deadline: float | None = None) -> Path:
     out = work / f"fold{fold}"
     val_fold = (fold + 1) % args.folds
     mias = f"mias:{args.mias}"
-    if not _finished(out / "last.pt", args.epochs):
-        trtmass("train", "--data", str(phantoms), "--data", mias, "--out", str(out), *model_args(args),
-                "--folds", str(args.folds), "--fold", str(fold), "--val-fold", str(val_fold), "--val-data", mias,
-                "--init", str(init), "--epochs", str(args.epochs), "--lr", str(args.lr), "--lr-schedule",
-                args.lr_schedule, "--hard-negatives",
-                str(args.hard_negatives), "--resume", log=log)
+    _train_stage(out, args.epochs, log, deadline, "--data", str(phantoms), "--data", mias, "--out", str(out),
+                 *model_args(args), "--folds", str(args.folds), "--fold", str(fold), "--val-fold", str(val_fold),
+                 "--val-data", mias, "--init", str(init), "--epochs", str(args.epochs), "--lr", str(args.lr),
+                 "--lr-schedule", args.lr_schedule, "--hard-negatives", str(args.hard_negatives),
+                 *budget_args(args.train_seconds), "--resume")
+    if not (out / "best.pt").exists():
+        raise SystemExit(f"{out}: fine-tuning ended before its first validated epoch (raise --train-deadline)")
     model = out / "model.onnx"
     if not model.exists() or model.stat().st_mtime < (out / "best.pt").stat().st_mtime:
         trtmass("export", str(out / "best.pt"), "--tile", args.tile, "-o", str(model), log=log)
     return model
+
+
+def _epochs_done(checkpoint: Path) -> int:
+    from trt_mass.model.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(checkpoint)[1].get("epoch", 0)) if checkpoint.exists() else 0
 
 
 def _finished(checkpoint: Path, epochs: int) -> bool:
@@ -101,11 +148,13 @@ def _finished(checkpoint: Path, epochs: int) -> bool:
         return False
     from trt_mass.model.checkpoint import load_checkpoint
 
-    return int(load_checkpoint(checkpoint)[1].get("epoch", 0)) >= epochs
+    extra = load_checkpoint(checkpoint)[1]
+    return int(extra.get("epoch", 0)) >= epochs or bool(extra.get("time_budget_spent"))
 
 
 def evaluate_fold(model: Path, fold: int, phantoms: dict[str, Path], args: argparse.Namespace,
                   log: list[str]) -> dict[str, Any]:
+    threads = getattr(args, "threads", None)
     from trt_mass.datasets.labelled import load_dataset, patient_folds
     from trt_mass.eval.froc import froc_curve
     from trt_mass.eval.run import EvalConfig, detect_samples, run_eval
@@ -116,12 +165,12 @@ def evaluate_fold(model: Path, fold: int, phantoms: dict[str, Path], args: argpa
     log.append(f"trtmass eval --model {model} --data {mias} --folds {args.folds} --fold {val_fold} "
                "--write-operating-points")
     run_eval(EvalConfig(models=(model,), data=mias, out_dir=model.parent / "eval-validation", bootstrap=0,
-                        folds=args.folds, fold=val_fold, write_operating_points=True))
+                        folds=args.folds, fold=val_fold, write_operating_points=True, threads=threads))
     points = read_onnx_metadata(model).operating_points
     assert points is not None, "eval --write-operating-points wrote them"
     threshold_1fppi = points.scores["1"]
     _, test = patient_folds(load_dataset(mias), args.folds, fold)
-    images, refused = detect_samples(model, test)
+    images, refused = detect_samples(model, test, threads=threads)
     normal_ids = {s.image_id for s in test if s.normal}
     normal_marks = [int((i.det_scores >= threshold_1fppi).sum()) for i in images if i.image_id in normal_ids]
     result: dict[str, Any] = {
@@ -134,12 +183,30 @@ def evaluate_fold(model: Path, fold: int, phantoms: dict[str, Path], args: argpa
         "images_results": [_plain(i) for i in images],
     }
     for name in ("test-realistic", "test-fill"):
-        found, _ = detect_samples(model, load_dataset(str(phantoms[name])))
+        found, _ = detect_samples(model, load_dataset(str(phantoms[name])), threads=threads)
         result[f"phantoms_{name}"] = {str(p): froc_curve(found, "iou", 0.2).tpr_at(p) for p in POINTS}
     history = json.loads((model.parent / "history.json").read_text())
     result["best_epoch"] = history["best"]["epoch"]
+    result["epochs_done"] = len(history["epochs"])
+    result["stopped_at_deadline"] = (model.parent / STOPPED).exists()
     result["validation_tpr"] = history["best"]["tpr_at_fppi"]
     return result
+
+
+def fold_work(fold: int, work: Path, init: Path, phantoms: dict[str, Path], args: argparse.Namespace,
+              deadline: float | None) -> tuple[dict[str, Any], list[str]]:
+    """Fine-tune, export and evaluate one test fold; (its results, the commands it ran)."""
+    started = time.time()
+    log: list[str] = []
+    threads = getattr(args, "threads", None)
+    if threads is not None:  # the trtmass children's torch threads; ONNX Runtime gets `threads` directly
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    model = fine_tune(work, fold, init, phantoms["train"], args, log, deadline)
+    measured = evaluate_fold(model, fold, phantoms, args, log)
+    measured["seconds"] = round(time.time() - started)
+    print(f"fold {fold}: TPR (IoU) {measured['tpr_iou']}, centre {measured['tpr_centre']}, normal marks "
+          f"{measured['marks_per_normal_image_at_1fppi_point']}", file=sys.stderr, flush=True)
+    return measured, log
 
 
 def _plain(image: Any) -> dict[str, Any]:
@@ -171,21 +238,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     log: list[str] = []
     phantoms = make_phantoms(work, args, log)
-    init = pretrain(work, phantoms["train"], args, log)
+    init = pretrain(work, phantoms["train"], args, log, _deadline(started, args.pretrain_deadline))
+    pretrained_epochs = _epochs_done(init)
+    deadline = _deadline(started, args.train_deadline)
     folds = []
-    for fold in args.only_folds:
-        fold_started = time.time()
-        model = fine_tune(work, fold, init, phantoms["train"], args, log)
-        measured = evaluate_fold(model, fold, phantoms, args, log)
-        measured["seconds"] = round(time.time() - fold_started)
-        folds.append(measured)
-        print(f"fold {fold}: TPR (IoU) {measured['tpr_iou']}, centre {measured['tpr_centre']}, normal marks "
-              f"{measured['marks_per_normal_image_at_1fppi_point']}", file=sys.stderr, flush=True)
-        (work / "partial.json").write_text(json.dumps({"folds": folds, "commands": log}, indent=1))
+    if args.parallel_folds > 1:
+        args.threads = max(1, (os.cpu_count() or 1) // args.parallel_folds)
+        context = multiprocessing.get_context("spawn")  # no forked torch or ONNX Runtime thread pools
+        with ProcessPoolExecutor(args.parallel_folds, mp_context=context) as pool:
+            futures = [pool.submit(fold_work, fold, work, init, phantoms, args, deadline) for fold in args.only_folds]
+            for future in as_completed(futures):  # each fold kept as it ends, should the run be cut short
+                measured, fold_log = future.result()
+                folds.append(measured)
+                log += fold_log
+                (work / "partial.json").write_text(json.dumps({"folds": folds, "commands": log}, indent=1))
+        folds.sort(key=lambda fold: fold["fold"])
+    else:
+        for fold in args.only_folds:
+            measured, fold_log = fold_work(fold, work, init, phantoms, args, deadline)
+            folds.append(measured)
+            log += fold_log
+            (work / "partial.json").write_text(json.dumps({"folds": folds, "commands": log}, indent=1))
     summary = {f"{key}@{p}": spread(folds, key, str(p)) for key in ("tpr_iou", "tpr_centre") for p in POINTS}
     return {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(time.time() - started),
             "machine": machine_facts(), "command": "python -m benchmarks.bench_demo_cv " + " ".join(sys.argv[1:]),
             "settings": {k: str(v) for k, v in vars(args).items()}, "recipe": log, "folds": folds,
+            "pretrain_epochs_done": pretrained_epochs,
+            "pretrain_stopped_at_deadline": (init.parent / STOPPED).exists(),
             "summary": summary, "pooled": pooled(folds)}
 
 
@@ -205,18 +284,22 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [begin, title, "",
              f"`{result['command']}` — {result['created']}, {machine.get('cpu_model', 'CPU')}, "
              f"{round(result['seconds'] / 60)} min.  {settings['arch']} head {settings['head_width']}, tile "
-             f"{settings['tile']}; pre-training {settings['pretrain_epochs']} epochs on {settings['phantoms']} "
-             f"realistic phantoms (lr {settings['pretrain_lr']}), then per fold {settings['epochs']} epochs (lr "
+             f"{settings['tile']}; pre-training {_length(settings, 'pretrain_seconds', 'pretrain_epochs')} on "
+             f"{settings['phantoms']} realistic phantoms (lr {settings['pretrain_lr']}), then per fold "
+             f"{_length(settings, 'train_seconds', 'epochs')} (lr "
              f"{settings['lr']}, schedule {settings.get('lr_schedule', 'constant')}, hard negatives "
              f"{settings['hard_negatives']}, intensity augmentation {settings['intensity_aug']}), epoch picked on "
-             "the next fold.  Hit: IoU >= 0.2 or the centre criterion; operating point from the validation fold.",
+             "the next fold.  Hit: IoU >= 0.2 or the centre criterion; operating point from the validation fold."
+             + _stopped_note(result),
              "", "| test fold | images | masses | best epoch | TPR IoU @ 0.5 / 1 / 2 FPPI | TPR centre @ 0.5 / 1 / 2 | "
              "marks / normal image @ 1-FPPI point | phantoms realistic / fill TPR @ 1 FPPI |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    epochs = int(settings["epochs"])
     for fold in result["folds"]:
         marks = fold["marks_per_normal_image_at_1fppi_point"]
         lines.append(
-            f"| {fold['fold']} | {fold['images']} | {fold['masses']} | {fold['best_epoch']} | "
+            f"| {fold['fold']} | {fold['images']} | {fold['masses']} | {fold['best_epoch']}"
+            + (f" of {fold['epochs_done']}" if fold.get("epochs_done", epochs) != epochs else "") + " | "
             + " / ".join(f"{fold['tpr_iou'][str(p)]:.3f}" for p in POINTS) + " | "
             + " / ".join(f"{fold['tpr_centre'][str(p)]:.3f}" for p in POINTS) + " | "
             + ("-" if marks is None else f"{marks:.2f}") + " | "
@@ -232,6 +315,24 @@ def markdown(result: dict[str, Any]) -> str:
               "Recipe (in order): " + "; ".join(f"`{c}`" for c in result["recipe"]) if result["recipe"] else
               "Recipe: every step reused from an earlier run in the work folder.", end]
     return "\n".join(lines)
+
+
+def _length(settings: dict[str, str], seconds_key: str, epochs_key: str) -> str:
+    if settings.get(seconds_key, "None") != "None":
+        return f"{float(settings[seconds_key]):.0f} s (at most {settings[epochs_key]} epochs)"
+    return f"{settings[epochs_key]} epochs"
+
+
+def _stopped_note(result: dict[str, Any]) -> str:
+    """How far each stage went where time, not epochs, ended it ("best of done" in the fold table)."""
+    notes = []
+    if result.get("pretrain_epochs_done") is not None:
+        notes.append(f"Pre-training ran {result['pretrain_epochs_done']} epochs"
+                     + (" (stopped at its deadline)" if result.get("pretrain_stopped_at_deadline") else ""))
+    stopped = [str(f["fold"]) for f in result["folds"] if f.get("stopped_at_deadline")]
+    if stopped:
+        notes.append(f"the fine-tuning of fold(s) {', '.join(stopped)} stopped at its deadline")
+    return ("  " + "; ".join(notes) + ".") if notes else ""
 
 
 def main() -> None:
@@ -256,6 +357,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "demo_cv.json")
     parser.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--tag", default="", help="name of this run's own RESULTS.md section and JSON")
+    parser.add_argument("--parallel-folds", type=int, default=1, help="folds fine-tuned and evaluated at once")
+    parser.add_argument("--pretrain-seconds", type=float, default=None,
+                        help="pre-train for this long (--pretrain-epochs is then a cap)")
+    parser.add_argument("--train-seconds", type=float, default=None,
+                        help="fine-tune each fold for this long (--epochs is then a cap)")
+    parser.add_argument("--pretrain-deadline", type=float, default=None,
+                        help="seconds from the start after which pre-training stops (its last epoch is used)")
+    parser.add_argument("--train-deadline", type=float, default=None,
+                        help="seconds from the start after which fine-tuning stops (best.pt so far is used)")
     args = parser.parse_args()
     if not args.mias.is_dir():
         raise SystemExit(f"{args.mias}: no mini-MIAS folder")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import numpy as np
 
@@ -70,3 +71,13 @@ def blob_canvas(canvas_hw: tuple[int, int], seed: int) -> np.ndarray:
         image += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))
     image += rng.uniform(0.02, 0.08, size=image.shape)
     return (np.clip(image, 0, 1) * 65535).astype(np.uint16)[None, None]
+
+
+def all_views_feed(runner: Any, canvas: np.ndarray) -> dict[str, np.ndarray]:
+    """The engine graph's feed for `canvas` [1, 1, H, W]: with every view where the model selects views."""
+    from trt_mass.tissue import all_views
+
+    feed = {"canvas": canvas}
+    if any(spec.name == "view_index" for spec in runner.metadata.inputs):
+        feed["view_index"] = all_views(runner.metadata.graph_spec.geometry)
+    return feed

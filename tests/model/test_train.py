@@ -21,7 +21,15 @@ from trt_mass.model.checkpoint import (  # noqa: E402
     save_checkpoint,
 )
 from trt_mass.model.graph import EngineGraph  # noqa: E402
-from trt_mass.model.train import CachedImage, TrainConfig, _orient, make_views, scheduled_lr, train  # noqa: E402
+from trt_mass.model.train import (  # noqa: E402
+    CachedImage,
+    RunClock,
+    TrainConfig,
+    _orient,
+    make_views,
+    scheduled_lr,
+    train,
+)
 from trt_mass.runners.ort import OnnxRuntimeRunner  # noqa: E402
 from trt_mass.spec import GraphSpec, ModelSpec, TileGeometry  # noqa: E402
 
@@ -44,6 +52,30 @@ def test_cosine_schedule_decays_from_the_lr_to_zero_and_constant_stays(tmp_path:
     assert {scheduled_lr(2e-4, "constant", f) for f in fractions} == {2e-4}
     with pytest.raises(ConfigError, match="--lr-schedule"):
         TrainConfig(data=("x",), out_dir=tmp_path, lr_schedule="step")
+
+
+def test_run_clock_counts_steps_or_the_time_budget_resumed_time_included() -> None:
+    by_steps = RunClock(epochs=4, time_budget_s=None)
+    assert by_steps.fraction(1, 5, 10) == pytest.approx(0.375) and not by_steps.expired()
+    by_time = RunClock(epochs=4, time_budget_s=100.0, spent_before_s=50.0)
+    assert by_time.fraction(0, 0, 10) == pytest.approx(0.5, abs=0.01), "the resumed run's seconds count"
+    assert not by_time.expired() and RunClock(4, 100.0, spent_before_s=100.0).expired()
+
+
+def test_time_budget_ends_the_run_checkpointed_and_resume_keeps_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_phantoms(data, 3, seed=22, scale=0.05, normal_fraction=0.0)
+    config = TrainConfig(data=(str(data),), out_dir=tmp_path / "run", spec=ModelSpec(arch="resnet18", head_width=16),
+                         geometry=TileGeometry(64, 64, 5), epochs=1000, lr=1e-3, batch_size=4, time_budget_s=1.5)
+    last = train(config, progress=False)
+    _, extra = load_checkpoint(last)
+    assert 1 <= extra["epoch"] < 1000 and extra["time_budget_spent"] and extra["trained_seconds"] >= 1.5
+    assert extra["time_budget_s"] == 1.5
+    resumed = TrainConfig(**{**config.__dict__, "resume": True})
+    assert train(resumed, progress=False) == last and load_checkpoint(last)[1]["epoch"] == extra["epoch"], \
+        "a spent budget is not trained on"
+    with pytest.raises(ConfigError, match="--time-budget"):
+        TrainConfig(data=("x",), out_dir=tmp_path, time_budget_s=0.0)
 
 
 def test_views_have_the_tile_shape_and_keep_lesions() -> None:

@@ -14,6 +14,7 @@ onnx = pytest.importorskip("onnx")  # the `train` extra: exporting and quantizin
 from onnx import numpy_helper  # noqa: E402
 
 from tests.conftest import TinyModel, _export  # noqa: E402
+from tests.helpers import all_views_feed  # noqa: E402
 from trt_mass.cli import main  # noqa: E402
 from trt_mass.datasets.synth import write_phantoms  # noqa: E402
 from trt_mass.errors import ConfigError, InputError, ModelError  # noqa: E402
@@ -100,7 +101,7 @@ def _held_out_canvases(model_path: Path, images: Path, calibration: CalibrationS
 
 def _findings(path: Path, canvases: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     with OnnxRuntimeRunner(path) as runner:
-        outputs = [runner.infer({"canvas": canvas}) for canvas in canvases]
+        outputs = [runner.infer(all_views_feed(runner, canvas)) for canvas in canvases]
     return [(o["boxes"][o["scores"] > 0], o["scores"][o["scores"] > 0]) for o in outputs]
 
 

@@ -16,6 +16,7 @@ onnx = pytest.importorskip("onnx")  # the `train` extra: exporting and quantizin
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from tests.conftest import TinyModel, _export  # noqa: E402
+from tests.helpers import all_views_feed  # noqa: E402
 from trt_mass.cli import main  # noqa: E402
 from trt_mass.datasets.synth import write_phantoms  # noqa: E402
 from trt_mass.errors import ConfigError, ModelError  # noqa: E402
@@ -161,7 +162,7 @@ def _findings(model: Path, images: Path) -> list[tuple[np.ndarray, np.ndarray]]:
         builder = CanvasBuilder(spec.geometry, spec.canvas_dtype)
         for path in sorted(images.glob("*.dcm")):
             builder.fill(read_image(path).pixels)
-            out = runner.infer({"canvas": builder.canvas})
+            out = runner.infer(all_views_feed(runner, builder.canvas))
             keep = out["scores"] > 0
             found.append((out["boxes"][keep], out["scores"][keep]))
     return found

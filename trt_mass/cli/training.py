@@ -22,6 +22,9 @@ from trt_mass.cli.errors import maps_errors
 @click.option("--lr", type=float, default=1e-5, show_default=True, help="Adam learning rate (the paper: 1e-5).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
               help="cosine: decay from --lr to 0 over --epochs (per step; --resume continues it).")
+@click.option("--time-budget", "time_budget_s", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Seconds of training: the run ends when they are spent (--epochs is then a cap) and a cosine "
+                   "schedule decays over them instead of over --epochs (for a machine lent for a fixed time).")
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--folds", type=int, default=None, help="Patient-wise K-fold: train on all folds but --fold.")
 @click.option("--fold", type=int, default=0, show_default=True)
@@ -46,7 +49,8 @@ from trt_mass.cli.errors import maps_errors
 def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile: str, grid: int, epochs: int,
           lr: float, lr_schedule: str, batch_size: int, folds: int | None, fold: int, init_checkpoint: Path | None,
           backbone_weights: Path | None, resume: bool, device: str, seed: int, val_fold: int | None,
-          val_data: tuple[str, ...], intensity_aug: float, hard_negatives: int, random_tiles: int) -> None:
+          val_data: tuple[str, ...], intensity_aug: float, hard_negatives: int, random_tiles: int,
+          time_budget_s: float | None) -> None:
     """Train the RetinaNet on labelled mammograms (focal loss, Adam), one checkpoint per epoch."""
     from trt_mass.model.train import TrainConfig
     from trt_mass.model.train import train as run_training
@@ -58,7 +62,7 @@ def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile
                          folds=folds, fold=fold, init=init_checkpoint, backbone_weights=backbone_weights,
                          resume=resume, device=device, seed=seed, val_fold=val_fold, val_data=val_data,
                          intensity=intensity_aug, lr_schedule=lr_schedule,
-                         hard_negatives=hard_negatives, random_tiles=random_tiles)
+                         hard_negatives=hard_negatives, random_tiles=random_tiles, time_budget_s=time_budget_s)
     last = run_training(config)
     chosen = last.with_name("best.pt") if val_fold is not None else last
     click.echo(f"checkpoint: {chosen}; export it with: trtmass export {chosen} --tile {tile} --grid {grid} "

@@ -10,6 +10,8 @@ With --val-fold the epoch is chosen on a validation fold (never on the test fold
 engine graph runs on the validation images (trt_mass.model.validate), history.json records the FROC
 figures, and best.pt is the epoch with the highest TPR at 1 FPPI.  With --hard-negatives N the views of
 the next epoch include N sections centred where the network fired on each image without a mass.
+With --time-budget S the run is measured in seconds rather than epochs (a lent GPU machine's lease): the
+schedule follows the share of S spent and the run ends, checkpointed, when S is spent.
 """
 
 from __future__ import annotations
@@ -52,6 +54,30 @@ def scheduled_lr(base_lr: float, schedule: str, run_fraction: float) -> float:
     return base_lr
 
 
+class RunClock:
+    """How far the run is (t in [0, 1] for the schedule): by steps over `epochs`, or by time over a budget.
+
+    A time budget counts the seconds of this process on top of those the resumed checkpoint had spent.
+    """
+
+    def __init__(self, epochs: int, time_budget_s: float | None, spent_before_s: float = 0.0) -> None:
+        self.epochs = epochs
+        self.time_budget_s = time_budget_s
+        self.spent_before_s = spent_before_s
+        self._started = time.perf_counter()
+
+    def spent_s(self) -> float:
+        return self.spent_before_s + time.perf_counter() - self._started
+
+    def fraction(self, epoch: int, step: int, steps: int) -> float:
+        if self.time_budget_s is not None:
+            return self.spent_s() / self.time_budget_s
+        return (epoch + step / steps) / self.epochs
+
+    def expired(self) -> bool:
+        return self.time_budget_s is not None and self.spent_s() >= self.time_budget_s
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data: tuple[str, ...]
@@ -76,6 +102,9 @@ class TrainConfig:
     mining_images: int = 96  # images without a mass searched for hard negatives per epoch (random subset)
     val_data: tuple[str, ...] = ()  # data sets whose validation-fold images validate (default: all of `data`)
     lr_schedule: str = "constant"  # or "cosine": lr * (1 + cos(pi * t)) / 2 over the run, t from 0 to 1 per step
+    # Seconds of training (validation and mining included) instead of `epochs`, which is then a cap: t is the
+    # share of the budget spent, and the run ends, with a checkpoint, once it is spent (a lent GPU's lease).
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.val_fold is not None:
@@ -90,6 +119,8 @@ class TrainConfig:
             raise ConfigError(f"--intensity-aug is a probability in [0, 1], not {self.intensity}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr-schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError(f"--time-budget must be > 0 seconds, not {self.time_budget_s}")
         if self.hard_negatives < 0 or self.mining_images < 1:
             raise ConfigError("--hard-negatives must be >= 0 and the mining images >= 1")
 
@@ -215,11 +246,14 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         samples = samples[: config.max_images]
     config.out_dir.mkdir(parents=True, exist_ok=True)
     last = config.out_dir / "last.pt"
-    start_epoch = 0
+    start_epoch, spent_before_s = 0, 0.0
     network = _initial_network(config)
     if config.resume and last.exists():
         network, extra = load_checkpoint(last)
         start_epoch = int(extra.get("epoch", 0))
+        spent_before_s = float(extra.get("trained_seconds", 0.0))
+        if extra.get("time_budget_spent"):
+            return last
     device = _device(config.device)
     network = network.to(device).train()
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
@@ -237,11 +271,12 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     augment = IntensityAugment.with_probability(config.intensity)
     history = _History(config.out_dir, resume=config.resume)
     hard: dict[int, list[tuple[float, float]]] = {}
+    clock = RunClock(config.epochs, config.time_budget_s, spent_before_s)
     for epoch in range(start_epoch, config.epochs):
         views = [v for position, image in enumerate(images) for v in
                  make_views(image, config.geometry, rng, config.random_tiles, augment, tuple(hard.get(position, ())))]
         mean_loss = _train_epoch(network, optimizer, views, rng.permutation(len(views)), anchors, config, epoch,
-                                 progress)
+                                 progress, clock)
         network.eval()
         record: dict[str, object] = {"epoch": epoch + 1, "loss": mean_loss, "views": len(views),
                                      "hard_negatives": sum(len(c) for c in hard.values())}
@@ -251,9 +286,12 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             if progress:
                 print(f"validation (fold {config.val_fold}, {measured.images} images, {measured.lesions} masses): "
                       f"TPR {measured.tpr_at_fppi}", file=sys.stderr)
-        _save_epoch(network, optimizer, config, epoch, mean_loss, measured)
+        spent = clock.expired() or epoch + 1 == config.epochs
+        _save_epoch(network, optimizer, config, epoch, mean_loss, measured, clock, spent)
         history.add(record, measured)
-        if config.hard_negatives and epoch + 1 < config.epochs:
+        if spent:
+            break
+        if config.hard_negatives:
             hard = _mine(network, images, config, device, rng)
         network = network.to(device).train()
     return last
@@ -275,7 +313,8 @@ class _History:
         best = self.data.get("best")
         if measured is not None and (not isinstance(best, dict) or list(measured.key) > best["key"]):
             self.data["best"] = {"epoch": record["epoch"], "key": list(measured.key), **measured.to_dict()}
-            shutil.copyfile(self.path.parent / f"epoch{record['epoch']:03d}.pt", self.path.parent / "best.pt")
+            with atomic_path(self.path.parent / "best.pt") as temporary:  # a run stopped mid-copy keeps the old
+                shutil.copyfile(self.path.parent / f"epoch{record['epoch']:03d}.pt", temporary)
         with atomic_path(self.path) as temporary:
             temporary.write_text(json.dumps(self.data, indent=2))
 
@@ -296,15 +335,17 @@ def _mine(network: RetinaNetNetwork, images: list[CachedImage], config: TrainCon
 
 def _train_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer,
                  views: list[tuple[np.ndarray, np.ndarray]], order: np.ndarray, anchors: torch.Tensor,
-                 config: TrainConfig, epoch: int, progress: bool) -> float:
-    """One pass over `views` in `order`, in batches; returns the mean loss."""
+                 config: TrainConfig, epoch: int, progress: bool, clock: RunClock) -> float:
+    """One pass over `views` in `order`, in batches (cut short where a time budget is spent); the mean loss."""
     device = anchors.device
     steps = math.ceil(len(views) / config.batch_size)
-    started, total = time.perf_counter(), 0.0
+    started, total, done = time.perf_counter(), 0.0, 0
     for step in range(steps):
+        if step and clock.expired():
+            break
         batch = [views[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]]
         for group in optimizer.param_groups:
-            group["lr"] = scheduled_lr(config.lr, config.lr_schedule, (epoch + step / steps) / config.epochs)
+            group["lr"] = scheduled_lr(config.lr, config.lr_schedule, clock.fraction(epoch, step, steps))
         pixels = torch.from_numpy(np.stack([v for v, _ in batch]).astype(np.float32) / 65535.0)[:, None]
         targets = [{"boxes": torch.from_numpy(b.astype(np.float32)).to(device),
                     "labels": torch.zeros(len(b), dtype=torch.int64, device=device)} for _, b in batch]
@@ -313,20 +354,23 @@ def _train_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer,
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += float(loss.detach())
+        total, done = total + float(loss.detach()), done + 1
         if progress:
-            print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{steps} loss {total / (step + 1):.4f} "
+            print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{steps} loss {total / done:.4f} "
                   f"({time.perf_counter() - started:.0f} s)", end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
-    return total / max(1, steps)
+    return total / max(1, done)
 
 
 def _save_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int,
-                mean_loss: float, measured: Validation | None = None) -> None:
+                mean_loss: float, measured: Validation | None, clock: RunClock, last_epoch: bool) -> None:
     """epochNNN.pt, last.pt and optimizer.pt (so --resume continues where this epoch ended)."""
     extra: dict[str, object] = {"epoch": epoch + 1, "loss": mean_loss, "data": list(config.data),
-                                "geometry": config.geometry.to_dict()}  # export takes the views' geometry from here
+                                "geometry": config.geometry.to_dict(),  # export takes the views' geometry from here
+                                "trained_seconds": round(clock.spent_s(), 1)}
+    if config.time_budget_s is not None:
+        extra.update(time_budget_s=config.time_budget_s, time_budget_spent=last_epoch)
     if config.folds:
         extra.update(folds=config.folds, test_fold=config.fold, val_fold=config.val_fold, fold_seed=config.seed)
     if measured is not None:
