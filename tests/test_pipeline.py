@@ -169,3 +169,33 @@ def test_a_model_with_central_cover_runs_fewer_views_and_says_so(tissue_model_ot
 def _finding_arrays(findings: list) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
     boxes = np.array([[f.x1, f.y1, f.x2, f.y2] for f in findings], dtype=np.float64).reshape(-1, 4)
     return boxes, np.array([f.score for f in findings], dtype=np.float64)
+
+
+def test_a_canvas_prepared_in_another_thread_gives_the_same_findings(tissue_model: TinyModel,
+                                                                     tiny_model: TinyModel) -> None:
+    """The daemon's decode workers prepare canvases: same views and findings as detect(), each canvas its
+    own buffer, and a canvas made for another graph is made again (detect_mammogram) or refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.test_tissue import breast
+    from trt_mass.inputs.dicom import Mammogram
+
+    images = [breast(1400, 1000, radius=650, seed=4), breast(1100, 1300, radius=700, seed=7)]
+    with Detector(tissue_model.onnx_path, threads=1) as selecting, Detector(tiny_model.onnx_path, threads=1) as plain:
+        preparer = selecting.preparer
+        assert preparer == selecting.preparer and preparer != plain.preparer, "equal graphs, equal preparers"
+        with ThreadPoolExecutor(2) as pool:
+            prepared = list(pool.map(lambda image: preparer.prepare(image, "worker"), images))
+        assert prepared[0].canvas is not prepared[1].canvas
+        for image, canvas in zip(images, prepared, strict=True):
+            direct = selecting.detect(image)
+            other = selecting.detect_prepared(canvas, elsewhere=True)
+            assert other.prepared_elsewhere and not direct.prepared_elsewhere
+            assert other.views == direct.views and other.view_selection == "tissue" and len(other.views) < 26
+            assert other.findings == direct.findings and other.letterbox == direct.letterbox
+            assert set(other.timings_ms) == {"canvas_ms", "select_ms", "infer_ms", "postprocess_ms"}
+        with pytest.raises(ModelError, match="prepared for another graph"):
+            plain.detect_prepared(prepared[0])
+        mammogram = Mammogram(pixels=images[0], source="a.dcm")
+        again = plain.detect_mammogram(mammogram, prepared=prepared[0])
+        assert not again.prepared_elsewhere and again.views == tuple(range(26)), "made again for its own graph"

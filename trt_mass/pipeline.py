@@ -22,6 +22,7 @@ from trt_mass.inputs.dicom import Mammogram
 from trt_mass.metadata import ModelMetadata
 from trt_mass.runners.base import Runner
 from trt_mass.runners.select import AUTO, BackendChoice, BackendOptions, choose_backend, open_runner
+from trt_mass.spec import GraphSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class DetectionResult:
             ones some tissue lies most centrally in: a model exported with --tissue-cover central), "all"
             (a model without view selection), or "all-forced" (a model with view selection, run with
             all_views).
+        prepared_elsewhere: the canvas and views were made in another thread (a daemon's decode worker),
+            so canvas_ms and select_ms were not spent on the engine's thread.
     """
 
     findings: list[Finding]
@@ -48,6 +51,7 @@ class DetectionResult:
     pixel_spacing_mm: tuple[float, float] | None = None
     views: tuple[int, ...] = ()
     view_selection: str = "all"
+    prepared_elsewhere: bool = False
 
 
 class Detector:
@@ -164,12 +168,23 @@ class Detector:
         self.close()
 
     def detect_mammogram(self, mammogram: Mammogram, *, default_spacing_mm: float | None = None,
-                         source: str | None = None) -> DetectionResult:
-        """Detect on a loaded mammogram; its own pixel spacing, else `default_spacing_mm` (rasters carry none)."""
+                         source: str | None = None, prepared: PreparedCanvas | None = None) -> DetectionResult:
+        """Detect on a loaded mammogram; its own pixel spacing, else `default_spacing_mm` (rasters carry none).
+
+        `prepared`: its canvas, made by another thread (CanvasPreparer.prepare); used when it was made for
+        this model's graph, else the canvas is made again here.
+        """
         spacing = mammogram.pixel_spacing_mm
         if spacing is None and default_spacing_mm is not None:
             spacing = (default_spacing_mm, default_spacing_mm)
+        if prepared is not None and prepared.preparer == self.preparer:
+            return self.detect_prepared(prepared, pixel_spacing_mm=spacing, elsewhere=True)
         return self.detect(mammogram.pixels, pixel_spacing_mm=spacing, source=source or mammogram.source)
+
+    @property
+    def preparer(self) -> CanvasPreparer:
+        """The host's work before the engine for this model, safe to run in other threads."""
+        return CanvasPreparer(self.metadata.graph_spec, self.all_views)
 
     def detect(
         self,
@@ -188,42 +203,98 @@ class Detector:
         if self._canvas is None:
             self.open()
         assert self._canvas is not None
+        prepared = self.preparer.prepare(image, source, self._canvas)
+        return self.detect_prepared(prepared, pixel_spacing_mm=pixel_spacing_mm)
+
+    def detect_prepared(self, prepared: PreparedCanvas, *, pixel_spacing_mm: tuple[float, float] | None = None,
+                        elsewhere: bool = False) -> DetectionResult:
+        """Detect masses on a canvas CanvasPreparer.prepare made (`elsewhere`: in another thread).
+
+        Raises ModelError when it was prepared for another graph (geometry, view selection, canvas type).
+        """
+        if self._canvas is None:
+            self.open()
         spec = self.metadata.graph_spec
-        started = time.perf_counter()
-        letterbox = self._canvas.fill(image, source)
-        canvas_done = time.perf_counter()
-        feed = {"canvas": self._canvas.canvas}
-        views, selection = self._views(letterbox)
+        if prepared.preparer != self.preparer:
+            raise ModelError(f"{prepared.source} was prepared for another graph than {self.metadata.model_id}'s")
+        feed = {"canvas": prepared.canvas}
         if spec.selects_views:
-            feed["view_index"] = views
-        selected = time.perf_counter()
+            feed["view_index"] = prepared.views
+        started = time.perf_counter()
         outputs = self.runner.infer(feed)
         infer_done = time.perf_counter()
         findings = findings_from_canvas(
-            outputs["boxes"], outputs["scores"], letterbox,
+            outputs["boxes"], outputs["scores"], prepared.letterbox,
             pixel_spacing_mm=pixel_spacing_mm,
             min_area_mm2=spec.min_area_mm2,
             min_area_canvas_px=spec.min_area_canvas_px,
         )
         done = time.perf_counter()
-        timings = {
-            "canvas_ms": 1000 * (canvas_done - started),
-            "select_ms": 1000 * (selected - canvas_done),
-            "infer_ms": 1000 * (infer_done - selected),
-            "postprocess_ms": 1000 * (done - infer_done),
-        }
-        return DetectionResult(findings, letterbox, timings, pixel_spacing_mm,
-                               tuple(int(v) for v in views), selection)
+        timings = {**prepared.timings_ms, "infer_ms": 1000 * (infer_done - started),
+                   "postprocess_ms": 1000 * (done - infer_done)}
+        return DetectionResult(findings, prepared.letterbox, timings, pixel_spacing_mm,
+                               tuple(int(v) for v in prepared.views), prepared.view_selection, elsewhere)
 
-    def _views(self, letterbox: Letterbox) -> tuple[np.ndarray, str]:
-        """The views to run on the canvas just filled, and how they were chosen."""
+
+@dataclass(frozen=True)
+class CanvasPreparer:
+    """The host's work before the engine: letterbox onto the canvas, then choose the views.
+
+    Holds no buffers and no runner, so decode workers can prepare canvases while the engine runs
+    (the daemon does, to keep its engine thread for the engine).  Equal preparers make equal canvases.
+    """
+
+    graph_spec: GraphSpec
+    all_views: bool = False
+
+    def prepare(self, image: np.ndarray, source: str = "<array>",
+                builder: CanvasBuilder | None = None) -> PreparedCanvas:
+        """Letterbox a uint16 [H, W] image and choose its views.
+
+        `builder`: a canvas to reuse (its buffer is then the prepared canvas until the next fill); by
+        default a new one, which the result owns (safe to queue).  InputError (naming `source`) for
+        anything that is not a non-empty 2-D uint16 image.
+        """
+        started = time.perf_counter()
+        builder = builder or CanvasBuilder(self.graph_spec.geometry, self.graph_spec.canvas_dtype)
+        letterbox = builder.fill(image, source)
+        canvas_done = time.perf_counter()
+        views, selection = self._views(builder.canvas, letterbox)
+        timings = {"canvas_ms": 1000 * (canvas_done - started),
+                   "select_ms": 1000 * (time.perf_counter() - canvas_done)}
+        return PreparedCanvas(builder.canvas, letterbox, views, selection, timings, self, source)
+
+    def _views(self, canvas: np.ndarray, letterbox: Letterbox) -> tuple[np.ndarray, str]:
+        """int32 [K] views to run on `canvas` [1, 1, CH, CW], and how they were chosen."""
         from trt_mass.tissue import TissueSpec, all_views, views_with_tissue
 
-        spec = self.metadata.graph_spec
+        spec = self.graph_spec
         if not spec.selects_views:
             return all_views(spec.geometry), "all"
         if self.all_views:
             return all_views(spec.geometry), "all-forced"
-        assert self._canvas is not None
         name = "tissue" if spec.tissue_cover == "every" else f"tissue-{spec.tissue_cover}"
-        return views_with_tissue(self._canvas.canvas, letterbox.resized_hw, spec.geometry, TissueSpec.of(spec)), name
+        return views_with_tissue(canvas, letterbox.resized_hw, spec.geometry, TissueSpec.of(spec)), name
+
+
+@dataclass
+class PreparedCanvas:
+    """One image letterboxed onto a canvas, with its views chosen; what the engine takes.
+
+    Attributes:
+        canvas: [1, 1, CH, CW] canvas pixels (uint16, or int32 for engines).
+        letterbox: how the image lies on it (original <-> canvas pixels).
+        views: int32 [K] views to run, ascending (0: the full view).
+        view_selection: how they were chosen (DetectionResult.view_selection).
+        timings_ms: canvas_ms and select_ms of the preparation.
+        preparer: what prepared it (a detector refuses a canvas prepared for another graph).
+        source: the image's name, for messages.
+    """
+
+    canvas: np.ndarray
+    letterbox: Letterbox
+    views: np.ndarray
+    view_selection: str
+    timings_ms: dict[str, float]
+    preparer: CanvasPreparer
+    source: str

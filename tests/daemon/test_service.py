@@ -299,3 +299,28 @@ def test_an_operating_point_the_model_lacks_keeps_files_queued_and_says_why(tmp_
     events = [json.loads(line) for line in daemon.log.read_text().splitlines() if line.startswith("{")]
     assert {e["event"] for e in events} >= {"model_unavailable", "stopped"}
     assert not [e for e in events if e["event"] == "model_loaded"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_canvas_in_the_decode_workers_gives_the_same_results(tmp_path: Path, watch_model: Path, workers: int) -> None:
+    """With 2 or more decode workers they make the canvas (the engine thread only runs the engine); the
+    results equal those of the canvas made on the engine thread, and the log says where it was made."""
+    sources = write_phantoms(tmp_path / "staging", 4, seed=21, scale=0.05, normal_fraction=0.0)
+    findings = {}
+    for where, flag in (("engine", "0"), ("workers", "1"), ("default", None)):
+        root = tmp_path / where
+        (root / "incoming").mkdir(parents=True)
+        env = {"TRTMASS_WATCH_DECODE_WORKERS": str(workers), "TRTMASS_WATCH_DICOM_OUT": "none",
+               **({"TRTMASS_WATCH_CANVAS_IN_WORKERS": flag} if flag else {})}
+        daemon = Daemon(root, watch_model, env=env).start()
+        for source in sources:
+            shutil.copyfile(source, root / "incoming" / source.name)
+        _wait_for(lambda root=root: len(_folder(root, "done")) == len(sources), 120, f"the {where} run")
+        assert daemon.terminate() == 0
+        events = [json.loads(line) for line in daemon.log.read_text().splitlines() if line.startswith("{")]
+        processed = [e for e in events if e["event"] == "processed"]
+        in_worker = {"engine": False, "workers": True, "default": workers >= 2}[where]
+        assert len(processed) == len(sources) and {e["canvas_in_worker"] for e in processed} == {in_worker}
+        findings[where] = {p.name: json.loads(p.read_text())["findings"] for p in (root / "results").iterdir()}
+    assert findings["engine"] == findings["workers"] == findings["default"]
+    assert any(findings["engine"].values()), "the tiny model finds something to compare"

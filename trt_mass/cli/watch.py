@@ -40,6 +40,9 @@ from trt_mass.runners.select import DEPLOYABLE_CHOICES
 @decoder_options(default=None, threads_default="the cores shared among the decode workers")
 @click.option("--decode-workers", type=click.IntRange(min=1), default=None,
               help="Files decoded side by side [default: one per core, 1 to 4].")
+@click.option("--canvas-in-workers/--canvas-on-engine-thread", default=None,
+              help="Letterbox and choose views in the decode workers, leaving the engine thread to the engine "
+                   "[default: with 2 or more decode workers].")
 @click.option("--listen", default=None, metavar="[AE@]PORT",
               help="Also receive mammograms by DICOM C-STORE on this port (e.g. TRTMASS@11112).")
 @click.option("--listen-address", default=None, help="Address the listener binds [default: 0.0.0.0, every interface].")
@@ -62,7 +65,7 @@ def watch(root: Path | None, model: Path | None, config_file: Path | None, polli
           delete_done: bool | None,
           overlay: bool | None, log_format: str | None, dicom_out: str | None, raster_bits: int | None,
           operating_point: str | None, decoder: str | None, decode_threads: int | None,
-          decode_workers: int | None, listen: str | None, listen_address: str | None,
+          decode_workers: int | None, canvas_in_workers: bool | None, listen: str | None, listen_address: str | None,
           allowed_callers: tuple[str, ...], tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
           destinations: tuple[str, ...], calling_ae: str | None) -> None:
     """Watch ROOT/incoming and turn every complete mammogram into ROOT/results/<SOP UID>.json.
@@ -84,7 +87,8 @@ def watch(root: Path | None, model: Path | None, config_file: Path | None, polli
              "delete_done": delete_done, "overlay": overlay, "log_format": log_format, "dicom_out": dicom_out,
              "allow_engine_host_code": allow_engine_host_code, "model_dir": model_dir, "raster_bits": raster_bits,
              "operating_point": operating_point, "decoder": decoder, "decode_threads": decode_threads,
-             "decode_workers": decode_workers, "listen": listen, "listen_address": listen_address,
+             "decode_workers": decode_workers, "canvas_in_workers": canvas_in_workers,
+             "listen": listen, "listen_address": listen_address,
              "allowed_callers": list(allowed_callers) or None, "tls_cert": tls_cert, "tls_key": tls_key,
              "tls_ca": tls_ca, "destinations": list(destinations) or None, "calling_ae": calling_ae}
     config = load_config(flags, config_file)

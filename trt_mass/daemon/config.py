@@ -52,6 +52,9 @@ class WatchConfig:
         decoder: JPEG 2000 / HTJ2K pixel data: "auto", "nvimgcodec", "openjpeg" or "pydicom".
         decode_workers: files decoded side by side (default: one per core, 1 to 4).
         decode_threads: OpenJPEG threads per decode (default: the cores shared among the workers).
+        canvas_in_workers: the decode workers also letterbox each image onto the canvas and choose its
+            views, so that the engine thread only runs the engine, the findings and the writing (default:
+            when there are 2 or more decode workers; one worker would do it after its decode, in line).
         listen: "[AE@]PORT": also receive mammograms by C-STORE (trt_mass.dicomnet.scp); None: folder only.
         listen_address: the address the listener binds ("0.0.0.0": every interface).
         allowed_callers: calling AE titles allowed to associate, "AE" or "AE@ADDRESS", comma-separated
@@ -104,6 +107,7 @@ class WatchConfig:
     decoder: str = "auto"
     decode_workers: int | None = None
     decode_threads: int | None = None
+    canvas_in_workers: bool | None = None
     listen: str | None = None
     listen_address: str = "0.0.0.0"
     allowed_callers: str | None = None

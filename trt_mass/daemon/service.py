@@ -1,5 +1,5 @@
-"""The watch service: discovery in a reader thread, decoding in a pool of decode workers, detection and
-writing in the main thread.
+"""The watch service: discovery in a reader thread, decoding (and, with 2 or more workers, the canvas and
+the view choice) in a pool of decode workers, the engine, findings and writing in the main thread.
 
 Every move is an os.replace inside one filesystem, every result is written atomically by the one
 output step (trt_mass.outputs.results), so a crash at any moment leaves each input in exactly one
@@ -38,7 +38,7 @@ from trt_mass.inputs.decoders import PixelDecoder, decode_plan, open_decoder
 from trt_mass.inputs.dicom import Mammogram
 from trt_mass.outputs.operating_point import choose_operating_point
 from trt_mass.outputs.results import OutputOptions, ResultWriter, WrittenResult, result_stem
-from trt_mass.pipeline import DetectionResult, Detector
+from trt_mass.pipeline import CanvasPreparer, DetectionResult, Detector, PreparedCanvas
 
 FOLDERS = ("incoming", "processing", "done", "results", "failed")
 T = TypeVar("T")
@@ -50,6 +50,7 @@ class Decoded:
     mammogram: Mammogram | None
     error: InputError | None
     read_ms: float
+    prepared: PreparedCanvas | None = None  # the canvas a decode worker made for the model then loaded
 
 
 def unique_target(folder: Path, name: str) -> Path:
@@ -79,6 +80,9 @@ class WatchService:
         self.decode_workers, self.decode_threads = decode_plan(config.decode_workers, config.decode_threads)
         self._pixel_decoder: PixelDecoder | None = None
         self._detector: Detector | None = None
+        self.canvas_in_workers = (config.canvas_in_workers if config.canvas_in_workers is not None
+                                  else self.decode_workers >= 2)
+        self._preparer: CanvasPreparer | None = None  # set once a model is loaded, when canvas_in_workers
         self._writer: ResultWriter | None = None
         self._model_hash: str | None = None
         self._ready_sent = False
@@ -233,6 +237,8 @@ class WatchService:
             detector.close()
             raise
         self._detector = detector
+        if self.canvas_in_workers:
+            self._preparer = detector.preparer
         self._writer = ResultWriter(self.folders["results"], detector.metadata, detector.backend,
                                     OutputOptions(overlay=config.overlay, dicom_kinds=config.dicom_kinds,
                                                   operating_point=point),
@@ -306,10 +312,24 @@ class WatchService:
                 item = Decoded(claimed, None, InputError(claimed.name, f"could not be read ({type(error).__name__}: "
                                                                         f"{error})"), 0.0)
             item.read_ms = 1000 * (time.perf_counter() - started)
+            self._prepare(item)
             if not self._enqueue(item):
                 self._unclaim(claimed)
         finally:
             free_workers.release()
+
+    def _prepare(self, item: Decoded) -> None:
+        """The canvas and views for the model loaded now, when the workers make them.  An image the canvas
+        refuses fails here as it would on the engine thread; anything else leaves it to the engine thread."""
+        preparer = self._preparer
+        if preparer is None or item.mammogram is None:
+            return
+        try:
+            item.prepared = preparer.prepare(item.mammogram.pixels, item.path.name)
+        except InputError as error:
+            item.mammogram, item.error = None, error
+        except Exception:  # the engine thread makes the canvas again and meets the error there
+            item.prepared = None
 
     def _decoder(self) -> PixelDecoder:
         if self._pixel_decoder is None:  # opened by _open_decoder before the reader starts
@@ -388,13 +408,14 @@ class WatchService:
         except InputError as error:
             self._fail(item.path, error)
             return
-        if written is None:  # stopping while the model or the disk failed: the input goes back to the queue
+        if result is None or written is None:  # stopping while the model or the disk failed: back to the queue
             self._unclaim(item.path)
             return
         self._finish(item.path)
         self.counters.processed += 1
         self.log.event("processed", file=item.path.name, sop_instance_uid=mammogram.sop_instance_uid,
-                       findings=written.findings, ms=written.record["timings_ms"])
+                       findings=written.findings, ms=written.record["timings_ms"],
+                       canvas_in_worker=result.prepared_elsewhere)
         self._write_status("running")
 
     def _same_model_result_exists(self, stem: str) -> bool:
@@ -412,7 +433,7 @@ class WatchService:
             if detector is None:
                 return None
             try:
-                return detector.detect_mammogram(mammogram, source=item.path.name)
+                return detector.detect_mammogram(mammogram, source=item.path.name, prepared=item.prepared)
             except InputError:
                 raise
             except Exception:  # out of memory, a lost GPU: start again from a fresh model
