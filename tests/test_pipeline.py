@@ -199,3 +199,9 @@ def test_a_canvas_prepared_in_another_thread_gives_the_same_findings(tissue_mode
         mammogram = Mammogram(pixels=images[0], source="a.dcm")
         again = plain.detect_mammogram(mammogram, prepared=prepared[0])
         assert not again.prepared_elsewhere and again.views == tuple(range(26)), "made again for its own graph"
+    unopened = Detector(tissue_model.onnx_path, threads=1)  # opens itself, as detect() does
+    try:
+        used = unopened.detect_mammogram(Mammogram(pixels=images[0], source="a.dcm"), prepared=prepared[0])
+        assert used.prepared_elsewhere and used.views == tuple(int(v) for v in prepared[0].views)
+    finally:
+        unopened.close()

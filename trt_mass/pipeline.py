@@ -177,6 +177,8 @@ class Detector:
         spacing = mammogram.pixel_spacing_mm
         if spacing is None and default_spacing_mm is not None:
             spacing = (default_spacing_mm, default_spacing_mm)
+        if self._canvas is None:
+            self.open()
         if prepared is not None and prepared.preparer == self.preparer:
             return self.detect_prepared(prepared, pixel_spacing_mm=spacing, elsewhere=True)
         return self.detect(mammogram.pixels, pixel_spacing_mm=spacing, source=source or mammogram.source)

@@ -82,7 +82,8 @@ class WatchService:
         self._detector: Detector | None = None
         self.canvas_in_workers = (config.canvas_in_workers if config.canvas_in_workers is not None
                                   else self.decode_workers >= 2)
-        self._preparer: CanvasPreparer | None = None  # set once a model is loaded, when canvas_in_workers
+        self._preparer: CanvasPreparer | None = None  # the loaded model's, when canvas_in_workers
+        self._prepare_failure_logged = False
         self._writer: ResultWriter | None = None
         self._model_hash: str | None = None
         self._ready_sent = False
@@ -265,6 +266,7 @@ class WatchService:
             self._ready_sent = True
 
     def _close_model(self) -> None:
+        self._preparer = None  # the next model may have another graph: no canvases for this one meanwhile
         if self._detector is not None:
             self._detector.close()
             self._detector = None
@@ -328,8 +330,12 @@ class WatchService:
             item.prepared = preparer.prepare(item.mammogram.pixels, item.path.name)
         except InputError as error:
             item.mammogram, item.error = None, error
-        except Exception:  # the engine thread makes the canvas again and meets the error there
+        except Exception as error:  # the engine thread makes the canvas again and meets the error there
             item.prepared = None
+            if not self._prepare_failure_logged:  # once: a persistent bug would otherwise flood the log
+                self._prepare_failure_logged = True
+                self.log.event("canvas_in_worker_failed", file=item.path.name,
+                               reason=f"{type(error).__name__}: {error}; the engine thread makes the canvases")
 
     def _decoder(self) -> PixelDecoder:
         if self._pixel_decoder is None:  # opened by _open_decoder before the reader starts
