@@ -90,7 +90,8 @@ demo: $(RUNTIME_STAMP)
 # reached 20 epochs, fine-tuning 13, the best epoch 9 picked on MIAS fold 1, whose FROC gave the operating
 # points).  This target runs the same recipe by epochs: a model of the same kind, not the same bytes (GPU
 # training is not deterministic, and a time budget gives other epochs on other machines).  About 5 minutes of
-# training on an H100 machine; an estimated hour on 2 CPU cores (from the CPU epochs of benchmarks/RESULTS.md).
+# training on an H100 machine; on 2 CPU cores about 75 min, measured with this recipe on fold 1 on 2026-11-27
+# (benchmarks/RESULTS.md, "..., CPU recipe"): pre-training 28 min, fine-tuning 40 min beside a CI run, evaluation 6.
 demo-model: $(STAMP)
 	$(PY) -m benchmarks.bench_demo_cv --only-folds 0 --batch-size 16 --pretrain-epochs 20 --epochs 13 \
 		--workdir out/demo-model --tag demo-model --out out/demo-model/demo_cv.json \
