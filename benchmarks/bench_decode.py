@@ -9,13 +9,16 @@ Full-size phantoms as vendors write them (MONOCHROME1 with a window, 12 bits sto
    pipeline, trt_mass.inputs.pixels.presentation_values, which is main's code), and the new stage
    (read_image: OpenJPEG through imagecodecs with 1 and with all cores' threads, HTJ2K through
    OpenJPH below 8 threads, then the lookup table);
-2. the watch daemon with tiny models (decode dominates; no DICOM outputs, no overlays; --tiny-grids 5,1:
-   26 views, then 2 views, whose engine takes a few percent of the cores the decoder needs) on --files copies
+2. the watch daemon with tiny models (decode dominates; no DICOM outputs, no overlays; --tiny-grids 5,1,1:64:
+   26 views, then 2 views, whose engine takes a few percent of the cores the decoder needs, then 2 views
+   merging 64 candidates instead of 512, whose engine is nearly free: the merge's 9 squarings of a
+   512 x 512 matrix are most of a tiny model's CPU time) on --files copies
    of the 4096 x 3328 J2K file with distinct SOP Instance UIDs: mammograms per second for main (a git
    worktree at --before-rev) and for this tree with 1..N decode workers, against the decode-bound limit
    (the same files decoded by the same workers and threads with no model at all).
 
-    python -m benchmarks.bench_decode [--runs 5] [--files 12] [--before-rev 85638f1] [--tiny-grids 5,1]
+    python -m benchmarks.bench_decode [--runs 5] [--files 12] [--before-rev 85638f1] [--tiny-grids 5,1,1:64]
+        [--rounds 3] [--daemon-only] [--extend]
 
 Writes benchmarks/results/decode.json and its section of benchmarks/RESULTS.md.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -40,13 +44,14 @@ import numpy as np
 
 from benchmarks.bench_pipeline_vs_eager import save_report
 from trt_mass.bench.machine import machine_facts
-from trt_mass.inputs.decoders import default_threads, open_decoder
+from trt_mass.inputs.decoders import decode_plan, default_threads, open_decoder
 from trt_mass.inputs.files import read_image
 from trt_mass.inputs.pixels import presentation_values
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- bench_decode:begin -->", "<!-- bench_decode:end -->"
 SHAPES = {"4096x3328": (4096, 3328), "5355x4915": (5355, 4915)}
+DEFAULT_CANDIDATES = 512  # trtmass export's --max-candidates
 
 
 def write_cases(folder: Path, shapes: tuple[str, ...] = tuple(SHAPES)) -> dict[str, Path]:
@@ -174,11 +179,14 @@ def _python_path(code: Path) -> str:
     return os.pathsep.join(p for p in (str(code), os.environ.get("PYTHONPATH", "")) if p)
 
 
-def export_tiny(model: Path, python_path: Path, simplify: bool = True, grid: int = 5) -> None:
-    """A random resnet18, head width 16, tile 64x64 and `grid` x `grid` tiles (+ the full view)."""
+def export_tiny(model: Path, python_path: Path, simplify: bool = True, grid: int = 5,
+                max_candidates: int | None = None) -> None:
+    """A random resnet18, head width 16, tile 64x64 and `grid` x `grid` tiles (+ the full view);
+    `max_candidates`: the merge's N (None: export's default)."""
     subprocess.run([sys.executable, "-m", "trt_mass.cli", "export", "--init", "random", "--arch", "resnet18",
                     "--head-width", "16", "--tile", "64x64", "--grid", str(grid), "-o", str(model),
-                    *([] if simplify else ["--no-simplify"])],
+                    *([] if simplify else ["--no-simplify"]),
+                    *([] if max_candidates is None else ["--max-candidates", str(max_candidates)])],
                    check=True, capture_output=True, env={**os.environ, "PYTHONPATH": _python_path(python_path)},
                    cwd=python_path)
 
@@ -251,29 +259,58 @@ def decode_bound(files: list[Path], workers: int, threads: int, decoder_name: st
     return len(files) / (time.perf_counter() - started)
 
 
+TinyModel = tuple[int, int]  # (grid, max_candidates)
+
+
+def parse_tiny_models(text: str) -> tuple[TinyModel, ...]:
+    """"5,1,1:64" -> ((5, 512), (1, 512), (1, 64)): grids, each with the merge's N after a colon."""
+    models = []
+    for item in text.split(","):
+        grid, _, candidates = item.partition(":")
+        models.append((int(grid), int(candidates) if candidates else DEFAULT_CANDIDATES))
+    return tuple(models)
+
+
 def daemon_runs(source: Path, count: int, before_rev: str | None, tmp: Path,
-                grids: tuple[int, ...] = (5,)) -> dict[str, Any]:
-    """The daemon's pace per tiny model (one per grid in `grids`) and decode plan, against its limits."""
+                tiny_models: tuple[TinyModel, ...] = ((5, 512),), rounds: int = 1,
+                previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The daemon's pace per tiny model and decode plan, against its limits.  `previous`: an earlier run's
+    results whose models and rows are kept unless measured again here (its main row is kept as well)."""
     files = copies(source, tmp / "copies", count)
     cores = default_threads()
-    results: dict[str, Any] = {"files": count, "source": source.name, "cores": cores, "models": [], "new": []}
-    for grid in grids:
-        model = tmp / f"tiny-grid{grid}.onnx"
-        export_tiny(model, REPO, grid=grid)
+    results: dict[str, Any] = {"files": count, "source": source.name, "cores": cores, "rounds": rounds,
+                               "models": [], "new": []}
+    if previous is not None:
+        measured = set(tiny_models)
+        keep = [m for m in previous["models"] if _model_key(m) not in measured]
+        results["models"] = keep
+        results["new"] = [r for r in previous["new"] if _model_key(r) not in measured]
+        if "main" in previous:
+            results["main"] = previous["main"]
+    for grid, candidates in tiny_models:
+        model = tmp / f"tiny-grid{grid}-n{candidates}.onnx"
+        export_tiny(model, REPO, grid=grid, max_candidates=candidates)
         engine_ms = engine_alone_ms(files, model)
         views = 1 + grid * grid
-        results["models"].append({"grid": grid, "views": views, "engine_alone_ms": round(engine_ms, 1)})
+        results["models"].append({"grid": grid, "views": views, "max_candidates": candidates,
+                                  "engine_alone_ms": round(engine_ms, 1), "measured": time.strftime("%Y-%m-%d %H:%M")})
         if before_rev and "main" not in results:
             results["main"] = {"rev": before_rev, "views": views,
                                "mammograms_per_s": round(_main_throughput(files, grid, tmp, before_rev), 3)}
             print("main", results["main"], file=sys.stderr, flush=True)
-        for row in _plan_rows(files, model, tmp, cores, engine_ms):
-            row["model_views"] = views
-            if results.get("main", {}).get("views") == views:
+        for row in _plan_rows(files, model, tmp, cores, engine_ms, rounds):
+            row["model_views"], row["model_max_candidates"] = views, candidates
+            if results.get("main", {}).get("views") == views and candidates == DEFAULT_CANDIDATES:
                 row["speedup_vs_main"] = round(row["mammograms_per_s"] / results["main"]["mammograms_per_s"], 3)
             results["new"].append(row)
             print(row, file=sys.stderr, flush=True)
     return results
+
+
+def _model_key(entry: dict[str, Any]) -> TinyModel:
+    """(grid, max_candidates) of a model or row of the results (older results: the default N)."""
+    grid = entry["grid"] if "grid" in entry else round((entry["model_views"] - 1) ** 0.5)
+    return grid, entry.get("max_candidates", entry.get("model_max_candidates", DEFAULT_CANDIDATES))
 
 
 def _main_throughput(files: list[Path], grid: int, tmp: Path, before_rev: str) -> float:
@@ -289,26 +326,50 @@ def _main_throughput(files: list[Path], grid: int, tmp: Path, before_rev: str) -
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], check=False)
 
 
-def _plan_rows(files: list[Path], model: Path, tmp: Path, cores: int, engine_ms: float) -> list[dict[str, Any]]:
+def _plan_rows(files: list[Path], model: Path, tmp: Path, cores: int, engine_ms: float,
+               rounds: int = 1) -> list[dict[str, Any]]:
     """One row per decode plan (1 worker x all cores' threads, then 2..4 workers sharing the cores), each
-    with the canvas made on the engine thread and in the decode workers."""
+    with the canvas made on the engine thread and in the decode workers.
+
+    Each of `rounds` rounds measures the plan's decode-bound limit, then its two daemons (in alternating
+    order): a row's share is the median of the rounds' shares, each daemon against the limit of its own
+    round, so that the machine's drift between runs (a few percent here) does not decide the share."""
     plans = sorted({(1, cores), *((w, max(1, cores // w)) for w in range(2, min(4, cores) + 1))})
+    default_plan = decode_plan()
     rows = []
     for workers, threads in plans:
-        limit = decode_bound(files, workers, threads)
+        limits: list[float] = []
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        main_ms: dict[bool, list[float]] = {False: [], True: []}
+        for index in range(rounds):
+            limits.append(decode_bound(files, workers, threads))
+            for canvas_in_workers in ((False, True) if index % 2 == 0 else (True, False)):
+                settings = {"TRTMASS_WATCH_DECODE_WORKERS": str(workers),
+                            "TRTMASS_WATCH_DECODE_THREADS": str(threads), "TRTMASS_WATCH_DECODER": "openjpeg",
+                            "TRTMASS_WATCH_CANVAS_IN_WORKERS": "1" if canvas_in_workers else "0"}
+                root = tmp / f"root-{model.stem}-{workers}x{threads}-{'w' if canvas_in_workers else 'e'}-{index}"
+                rates[canvas_in_workers].append(daemon_throughput(files, model, root, REPO, settings))
+                spent = main_thread_ms(tmp / f"{root.name}.log")
+                if spent is not None:
+                    main_ms[canvas_in_workers].append(spent)
+        limit = statistics.median(limits)
         back_to_back = 1 / (1 / limit + engine_ms / 1000)
         for canvas_in_workers in (False, True):
-            settings = {"TRTMASS_WATCH_DECODE_WORKERS": str(workers), "TRTMASS_WATCH_DECODE_THREADS": str(threads),
-                        "TRTMASS_WATCH_DECODER": "openjpeg",
-                        "TRTMASS_WATCH_CANVAS_IN_WORKERS": "1" if canvas_in_workers else "0"}
-            root = tmp / f"root-{model.stem}-{workers}x{threads}-{'w' if canvas_in_workers else 'e'}"
-            rate = daemon_throughput(files, model, root, REPO, settings)
+            rate = statistics.median(rates[canvas_in_workers])
+            shares = [r / lim for r, lim in zip(rates[canvas_in_workers], limits, strict=True)]
             rows.append({"decode_workers": workers, "decode_threads": threads,
-                         "canvas_in_workers": canvas_in_workers, "mammograms_per_s": round(rate, 3),
-                         "decode_bound_per_s": round(limit, 3), "share_of_decode_bound": round(rate / limit, 3),
+                         "canvas_in_workers": canvas_in_workers,
+                         "default_plan": (workers, threads) == default_plan and canvas_in_workers == (workers >= 2),
+                         "rounds": rounds, "mammograms_per_s": round(rate, 3),
+                         "mammograms_per_s_rounds": [round(r, 3) for r in rates[canvas_in_workers]],
+                         "decode_bound_per_s": round(limit, 3),
+                         "decode_bound_per_s_rounds": [round(r, 3) for r in limits],
+                         "share_of_decode_bound": round(statistics.median(shares), 3),
+                         "share_of_decode_bound_range": [round(min(shares), 3), round(max(shares), 3)],
                          "back_to_back_per_s": round(back_to_back, 3),
                          "share_of_back_to_back": round(rate / back_to_back, 3),
-                         "main_thread_ms_per_file": main_thread_ms(tmp / f"{root.name}.log")})
+                         "main_thread_ms_per_file": round(statistics.median(main_ms[canvas_in_workers]), 1)
+                         if main_ms[canvas_in_workers] else None})
     return rows
 
 
@@ -329,28 +390,39 @@ def results_section(report: dict[str, Any]) -> str:
         cells = [f"{v:.0f} ({row['ratio_to_decode_alone'][k]:.2f}x)" for k, v in row["median_ms"].items()]
         lines.append(f"| {case} | {row['file_mb']} | " + " | ".join(cells) + " |")
     daemon = report["daemon"]
-    models = "; ".join(f"{m['views']} views ({m['grid']} x {m['grid']} tiles + the full view): canvas, engine and "
-                       f"findings take {m['engine_alone_ms']} ms per file alone" for m in daemon["models"])
+    models = "; ".join(f"{m['views']} views ({m['grid']} x {m['grid']} tiles + the full view), merging "
+                       f"{m.get('max_candidates', DEFAULT_CANDIDATES)} candidates: canvas, engine and findings take "
+                       f"{m['engine_alone_ms']} ms per file alone" for m in daemon["models"])
     lines += ["", f"`trtmass watch`, tiny models (random resnet18, head width 16, tile 64x64; {models}), "
-                  f"{daemon['files']} copies of {daemon['source']} arriving at once:", "",
-              "| daemon | model views | decode workers x threads | canvas made by | mammograms/s | "
-              "decode-bound limit | share of limit | back-to-back limit | share | vs main | main thread ms/file |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  f"{daemon['files']} copies of {daemon['source']} arriving at once; "
+                  f"{daemon.get('rounds', 1)} round(s) per plan (medians):", "",
+              "| daemon | model views (merged candidates) | decode workers x threads | canvas made by | mammograms/s | "
+              "decode-bound limit | share of limit | (range over rounds) | back-to-back limit | share | vs main | "
+              "main thread ms/file |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     if "main" in daemon:
-        lines.append(f"| main ({daemon['main']['rev']}) | {daemon['main']['views']} | 1 (pydicom's default plugin) | "
-                     f"engine thread | {daemon['main']['mammograms_per_s']} | | | | | 1 | |")
+        lines.append(f"| main ({daemon['main']['rev']}) | {daemon['main']['views']} ({DEFAULT_CANDIDATES}) | "
+                     "1 (pydicom's default plugin) | "
+                     f"engine thread | {daemon['main']['mammograms_per_s']} | | | | | | 1 | |")
     for row in daemon["new"]:
-        lines.append(f"| this tree | {row['model_views']} | {row['decode_workers']} x {row['decode_threads']} | "
+        low, high = row.get("share_of_decode_bound_range") or (None, None)
+        lines.append(f"| this tree{' (default)' if row.get('default_plan') else ''} | {row['model_views']} "
+                     f"({row.get('model_max_candidates', DEFAULT_CANDIDATES)}) | "
+                     f"{row['decode_workers']} x {row['decode_threads']} | "
                      f"{'decode workers' if row.get('canvas_in_workers') else 'engine thread'} | "
                      f"{row['mammograms_per_s']} | {row['decode_bound_per_s']} | {row['share_of_decode_bound']:.3f} | "
+                     f"{'' if low is None else f'{low:.3f}–{high:.3f}'} | "
                      f"{row['back_to_back_per_s']} | {row['share_of_back_to_back']} | "
                      f"{row.get('speedup_vs_main', '')} | {row['main_thread_ms_per_file']} |")
     lines += ["", "Decode-bound limit: the same files decoded by the same workers and threads with no model and "
                   "nothing else running. Back-to-back limit: that decode plus the canvas, engine and findings alone, "
                   "one after the other (what a daemon that overlapped nothing would reach). On this CPU-only machine "
                   "the engine runs on the same cores as the decoder, so the share of the decode-bound limit falls "
-                  "as the model grows (the 26-view tiny model's engine costs about a tenth of the decode, the 2-view "
-                  "one's about a twentieth); on a GPU PC the engine leaves the cores to the decoder. Canvas made by: "
+                  "as the engine's CPU time grows: the 26-view tiny model's engine costs about a tenth of the decode, "
+                  "the 2-view one's about a twentieth (most of it the merge's 9 squarings of its 512 x 512 candidate "
+                  "matrix, about 22 ms on one core), the 2-view model merging 64 candidates next to nothing, so "
+                  "that its rows show the daemon's own overhead; on a GPU PC the engine leaves the cores to the "
+                  "decoder. Range over rounds: each round's daemon against that round's limit. Canvas made by: "
                   "the engine thread letterboxes the image and chooses its views before the engine, or the decode "
                   "workers do it after the decode (the default with 2 or more workers), leaving the engine thread "
                   "to the engine, the findings and the writing (its ms/file then leave out canvas and views)."]
@@ -362,19 +434,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--files", type=int, default=12)
     parser.add_argument("--before-rev", default="85638f1", help="main's commit for the daemon's 'before' ('' to skip)")
-    parser.add_argument("--tiny-grids", default="5,1",
+    parser.add_argument("--tiny-grids", default="5,1,1:64",
                         help="grids of the tiny models the daemon runs (5: 26 views; 1: the full view + 1 tile, "
-                             "so that the engine's share on these shared cores is small)")
+                             "so that the engine's share on these shared cores is small), each with the merge's "
+                             "candidate count after a colon (default 512)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="daemon runs per plan and canvas side, each against its own round's decode-bound limit")
+    parser.add_argument("--extend", action="store_true",
+                        help="with --daemon-only: keep --out's daemon rows of the models not measured again")
     parser.add_argument("--daemon-only", action="store_true",
                         help="keep the per-file stage table of --out and measure only the daemon")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "decode.json")
     parser.add_argument("--results-md", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
     report: dict[str, Any] = {"benchmark": "decode", "command": "python -m benchmarks.bench_decode " +
-                              " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                              shlex.join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                               "machine": machine_facts()}
+    if args.extend and not args.daemon_only:
+        parser.error("--extend needs --daemon-only")
     with tempfile.TemporaryDirectory(prefix="trtmass-decode-") as tmp_name:
         tmp = Path(tmp_name)
+        previous = None
         if args.daemon_only:
             previous = json.loads(args.out.read_text())
             report["stages"] = previous["stages"]
@@ -384,7 +464,10 @@ def main() -> None:
             cases = write_cases(tmp)
             report["stages"] = stage_timings(cases, args.runs)
         report["daemon"] = daemon_runs(cases["4096x3328 J2K"], args.files, args.before_rev or None, tmp,
-                                       tuple(int(g) for g in args.tiny_grids.split(",")))
+                                       parse_tiny_models(args.tiny_grids), args.rounds,
+                                       previous["daemon"] if args.extend and previous else None)
+        if args.extend and previous:
+            report["command"] = f"{previous['command']} (at {previous['date']}), then {report['command']}"
     save_report(report, args.out, args.results_md, results_section(report), BEGIN, END)
 
 
