@@ -44,6 +44,7 @@ import numpy as np
 
 from benchmarks.bench_pipeline_vs_eager import save_report
 from trt_mass.bench.machine import machine_facts
+from trt_mass.daemon.config import default_canvas_in_workers
 from trt_mass.inputs.decoders import decode_plan, default_threads, open_decoder
 from trt_mass.inputs.files import read_image
 from trt_mass.inputs.pixels import presentation_values
@@ -359,7 +360,8 @@ def _plan_rows(files: list[Path], model: Path, tmp: Path, cores: int, engine_ms:
             shares = [r / lim for r, lim in zip(rates[canvas_in_workers], limits, strict=True)]
             rows.append({"decode_workers": workers, "decode_threads": threads,
                          "canvas_in_workers": canvas_in_workers,
-                         "default_plan": (workers, threads) == default_plan and canvas_in_workers == (workers >= 2),
+                         "default_plan": (workers, threads) == default_plan
+                         and canvas_in_workers == default_canvas_in_workers(workers),
                          "rounds": rounds, "mammograms_per_s": round(rate, 3),
                          "mammograms_per_s_rounds": [round(r, 3) for r in rates[canvas_in_workers]],
                          "decode_bound_per_s": round(limit, 3),

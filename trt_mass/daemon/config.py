@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 ENV_PREFIX = "TRTMASS_WATCH_"
 
 
+def default_canvas_in_workers(decode_workers: int) -> bool:
+    """Whether the decode workers make the canvases when the settings do not say: from 2 workers (one
+    worker that resizes in line after its decode slows the daemon: benchmarks/RESULTS.md, issue #19)."""
+    return decode_workers >= 2
+
+
 @dataclass(frozen=True)
 class WatchConfig:
     """Every setting of the daemon (keys of the TOML file and, upper-cased, of TRTMASS_WATCH_*).

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from trt_mass.atomic import write_json_atomic
-from trt_mass.daemon.config import WatchConfig
+from trt_mass.daemon.config import WatchConfig, default_canvas_in_workers
 from trt_mass.daemon.discovery import Discovery
 from trt_mass.daemon.events import Counters, EventLog, now_text
 from trt_mass.daemon.retry import Backoff, retry
@@ -81,7 +81,7 @@ class WatchService:
         self._pixel_decoder: PixelDecoder | None = None
         self._detector: Detector | None = None
         self.canvas_in_workers = (config.canvas_in_workers if config.canvas_in_workers is not None
-                                  else self.decode_workers >= 2)
+                                  else default_canvas_in_workers(self.decode_workers))
         self._preparer: CanvasPreparer | None = None  # the loaded model's, when canvas_in_workers
         self._prepare_failure_logged = False
         self._writer: ResultWriter | None = None
