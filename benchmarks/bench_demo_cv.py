@@ -36,6 +36,7 @@ spread, and the FROC of all test folds pooled).  Needs ../shared/data/mini-mias-
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import multiprocessing
 import os
@@ -245,6 +246,32 @@ def pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
             "tpr_centre": {str(p): froc_curve(images, "centre").tpr_at(p) for p in POINTS}}
 
 
+def by_mias_class(folds: list[dict[str, Any]], mias: Path) -> dict[str, Any]:
+    """Masses found at each test fold's own 1-FPPI point (the ones its TPR at 1 FPPI counts), by the
+    MIAS class of the mass (CIRC circumscribed, SPIC spiculated, MISC ill-defined), and the missed ones."""
+    from trt_mass.eval.froc import ImageResult, froc_curve, lesion_outcomes
+
+    classes = {}
+    with open(mias / "mass_boxes.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            box = tuple(round(float(row[k]), 1) for k in ("x1", "y1", "x2", "y2"))
+            classes[(row["image"], box)] = row.get("class") or "?"
+    counts: dict[str, dict[str, int]] = {}
+    missed = []
+    for fold in folds:
+        images = [ImageResult(i["image_id"], i["patient_id"], np.array(i["det_boxes"]).reshape(-1, 4),
+                              np.array(i["det_scores"]), np.array(i["gt_boxes"]).reshape(-1, 4))
+                  for i in fold["images_results"]]
+        for lesion in lesion_outcomes(images, froc_curve(images, "iou", 0.2).threshold_at(1.0)):
+            name = classes.get((lesion["image_id"], tuple(lesion["box_xyxy"])), "?")
+            tally = counts.setdefault(name, {"masses": 0, "found": 0})
+            tally["masses"] += 1
+            tally["found"] += int(lesion["found"])
+            if not lesion["found"]:
+                missed.append({**lesion, "class": name, "fold": fold["fold"]})
+    return {"counts": dict(sorted(counts.items())), "missed": missed}
+
+
 def spread(folds: list[dict[str, Any]], key: str, point: str) -> dict[str, float]:
     values = [fold[key][point] for fold in folds]
     return {"mean": statistics.fmean(values), "min": min(values), "max": max(values),
@@ -289,7 +316,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "settings": {k: str(v) for k, v in vars(args).items()}, "recipe": log, "folds": folds,
             "pretrain_epochs_done": pretrained_epochs,
             "pretrain_stopped_at_deadline": (init.parent / STOPPED).exists(),
-            "summary": summary, "pooled": pooled(folds)}
+            "summary": summary, "pooled": pooled(folds), "by_mias_class": by_mias_class(folds, args.mias)}
 
 
 def markers(tag: str) -> tuple[str, str]:
@@ -336,9 +363,19 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", f"TPR at 1 FPPI (IoU >= 0.2) over {len(result['folds'])} folds: mean {mean['mean']:.3f}, "
               f"min {mean['min']:.3f}, max {mean['max']:.3f}, sd {mean['sd']:.3f} (target >= {TARGET_TPR_1FPPI}: "
               f"{'met' if mean['min'] >= TARGET_TPR_1FPPI else '**not met**'}).", "",
+              _class_line(result["by_mias_class"]), "",
               "Recipe (in order): " + "; ".join(f"`{c}`" for c in result["recipe"]) if result["recipe"] else
               "Recipe: every step reused from an earlier run in the work folder.", end]
     return "\n".join(lines)
+
+
+def _class_line(by_class: dict[str, Any]) -> str:
+    found = ", ".join(f"{name} {c['found']} of {c['masses']}" for name, c in by_class["counts"].items())
+    missed = ", ".join(f"{m['image_id']} ({m['class']}, {m['width']:.0f} px, "
+                       + ("never hit" if m["hit_score"] is None else f"hit at score {m['hit_score']:.2f}") + ")"
+                       for m in by_class["missed"])
+    return (f"Masses found at each fold's 1-FPPI point by MIAS class (CIRC circumscribed, MISC ill-defined, SPIC "
+            f"spiculated): {found}.  Missed: {missed or 'none'}.")
 
 
 def _length(settings: dict[str, str], seconds_key: str, epochs_key: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trt_mass.eval.froc import ImageResult, bootstrap_tpr, froc_curve, hit_matrix
+from trt_mass.eval.froc import ImageResult, bootstrap_tpr, froc_curve, hit_matrix, lesion_outcomes
 
 RIBLI = Path(__file__).parents[2].parent / "shared" / "data" / "ribli-inbreast-eval"
 
@@ -41,6 +41,25 @@ def test_hand_computed_case() -> None:
     centre = hit_matrix(np.array([[0, 0, 10, 10]]), np.array([[4, 4, 6, 6], [6, 6, 9, 9]]), "centre", 0)
     assert centre.tolist() == [[True, False]]
 
+
+
+def test_lesion_outcomes_of_the_hand_computed_case() -> None:
+    """Lesion A is hit at 0.9 (IoU 1), B at 0.5 (IoU 0.8); C has a near miss (IoU 0.1, no hit) and D
+    no detection at all.  At threshold 0.6 only A counts as found."""
+    images = [
+        _image("a", [[10, 10, 50, 50], [12, 12, 48, 48], [200, 200, 220, 220]], [0.9, 0.7, 0.6], [[10, 10, 50, 50]]),
+        _image("b", [[100, 100, 140, 150]], [0.5], [[100, 100, 140, 140]]),
+        _image("c", [[0, 0, 10, 10]], [0.95], [[0, 0, 100, 10]]),
+        _image("d", [], [], [[5, 5, 25, 45]]),
+    ]
+    outcomes = {o["image_id"]: o for o in lesion_outcomes(images, 0.6, "iou", 0.2)}
+    assert outcomes["a"] == {"image_id": "a", "patient_id": "a", "box_xyxy": [10.0, 10.0, 50.0, 50.0],
+                             "width": 40.0, "height": 40.0, "best_iou": 1.0, "hit_score": 0.9, "found": True}
+    assert (outcomes["b"]["best_iou"], outcomes["b"]["hit_score"], outcomes["b"]["found"]) == (0.8, 0.5, False)
+    assert (outcomes["c"]["best_iou"], outcomes["c"]["hit_score"], outcomes["c"]["found"]) == (0.1, None, False)
+    assert (outcomes["d"]["best_iou"], outcomes["d"]["hit_score"], outcomes["d"]["width"]) == (0.0, None, 20.0)
+    assert lesion_outcomes(images, 0.5, "iou", 0.2)[1]["found"], "B's own score counts as found"
+    assert lesion_outcomes(images[2:3], 0.5, "centre", 0.2)[0]["hit_score"] == 0.95, "centre (5, 5) lies in C"
 
 def test_bootstrap_interval_contains_the_estimate() -> None:
     rng = np.random.default_rng(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -31,6 +32,13 @@ def test_eval_writes_every_output(tiny_model: TinyModel, tiny_model_other_shape:
         assert len(summary["tpr_at_1fppi_vs_min_iou"]) == 7 and summary["fp_per_normal_image_vs_threshold"]
     for name in ("froc.csv", "tpr_at_fppi.csv"):
         assert len((out / name).read_text().splitlines()) > 2
+    for summary in report["models"].values():  # the masses it finds at 1 FPPI are the ones TPR counts
+        outcomes = summary["lesion_outcomes"]
+        assert len(outcomes) == summary["lesions"]
+        found = sum(o["found"] for o in outcomes)
+        assert found == round(summary["tpr_at_fppi"]["1.0"]["tpr"] * summary["lesions"])
+    with (out / "lesions.csv").open() as table:
+        assert len(list(csv.DictReader(table))) == sum(s["lesions"] for s in report["models"].values())
     for name in ("froc.png", "tpr_vs_iou.png", "fp_normals.png"):
         with Image.open(out / name) as picture:
             assert picture.size[0] > 300

@@ -111,4 +111,5 @@ def evaluate(models: tuple[Path, ...], compare: tuple[Path, ...], data: str, out
         if written:
             scores = ", ".join(f"{fppi} FPPI: score >= {score:.3f}" for fppi, score in written["scores"].items())
             click.echo(f"operating points written into {summary['model']}: {scores}")
-    click.echo(f"report: {out_dir}/eval.json, froc.csv, tpr_at_fppi.csv, froc.png, tpr_vs_iou.png, fp_normals.png")
+    click.echo(f"report: {out_dir}/eval.json, froc.csv, tpr_at_fppi.csv, lesions.csv, froc.png, tpr_vs_iou.png, "
+               "fp_normals.png")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -109,6 +110,36 @@ def froc_curve(images: Sequence[ImageResult], criterion: str = "iou", iou_thresh
             fppi.append(false_positives / max(1, len(images)))
             tpr.append(true_positives / max(1, num_lesions))
     return FrocCurve(np.asarray(thresholds), np.asarray(fppi), np.asarray(tpr), len(images), num_lesions)
+
+
+def lesion_outcomes(images: Sequence[ImageResult], threshold: float, criterion: str = "iou",
+                    iou_threshold: float = 0.2) -> list[dict[str, Any]]:
+    """What became of every ground-truth box, so that a person can look at the misses.
+
+    Per box (xyxy, original pixels of its image): its size, the best IoU any detection reaches
+    (whether or not it counts as a hit), the highest score among the detections that hit it (None: no
+    detection hits it at any score; that score is where the FROC finds it) and whether that score is
+    at least `threshold` (with the threshold of a 1-FPPI point, the boxes counted in TPR at 1 FPPI).
+    """
+    outcomes = []
+    for image in images:
+        gt_boxes = np.asarray(image.gt_boxes, dtype=np.float64).reshape(-1, 4)
+        det_boxes = np.asarray(image.det_boxes, dtype=np.float64).reshape(-1, 4)
+        det_scores = np.asarray(image.det_scores, dtype=np.float64).reshape(-1)
+        hits = hit_matrix(det_boxes, gt_boxes, criterion, iou_threshold)
+        ious = box_iou(det_boxes, gt_boxes) if len(det_boxes) else np.zeros((0, len(gt_boxes)))
+        for g, box in enumerate(gt_boxes):
+            hit_scores = det_scores[hits[:, g]]
+            hit_score = float(hit_scores.max()) if hit_scores.size else None
+            outcomes.append({
+                "image_id": image.image_id, "patient_id": image.patient_id,
+                "box_xyxy": [round(float(v), 1) for v in box],
+                "width": round(float(box[2] - box[0]), 1), "height": round(float(box[3] - box[1]), 1),
+                "best_iou": round(float(ious[:, g].max()), 3) if len(det_boxes) else 0.0,
+                "hit_score": None if hit_score is None else round(hit_score, 4),
+                "found": hit_score is not None and hit_score >= threshold,
+            })
+    return outcomes
 
 
 def bootstrap_tpr(images: Sequence[ImageResult], fppi_points: Sequence[float] = FPPI_POINTS,

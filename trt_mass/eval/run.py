@@ -17,7 +17,7 @@ import numpy as np
 from trt_mass.atomic import atomic_path, write_json_atomic, write_text_atomic
 from trt_mass.datasets.labelled import Sample, load_dataset
 from trt_mass.errors import ConfigError, InputError
-from trt_mass.eval.froc import FPPI_POINTS, ImageResult, bootstrap_tpr, froc_curve
+from trt_mass.eval.froc import FPPI_POINTS, ImageResult, bootstrap_tpr, froc_curve, lesion_outcomes
 from trt_mass.metadata import OPERATING_FPPI, ModelMetadata, OperatingPoints, read_onnx_metadata, rewrite_onnx_metadata
 
 IOU_SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -88,6 +88,8 @@ def summarize(images: list[ImageResult], normal_ids: set[str], criterion: str, i
         "normal_images": len(normals),
         "fp_per_normal_image_vs_threshold": {
             str(t): float((normal_scores >= t).sum() / max(1, len(normals))) for t in thresholds},
+        # "found" at this data's own 1-FPPI point: the masses that TPR at 1 FPPI counts
+        "lesion_outcomes": lesion_outcomes(images, curve.threshold_at(1.0), criterion, iou_threshold),
     }
 
 
@@ -150,7 +152,18 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
             froc_rows.append([name, *(round(v, 6) for v in row)])
     _write_csv(out_dir / "tpr_at_fppi.csv", tpr_rows)
     _write_csv(out_dir / "froc.csv", froc_rows)
+    _write_csv(out_dir / "lesions.csv", _lesion_rows(report))
     _plots(out_dir, report)
+
+
+def _lesion_rows(report: dict[str, Any]) -> list[list[Any]]:
+    rows: list[list[Any]] = [["model", "image_id", "patient_id", "x1", "y1", "x2", "y2", "width", "height",
+                              "best_iou", "hit_score", "found_at_1fppi"]]
+    for name, summary in report["models"].items():
+        for lesion in summary["lesion_outcomes"]:
+            rows.append([name, lesion["image_id"], lesion["patient_id"], *lesion["box_xyxy"], lesion["width"],
+                         lesion["height"], lesion["best_iou"], lesion["hit_score"], lesion["found"]])
+    return rows
 
 
 def _write_csv(path: Path, rows: list[list[Any]]) -> None:
