@@ -12,13 +12,15 @@ model):
    rises from ~0.88 to ~0.94 at 1 FPPI (RESULTS.md "Longer pre-training on phantoms").
 3. Per test fold f of 5 (patient-wise): fine-tuning on the phantoms and the MIAS patients of the
    three other folds, the epoch picked on MIAS fold (f + 1) mod 5 (`--val-fold`, never the test fold),
-   intensity augmentation and hard negatives from images without a mass.
+   intensity augmentation and hard negatives from images without a mass.  With --distortion-fraction F
+   the phantoms of this stage are other ones (seed 700) with that share of stellate distortions (`trtmass
+   synth --distortion-fraction`), the lesions the recipe misses on film.
 4. Export of best.pt with view selection; operating points (score at 0.25 / 0.5 / 1 / 2 FPPI) measured
    on the validation fold and written into the model; then on test fold f: TPR at 0.5 / 1 / 2 FPPI with
    the IoU >= 0.2 and the centre criteria, and the marks per normal image at the 1-FPPI point.
 
     python -m benchmarks.bench_demo_cv [--only-folds 0,1] [--epochs 8] [--pretrain-epochs 6]
-        [--continue-epochs 22] [--pretrained CHECKPOINT]
+        [--continue-epochs 22] [--pretrained CHECKPOINT] [--distortion-fraction 0.4]
         [--parallel-folds 5] [--pretrain-seconds S --train-seconds S] [--pretrain-deadline S --train-deadline S]
 
 On a lent GPU machine (many cores, one GPU, a fixed lease) --parallel-folds fine-tunes and evaluates the
@@ -101,6 +103,14 @@ def make_phantoms(work: Path, args: argparse.Namespace, log: list[str]) -> dict[
             trtmass("synth", str(folder), "--count", str(count), "--seed", str(seed), "--scale", "0.25",
                     "--anatomy", anatomy, log=log)
         folders[name] = folder
+    if args.distortion_fraction > 0:  # fine-tuning phantoms with stellate distortions (seed 700)
+        folder = work / "phantoms-train-distortion"
+        if not (folder / "truth.csv").exists():
+            trtmass("synth", str(folder), "--count", str(args.phantoms), "--seed", "700", "--scale", "0.25",
+                    "--anatomy", "realistic", "--distortion-fraction", str(args.distortion_fraction), log=log)
+        folders["fine-tune"] = folder
+    else:
+        folders["fine-tune"] = folders["train"]
     return folders
 
 
@@ -221,7 +231,7 @@ def fold_work(fold: int, work: Path, init: Path, phantoms: dict[str, Path], args
     threads = getattr(args, "threads", None)
     if threads is not None:  # the trtmass children's torch threads; ONNX Runtime gets `threads` directly
         os.environ["OMP_NUM_THREADS"] = str(threads)
-    model = fine_tune(work, fold, init, phantoms["train"], args, log, deadline)
+    model = fine_tune(work, fold, init, phantoms["fine-tune"], args, log, deadline)
     measured = evaluate_fold(model, fold, phantoms, args, log)
     measured["seconds"] = round(time.time() - started)
     print(f"fold {fold}: TPR (IoU) {measured['tpr_iou']}, centre {measured['tpr_centre']}, normal marks "
@@ -397,6 +407,9 @@ def _stopped_note(result: dict[str, Any]) -> str:
     if int(result["settings"].get("continue_epochs", "0")):
         notes.append(f"then {result['settings']['continue_epochs']} more on twice the phantoms with hard negatives "
                      f"(lr {result['settings']['continue_lr']})")
+    if float(result["settings"].get("distortion_fraction", "0")):
+        notes.append(f"fine-tuned on {result['settings']['phantoms']} other phantoms (seed 700) with "
+                     f"{result['settings']['distortion_fraction']} of their masses drawn as stellate distortions")
     stopped = [str(f["fold"]) for f in result["folds"] if f.get("stopped_at_deadline")]
     if stopped:
         notes.append(f"the fine-tuning of fold(s) {', '.join(stopped)} stopped at its deadline")
@@ -429,6 +442,8 @@ def main() -> None:
     parser.add_argument("--continue-epochs", type=int, default=0,
                         help="pre-train this many more epochs on twice the phantoms, with hard negatives")
     parser.add_argument("--continue-lr", type=float, default=2e-4)
+    parser.add_argument("--distortion-fraction", type=float, default=0.0,
+                        help="fine-tune on other phantoms (seed 700) with this share of stellate distortions")
     parser.add_argument("--pretrained", type=Path, default=None,
                         help="fine-tune every fold from this checkpoint instead of pre-training here")
     parser.add_argument("--pretrain-seconds", type=float, default=None,

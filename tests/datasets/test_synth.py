@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from trt_mass.datasets.synth import write_phantoms
+from trt_mass.errors import ConfigError
 from trt_mass.inputs.dicom import MG_FOR_PRESENTATION, load_mammogram
 
 
@@ -80,3 +81,32 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     write_phantoms(tmp_path / "b", 3, seed=9, scale=0.08)
     write_phantoms(tmp_path / "c", 3, seed=10, scale=0.08)
     assert digest(tmp_path / "a") == digest(tmp_path / "b") != digest(tmp_path / "c")
+
+
+def test_older_seeds_draw_the_same_masses(tmp_path: Path) -> None:
+    """Training sets are recorded as (seed, count, scale): the distortion option must not move old draws."""
+    write_phantoms(tmp_path, 3, seed=9, scale=0.08)
+    with open(tmp_path / "truth.csv", newline="") as handle:
+        boxes = [[float(row[k]) for k in ("x1", "y1", "x2", "y2")] for row in csv.DictReader(handle)]
+    assert boxes == [[147.0, 78.0, 164.0, 101.0], [169.0, 104.0, 188.0, 120.0], [212.0, 173.0, 219.0, 180.0]]
+
+
+def test_distortions_are_faint_radiating_lines_boxed_by_their_extent() -> None:
+    from trt_mass.datasets.synth import DISTORTION, _distortion_mask, make_phantom
+
+    phantom = make_phantom(np.random.default_rng(4), 0.1, normal=False, distortion_fraction=1.0)
+    assert phantom.masses and {m.shape for m in phantom.masses} == {DISTORTION}
+    grid = np.mgrid[0:200, 0:200].astype(np.float32)
+    mask, box = _distortion_mask(np.random.default_rng(1), grid, (100.0, 100.0), 60.0)
+    assert box == (40.0, 40.0, 160.0, 160.0), "the whole extent, as film databases circle spiculated lesions"
+    yy, xx = grid - 100.0
+    ring = (np.hypot(yy, xx) > 20) & (np.hypot(yy, xx) < 35)
+    sectors = (np.degrees(np.arctan2(yy, xx))[ring] // 30).astype(int)
+    lit = ring.copy()
+    lit[ring] = mask[ring] > 0.2
+    assert len(set(sectors[lit[ring]])) >= 8, "lines radiate in most directions"
+    assert (mask[ring] > 0.2).mean() < 0.35, "thin lines, not a blob"
+    clipped = _distortion_mask(np.random.default_rng(1), grid, (10.0, 190.0), 60.0)[1]
+    assert clipped == (130.0, 0.0, 200.0, 70.0)
+    with pytest.raises(ConfigError, match="distortion fraction"):
+        write_phantoms(Path("unused"), 1, seed=0, distortion_fraction=1.5)

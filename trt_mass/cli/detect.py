@@ -110,11 +110,16 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, triton_ur
               help="realistic: breast size, shape and position vary as real ones do, on an 18x24 or 24x30 cm "
                    "detector that fits; fill: the original breast filling the detector (reproduces phantoms made "
                    "before, e.g. the demo model's training set).")
+@click.option("--distortion-fraction", type=float, default=0.0, show_default=True,
+              help="Share of masses drawn as faint stellate distortions (thin radiating lines, faint or no core, "
+                   "boxed by their whole extent); 0 keeps the phantoms of a seed as they were.")
 @maps_errors
-def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: float, anatomy: str) -> None:
+def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: float, anatomy: str,
+          distortion_fraction: float) -> None:
     """Write synthetic MG DICOM phantoms and OUT_DIR/truth.csv (boxes in original pixels)."""
     from trt_mass.datasets.synth import write_phantoms
 
     started = time.perf_counter()
-    paths = write_phantoms(out_dir, count, seed, scale=scale, normal_fraction=normal_fraction, anatomy=anatomy)
+    paths = write_phantoms(out_dir, count, seed, scale=scale, normal_fraction=normal_fraction, anatomy=anatomy,
+                           distortion_fraction=distortion_fraction)
     click.echo(f"wrote {len(paths)} phantom(s) and truth.csv to {out_dir} in {time.perf_counter() - started:.1f} s")

@@ -3,8 +3,11 @@
 Each phantom: a compressed-breast outline with a thickness fall-off and a skin line, fatty background,
 fibroglandular texture from power-law (1/f^beta) noise, a pectoral muscle on MLO views, quantum
 noise, and (except in normals) one to three masses -- round, oval, irregular or spiculated -- of
-varied size, contrast and density.  Files mix MONOCHROME1/MONOCHROME2, uncompressed and JPEG 2000
-lossless, CC and MLO, left and right, and vendor-like sizes and pixel spacings.  Deterministic for a seed.
+varied size, contrast and density; with a distortion fraction, that share of the masses are faint stellate
+distortions instead (thin radiating lines around a faint or absent core, boxed by their whole extent as
+film databases box spiculated lesions), the kind the demo model misses on film.
+Files mix MONOCHROME1/MONOCHROME2, uncompressed and JPEG 2000 lossless, CC and MLO, left and right, and
+vendor-like sizes and pixel spacings.  Deterministic for a seed.
 
 The patient module holds obviously fake values (so tests can prove they never leak into outputs).
 """
@@ -47,6 +50,7 @@ VENDORS = (
 )
 FILL_VENDOR_COUNT = 4  # the "fill" anatomy draws from the first four, as before the 18x24 entries existed
 MASS_SHAPES = ("round", "oval", "irregular", "spiculated")
+DISTORTION = "distortion"  # drawn only with a distortion fraction, so that older seeds stay byte-identical
 FAKE_PATIENT_NAME = "Phantom^Synthetic"
 FAKE_PATIENT_ID = "SYNTH-PATIENT-"  # + a number: four images (one study) per phantom patient
 
@@ -138,13 +142,46 @@ def _mass_mask(rng: np.random.Generator, grid: np.ndarray, centre: tuple[float, 
     return mask, box
 
 
+def _distortion_mask(rng: np.random.Generator, grid: np.ndarray, centre: tuple[float, float],
+                     radius_px: float) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Soft mask in [0, 1] of a stellate distortion reaching `radius_px`, and its box (xyxy): the whole
+    extent, clipped to the image, as film databases circle a spiculated lesion with its spicules."""
+    yy, xx = grid
+    cy, cx = centre
+    pad = int(radius_px) + 4
+    y0, y1 = max(0, int(cy) - pad), min(yy.shape[0], int(cy) + pad)
+    x0, x1 = max(0, int(cx) - pad), min(yy.shape[1], int(cx) + pad)
+    local_y, local_x = yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx
+    distance = np.sqrt(local_x**2 + local_y**2)
+    core_radius = radius_px * rng.uniform(0.08, 0.25)
+    # the core: from nothing (pure architectural distortion) to a small faint density
+    profile = rng.uniform(0.0, 0.6) * np.exp(-((distance / core_radius) ** 2))
+    for _ in range(int(rng.integers(14, 40))):
+        theta = rng.uniform(0, 2 * math.pi)
+        start = rng.uniform(0, 2 * core_radius)  # radiating from around the core, not from one pixel
+        start_x, start_y = start * math.cos(theta), start * math.sin(theta)
+        length = radius_px * rng.uniform(0.4, 1.0)
+        width = max(0.7, radius_px * rng.uniform(0.008, 0.03))
+        along = (local_x - start_x) * math.cos(theta) + (local_y - start_y) * math.sin(theta)
+        across = -(local_x - start_x) * math.sin(theta) + (local_y - start_y) * math.cos(theta)
+        line = np.exp(-(across / width) ** 2) * np.clip(1 - along / length, 0, 1) ** 0.7 * (along > 0)
+        profile = np.maximum(profile, rng.uniform(0.3, 1.0) * line)
+    mask = np.zeros(yy.shape, np.float32)
+    mask[y0:y1, x0:x1] = profile
+    box = (max(0.0, cx - radius_px), max(0.0, cy - radius_px), min(float(yy.shape[1]), cx + radius_px),
+           min(float(yy.shape[0]), cy + radius_px))
+    return mask, box
+
+
 def make_phantom(rng: np.random.Generator, scale: float, normal: bool, vendor_index: int | None = None,
-                 shape_hw: tuple[int, int] | None = None, anatomy: str = "realistic") -> Phantom:
+                 shape_hw: tuple[int, int] | None = None, anatomy: str = "realistic",
+                 distortion_fraction: float = 0.0) -> Phantom:
     """Draw one phantom at `scale` times a vendor's native size (spacing grows as 1/scale).
 
     `vendor_index` picks a vendor of VENDORS and `shape_hw` overrides the size (benchmarks); `anatomy`
     is "realistic" (breast size, then the detector that fits it: trt_mass.datasets.anatomy) or "fill"
-    (the original breast filling the detector, reproducing phantoms made before the realistic one).
+    (the original breast filling the detector, reproducing phantoms made before the realistic one);
+    `distortion_fraction` of the masses are stellate distortions (0: none, and the draws of before).
     """
     if anatomy == "fill":
         vendor, shape, spacing_mm, view, laterality, layout = _fill_draw(rng, scale, vendor_index, shape_hw)
@@ -172,7 +209,8 @@ def make_phantom(rng: np.random.Generator, scale: float, normal: bool, vendor_in
         image, breast = _with_pectoral_muscle(rng, grid, texture, image, breast, pectoral, pectoral_w)
     masses: list[MassTruth] = []
     if not normal:
-        image, masses = _with_masses(rng, grid, image, breast & (radius < 0.75) & (radius > 0.15), spacing_mm)
+        image, masses = _with_masses(rng, grid, image, breast & (radius < 0.75) & (radius > 0.15), spacing_mm,
+                                     distortion_fraction)
     image = np.where(breast, image, 0.02 + 0.01 * texture)  # air: nearly black
     image = image + rng.normal(0, rng.uniform(0.004, 0.012), size=shape)
     presentation = np.clip(image, 0, 1).astype(np.float32)
@@ -229,8 +267,8 @@ def _with_pectoral_muscle(rng: np.random.Generator, grid: np.ndarray, texture: n
     return np.where(pectoral, muscle, image), breast | pectoral
 
 
-def _with_masses(rng: np.random.Generator, grid: np.ndarray, image: np.ndarray,
-                 allowed: np.ndarray, spacing_mm: float) -> tuple[np.ndarray, list[MassTruth]]:
+def _with_masses(rng: np.random.Generator, grid: np.ndarray, image: np.ndarray, allowed: np.ndarray,
+                 spacing_mm: float, distortion_fraction: float = 0.0) -> tuple[np.ndarray, list[MassTruth]]:
     """One to three masses (4-15 mm radius) centred where `allowed`: (image with them, their truth boxes)."""
     masses = []
     candidates = np.argwhere(allowed)
@@ -240,6 +278,11 @@ def _with_masses(rng: np.random.Generator, grid: np.ndarray, image: np.ndarray,
         cy, cx = candidates[int(rng.integers(len(candidates)))]
         radius_px = rng.uniform(4.0, 15.0) / spacing_mm
         kind = MASS_SHAPES[int(rng.integers(len(MASS_SHAPES)))]
+        if distortion_fraction > 0 and rng.random() < distortion_fraction:  # no draw at 0: older seeds unchanged
+            mask, box = _distortion_mask(rng, grid, (float(cy), float(cx)), radius_px * 1.5)
+            image = image + rng.uniform(0.05, 0.14) * mask  # subtle: fainter than the masses
+            masses.append(MassTruth(*box, shape=DISTORTION))
+            continue
         mask, box = _mass_mask(rng, grid, (float(cy), float(cx)), radius_px, kind)
         image = image + rng.uniform(0.10, 0.30) * mask
         masses.append(MassTruth(*box, shape=kind))
@@ -357,14 +400,20 @@ def _pixels(ds: Any, phantom: Phantom, photometric: str, voi_function: str) -> N
 
 
 def write_phantoms(out_dir: str | Path, count: int, seed: int, scale: float = 1.0,
-                   normal_fraction: float = 0.3, progress: bool = False, anatomy: str = "realistic") -> list[Path]:
-    """Write `count` phantoms as DICOM files plus OUT_DIR/truth.csv; returns the file paths."""
+                   normal_fraction: float = 0.3, progress: bool = False, anatomy: str = "realistic",
+                   distortion_fraction: float = 0.0) -> list[Path]:
+    """Write `count` phantoms as DICOM files plus OUT_DIR/truth.csv; returns the file paths.
+
+    `distortion_fraction`: the share of masses drawn as stellate distortions (0: byte-identical to the
+    phantoms of a seed made before the option existed)."""
     from pydicom.uid import JPEG2000Lossless
 
     if count < 1:
         raise ConfigError("count must be at least 1")
     if not 0.01 <= scale <= 1.0:
         raise ConfigError("scale must be in [0.01, 1]")
+    if not 0.0 <= distortion_fraction <= 1.0:
+        raise ConfigError(f"distortion fraction must be in [0, 1], got {distortion_fraction}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -372,7 +421,7 @@ def write_phantoms(out_dir: str | Path, count: int, seed: int, scale: float = 1.
     rows: list[list[object]] = []
     for index in range(count):
         normal = rng.random() < normal_fraction
-        phantom = make_phantom(rng, scale, normal, anatomy=anatomy)
+        phantom = make_phantom(rng, scale, normal, anatomy=anatomy, distortion_fraction=distortion_fraction)
         photometric = "MONOCHROME1" if rng.random() < 0.4 else "MONOCHROME2"
         voi_function = "SIGMOID" if rng.random() < 0.2 else "LINEAR"
         ds = phantom_dataset(phantom, seed, index, photometric, voi_function)
