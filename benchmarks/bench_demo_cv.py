@@ -14,13 +14,16 @@ model):
    three other folds, the epoch picked on MIAS fold (f + 1) mod 5 (`--val-fold`, never the test fold),
    intensity augmentation and hard negatives from images without a mass.  With --distortion-fraction F
    the phantoms of this stage are other ones (seed 700) with that share of stellate distortions (`trtmass
-   synth --distortion-fraction`), the lesions the recipe misses on film.
+   synth --distortion-fraction`), the lesions the recipe misses on film; --continue-distortion-fraction F
+   draws them instead into the new phantoms of the continued pre-training (step 2, seed 500, folder
+   phantoms-train-b-distortionF) and leaves fine-tuning as it was.
 4. Export of best.pt with view selection; operating points (score at 0.25 / 0.5 / 1 / 2 FPPI) measured
    on the validation fold and written into the model; then on test fold f: TPR at 0.5 / 1 / 2 FPPI with
    the IoU >= 0.2 and the centre criteria, and the marks per normal image at the 1-FPPI point.
 
     python -m benchmarks.bench_demo_cv [--only-folds 0,1] [--epochs 8] [--pretrain-epochs 6]
         [--continue-epochs 22] [--pretrained CHECKPOINT] [--distortion-fraction 0.4]
+        [--continue-distortion-fraction 0.4]
         [--parallel-folds 5] [--pretrain-seconds S --train-seconds S] [--pretrain-deadline S --train-deadline S]
 
 On a lent GPU machine (many cores, one GPU, a fixed lease) --parallel-folds fine-tunes and evaluates the
@@ -136,12 +139,16 @@ def pretrain(work: Path, phantoms: Path, args: argparse.Namespace, log: list[str
 
 def continue_pretraining(work: Path, init: Path, phantoms: Path, args: argparse.Namespace,
                         log: list[str]) -> Path:
-    """--continue-epochs more epochs from `init` on the training phantoms and as many new ones (seed 500)."""
-    more = work / "phantoms-train-b"
+    """--continue-epochs more epochs from `init` on the training phantoms and as many new ones (seed 500),
+    with --continue-distortion-fraction of the new ones' masses drawn as stellate distortions."""
+    fraction = args.continue_distortion_fraction
+    suffix = f"-distortion{fraction:g}" if fraction > 0 else ""
+    more = work / f"phantoms-train-b{suffix}"
     if not (more / "truth.csv").exists():
+        distortion = ("--distortion-fraction", str(fraction)) if fraction > 0 else ()
         trtmass("synth", str(more), "--count", str(args.phantoms), "--seed", "500", "--scale", "0.25",
-                "--anatomy", "realistic", log=log)
-    out = work / "pretrain-continued"
+                "--anatomy", "realistic", *distortion, log=log)
+    out = work / f"pretrain-continued{suffix}"
     _train_stage(out, args.continue_epochs, log, None, "--data", str(phantoms), "--data", str(more),
                  "--out", str(out), *model_args(args), "--init", str(init), "--epochs", str(args.continue_epochs),
                  "--lr", str(args.continue_lr), "--lr-schedule", args.lr_schedule, "--hard-negatives",
@@ -407,6 +414,9 @@ def _stopped_note(result: dict[str, Any]) -> str:
     if int(result["settings"].get("continue_epochs", "0")):
         notes.append(f"then {result['settings']['continue_epochs']} more on twice the phantoms with hard negatives "
                      f"(lr {result['settings']['continue_lr']})")
+        if float(result["settings"].get("continue_distortion_fraction", "0")):
+            notes.append(f"the new phantoms of that stage with {result['settings']['continue_distortion_fraction']} "
+                         "of their masses drawn as stellate distortions")
     if float(result["settings"].get("distortion_fraction", "0")):
         notes.append(f"fine-tuned on {result['settings']['phantoms']} other phantoms (seed 700) with "
                      f"{result['settings']['distortion_fraction']} of their masses drawn as stellate distortions")
@@ -444,6 +454,8 @@ def main() -> None:
     parser.add_argument("--continue-lr", type=float, default=2e-4)
     parser.add_argument("--distortion-fraction", type=float, default=0.0,
                         help="fine-tune on other phantoms (seed 700) with this share of stellate distortions")
+    parser.add_argument("--continue-distortion-fraction", type=float, default=0.0,
+                        help="draw this share of the continued pre-training's new phantom masses as distortions")
     parser.add_argument("--pretrained", type=Path, default=None,
                         help="fine-tune every fold from this checkpoint instead of pre-training here")
     parser.add_argument("--pretrain-seconds", type=float, default=None,

@@ -25,3 +25,17 @@ def test_masses_found_at_each_folds_own_1fppi_point_by_class(tmp_path: Path) -> 
     assert result["counts"] == {"CIRC": {"masses": 1, "found": 1}, "SPIC": {"masses": 2, "found": 1}}
     assert [(m["image_id"], m["fold"], m["hit_score"]) for m in result["missed"]] == [("mdb003", 1, None)]
     assert "SPIC 1 of 2" in _class_line(result) and "mdb003 (SPIC, 40 px, never hit)" in _class_line(result)
+
+
+def test_the_run_note_names_distortions_in_the_continued_pre_training() -> None:
+    from benchmarks.bench_demo_cv import _stopped_note
+
+    settings = {"pretrained": "None", "continue_epochs": "22", "continue_lr": "0.0002",
+                "continue_distortion_fraction": "0.4", "distortion_fraction": "0.0", "phantoms": "240"}
+    note = _stopped_note({"settings": settings, "pretrain_epochs_done": 20, "folds": []})
+    assert "then 22 more on twice the phantoms" in note
+    assert "new phantoms of that stage with 0.4 of their masses drawn as stellate distortions" in note
+    assert "fine-tuned on" not in note
+    plain = _stopped_note({"settings": {**settings, "continue_distortion_fraction": "0.0"},
+                           "pretrain_epochs_done": 20, "folds": []})
+    assert "distortion" not in plain
