@@ -91,6 +91,14 @@ def _export(tmp: Path, name: str, geometry: TileGeometry, prior: float, seed: in
                        geometry, **graph)
 
 
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test() -> Iterator[None]:
+    from tests.daemon_process import kill_leftover_daemons
+
+    yield
+    kill_leftover_daemons()
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     pytest.importorskip("torch")

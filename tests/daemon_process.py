@@ -14,6 +14,18 @@ FAST = {"TRTMASS_WATCH_POLL_INTERVAL_S": "0.1", "TRTMASS_WATCH_STABLE_POLLS": "2
         "TRTMASS_WATCH_STATUS_INTERVAL_S": "0.3", "TRTMASS_WATCH_THREADS": "1", "TRTMASS_WATCH_LOG_FORMAT": "json"}
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def kill_leftover_daemons() -> None:
+    """SIGKILL every daemon a test started and left running (a failed assertion skips its terminate())."""
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
 class Daemon:
     def __init__(self, root: Path, model: Path, polling: bool = False, env: dict[str, str] | None = None) -> None:
         self.root, self.model, self.polling = root, model, polling
@@ -30,6 +42,7 @@ class Daemon:
             command.append("--polling")
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        _STARTED.append(self.process)
         return self
 
     def kill(self) -> None:
