@@ -126,6 +126,16 @@ def quantize(model: Path, precision: str | None, target: str | None, manifest: P
     click.echo(f"wrote {output}: {describe(metadata)} in {time.perf_counter() - started:.1f} s"
                + (f"; calibration set {calibration.name} ({calibration.content_sha256[:12]}…), cache {cache}"
                   if calibration else ""))
+    _warn_without_vnni(precision, target, reduce_range)
+
+
+def _warn_without_vnni(precision: str, target: str, reduce_range: bool) -> None:
+    """Said, not changed: the variant may be meant for another PC than this one."""
+    from trt_mass.precision.cpu import cpu_has_vnni
+
+    if (precision, target, reduce_range) == ("int8", "cpu", False) and cpu_has_vnni() is False:
+        click.echo("warning: this CPU has no VNNI: ONNX Runtime's int8 kernels saturate here and lose findings; "
+                   "for a PC like this one quantize with --reduce-range", err=True)
 
 
 def _names(text: str | None) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import numpy as np
 from trt_mass.errors import ModelError
 from trt_mass.metadata import ModelMetadata, metadata_from_map
 from trt_mass.runners.base import Runner
+
+log = logging.getLogger(__name__)
 
 
 class OnnxRuntimeRunner(Runner):
@@ -63,6 +66,7 @@ class OnnxRuntimeRunner(Runner):
                 f"{self.model_path}: graph inputs {session_inputs} differ from its metadata {declared}"
             )
         self._session = session
+        _warn_if_int8_saturates(self.model_path, metadata)
         return metadata
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -72,3 +76,13 @@ class OnnxRuntimeRunner(Runner):
 
     def _deactivate(self) -> None:
         self._session = None
+
+
+def _warn_if_int8_saturates(model_path: Path, metadata: ModelMetadata) -> None:
+    """Full-range int8 weights on a CPU without VNNI: ONNX Runtime's kernels saturate and lose findings."""
+    from trt_mass.precision.cpu import cpu_has_vnni
+
+    if metadata.precision == "int8" and not metadata.quantization.get("reduce_range") and cpu_has_vnni() is False:
+        log.warning("%s: int8 with full-range weights on a CPU without VNNI: ONNX Runtime's int8 kernels "
+                    "saturate here and lose findings; use a variant made with `trtmass quantize --reduce-range`",
+                    model_path)
