@@ -79,10 +79,11 @@ class OnnxRuntimeRunner(Runner):
 
 
 def _warn_if_int8_saturates(model_path: Path, metadata: ModelMetadata) -> None:
-    """Full-range int8 weights on a CPU without VNNI: ONNX Runtime's kernels saturate and lose findings."""
+    """Full-range int8 weights on a CPU without VNNI: ONNX Runtime's kernels can saturate and lose findings."""
     from trt_mass.precision.cpu import cpu_has_vnni
 
     if metadata.precision == "int8" and not metadata.quantization.get("reduce_range") and cpu_has_vnni() is False:
         log.warning("%s: int8 with full-range weights on a CPU without VNNI: ONNX Runtime's int8 kernels "
-                    "saturate here and lose findings; use a variant made with `trtmass quantize --reduce-range`",
+                    "can saturate here (int16 sums) and lose findings; use a variant made with "
+                    "`trtmass quantize --reduce-range`",
                     model_path)
