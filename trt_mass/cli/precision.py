@@ -134,8 +134,8 @@ def _warn_without_vnni(precision: str, target: str, reduce_range: bool) -> None:
     from trt_mass.precision.cpu import cpu_has_vnni
 
     if (precision, target, reduce_range) == ("int8", "cpu", False) and cpu_has_vnni() is False:
-        click.echo("warning: this CPU has no VNNI: ONNX Runtime's int8 kernels saturate here and lose findings; "
-                   "for a PC like this one quantize with --reduce-range", err=True)
+        click.echo("warning: this CPU has no VNNI: ONNX Runtime's int8 kernels can saturate here "
+                   "(int16 sums) and lose findings; for a PC like this one quantize with --reduce-range", err=True)
 
 
 def _names(text: str | None) -> tuple[str, ...]:
