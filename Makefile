@@ -91,7 +91,8 @@ demo: $(RUNTIME_STAMP)
 # folds 2-4 and the phantoms, the epoch (6) and the operating points taken on MIAS fold 1.  This target runs
 # the same commands (torch on the CPU: the same kind of model, bytes not promised).  About 1 h 50 min on
 # 2 CPU cores: pre-training with the phantoms ~30 min, continued pre-training ~57 min (2.6 min per epoch), fine-tuning and
-# evaluation of fold 0 ~17 min (measured 2026-11-27/28, each stage in its own run).
+# evaluation of fold 0 ~17 min (measured 2026-11-27/28, each stage in its own run, AVX-512 CPU).  On an AVX2-only
+# CPU a pre-training epoch takes ~300 s instead of ~85 s: roughly 6-7 h (benchmarks/RESULTS.md, "An AVX2-only CPU").
 demo-model: $(STAMP)
 	$(PY) -m benchmarks.bench_demo_cv --only-folds 0 --batch-size 16 --pretrain-epochs 20 --continue-epochs 22 \
 		--epochs 8 --workdir out/demo-model --tag demo-model --out out/demo-model/demo_cv.json \

@@ -26,6 +26,7 @@ from trt_mass.model.train import (  # noqa: E402
     RunClock,
     TrainConfig,
     _orient,
+    format_duration,
     make_views,
     scheduled_lr,
     train,
@@ -60,6 +61,17 @@ def test_run_clock_counts_steps_or_the_time_budget_resumed_time_included() -> No
     by_time = RunClock(epochs=4, time_budget_s=100.0, spent_before_s=50.0)
     assert by_time.fraction(0, 0, 10) == pytest.approx(0.5, abs=0.01), "the resumed run's seconds count"
     assert not by_time.expired() and RunClock(4, 100.0, spent_before_s=100.0).expired()
+
+
+def test_run_clock_remaining_time_goes_by_this_process_pace_from_the_resumed_epoch() -> None:
+    resumed = RunClock(epochs=10, time_budget_s=None, start_epoch=4)  # 4 of 10 epochs done before
+    assert resumed.remaining_s(0.4) is None, "no pace before a step of this process"
+    resumed._started -= 60.0  # this process: one epoch (a tenth of the run) in 60 s
+    assert resumed.remaining_s(0.5) == pytest.approx(300.0, rel=0.01), "5 epochs left at 60 s each"
+    assert resumed.remaining_s(1.0) == pytest.approx(0.0)
+    budget = RunClock(epochs=1000, time_budget_s=100.0, spent_before_s=30.0)
+    assert budget.remaining_s(0.3) == pytest.approx(70.0, abs=1.0), "a time budget: what is left of it"
+    assert [format_duration(s) for s in (42.4, 720.0, 3 * 3600 + 5 * 60)] == ["42 s", "12 min", "3 h 05 min"]
 
 
 def test_time_budget_ends_the_run_checkpointed_and_resume_keeps_it(tmp_path: Path) -> None:

@@ -60,10 +60,12 @@ class RunClock:
     A time budget counts the seconds of this process on top of those the resumed checkpoint had spent.
     """
 
-    def __init__(self, epochs: int, time_budget_s: float | None, spent_before_s: float = 0.0) -> None:
+    def __init__(self, epochs: int, time_budget_s: float | None, spent_before_s: float = 0.0,
+                 start_epoch: int = 0) -> None:
         self.epochs = epochs
         self.time_budget_s = time_budget_s
         self.spent_before_s = spent_before_s
+        self._start_fraction = start_epoch / epochs if epochs else 0.0
         self._started = time.perf_counter()
 
     def spent_s(self) -> float:
@@ -76,6 +78,24 @@ class RunClock:
 
     def expired(self) -> bool:
         return self.time_budget_s is not None and self.spent_s() >= self.time_budget_s
+
+    def remaining_s(self, done_fraction: float) -> float | None:
+        """Seconds the run still needs once `done_fraction` of it is done, at this process's pace so far
+        (validation and mining included); None before there is a pace to go by."""
+        if self.time_budget_s is not None:
+            return max(0.0, self.time_budget_s - self.spent_s())
+        progressed = done_fraction - self._start_fraction
+        if progressed <= 0:
+            return None
+        return (time.perf_counter() - self._started) * max(0.0, 1.0 - done_fraction) / progressed
+
+
+def format_duration(seconds: float) -> str:
+    """'45 s', '12 min', '3 h 05 min': a progress line's remaining time."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 @dataclass(frozen=True)
@@ -271,7 +291,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     augment = IntensityAugment.with_probability(config.intensity)
     history = _History(config.out_dir, resume=config.resume)
     hard: dict[int, list[tuple[float, float]]] = {}
-    clock = RunClock(config.epochs, config.time_budget_s, spent_before_s)
+    clock = RunClock(config.epochs, config.time_budget_s, spent_before_s, start_epoch)
     for epoch in range(start_epoch, config.epochs):
         views = [v for position, image in enumerate(images) for v in
                  make_views(image, config.geometry, rng, config.random_tiles, augment, tuple(hard.get(position, ())))]
@@ -356,8 +376,10 @@ def _train_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer,
         optimizer.step()
         total, done = total + float(loss.detach()), done + 1
         if progress:
+            remaining = clock.remaining_s(clock.fraction(epoch, step + 1, steps))
+            left = "" if remaining is None else f", run ~{format_duration(remaining)} left"
             print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{steps} loss {total / done:.4f} "
-                  f"({time.perf_counter() - started:.0f} s)", end="", file=sys.stderr, flush=True)
+                  f"({time.perf_counter() - started:.0f} s{left})", end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
     return total / max(1, done)
