@@ -109,7 +109,7 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, triton_ur
 @click.option("--anatomy", type=click.Choice(["realistic", "fill"]), default="realistic", show_default=True,
               help="realistic: breast size, shape and position vary as real ones do, on an 18x24 or 24x30 cm "
                    "detector that fits; fill: the original breast filling the detector (reproduces phantoms made "
-                   "before, e.g. the demo model's training set).")
+                   "before, e.g. the demo model's held-out fill test set).")
 @click.option("--distortion-fraction", type=float, default=0.0, show_default=True,
               help="Share of masses drawn as faint stellate distortions (thin radiating lines, faint or no core, "
                    "boxed by their whole extent); 0 keeps the phantoms of a seed as they were.")
