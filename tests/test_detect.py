@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +87,15 @@ def test_no_phi_in_anything_detect_prints_or_writes(detected: dict) -> None:
     for text in blobs:
         for value in PHI:
             assert value not in text, f"{value!r} leaked"
+
+
+@pytest.mark.parametrize("spacing", [0.0, -0.1, float("nan"), float("inf")])
+def test_a_pixel_spacing_that_would_empty_every_result_is_refused(spacing: float, tmp_path: Path) -> None:
+    from trt_mass.detect import DetectConfig
+    from trt_mass.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--pixel-spacing must be a pixel spacing in mm above 0"):
+        DetectConfig(model=tmp_path / "m.onnx", out_dir=tmp_path, pixel_spacing_mm=spacing)
+    run = subprocess.run([sys.executable, "-m", "trt_mass.cli", "detect", str(tmp_path), "--pixel-spacing",
+                          str(spacing)], capture_output=True, text=True)
+    assert run.returncode == 2 and "--pixel-spacing" in run.stderr and "Traceback" not in run.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from trt_mass.errors import InputError
+from trt_mass.geometry import check_pixel_spacing
 from trt_mass.inputs.decoders import PixelDecoder, open_decoder
 from trt_mass.inputs.files import read_image, read_truth
 from trt_mass.outputs.operating_point import OperatingPoint, check_operating_point, choose_operating_point
@@ -57,6 +58,7 @@ class DetectConfig:
 
     def __post_init__(self) -> None:
         check_operating_point(self.operating_point, "--operating-point")  # before any model is loaded
+        check_pixel_spacing(self.pixel_spacing_mm)
 
     def detector(self) -> Detector:
         """The (not yet opened) Detector of this run: the backend is chosen here, with its reason."""

@@ -6,13 +6,21 @@ xyxy.  "Canvas" coordinates are those of the model input; "original" those of th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from trt_mass.errors import InputError
+from trt_mass.errors import ConfigError, InputError
 from trt_mass.spec import TileGeometry
+
+
+def check_pixel_spacing(spacing_mm: float | None, option: str = "--pixel-spacing") -> None:
+    """ConfigError unless a given spacing is a finite number of mm above 0 (0 or NaN would make every
+    finding's area 0 or NaN, and the area filter would drop them all without a word)."""
+    if spacing_mm is not None and not (math.isfinite(spacing_mm) and spacing_mm > 0):
+        raise ConfigError(f"{option} must be a pixel spacing in mm above 0, not {spacing_mm}")
 
 
 @dataclass(frozen=True)

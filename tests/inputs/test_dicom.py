@@ -150,6 +150,11 @@ def test_refusals(tmp_path: Path) -> None:
     del no_pixels.PixelData
     assert "no pixel data" in _refusal(tmp_path, "nopix", no_pixels)
     assert "grayscale" in _refusal(tmp_path, "rgb", mg_dataset(stored, PhotometricInterpretation="RGB"))
+    for slope in ("0", "nan", "inf"):  # every pixel one value, or none at all: a blank image, not a mammogram
+        assert "invalid RescaleSlope" in _refusal(tmp_path, f"slope{slope}", mg_dataset(
+            stored, RescaleSlope=slope, RescaleIntercept="0"))
+    assert "invalid RescaleIntercept" in _refusal(tmp_path, "intercept", mg_dataset(
+        stored, RescaleSlope="1", RescaleIntercept="nan"))
     huge = mg_dataset(stored, Rows=60000, Columns=60000)
     started = time.perf_counter()
     assert "larger than any" in _refusal(tmp_path, "huge", huge)
@@ -168,6 +173,12 @@ def test_not_dicom_and_truncated(tmp_path: Path) -> None:
         with pytest.raises(InputError) as info:
             load_mammogram(cut)
         assert cut.name in str(info.value)
+    full = write(encode(mg_dataset(stored_ramp(96, 80)), JPEG2000Lossless), tmp_path / "full.dcm").read_bytes()
+    for fraction in (0.6, 0.3):  # cut inside the encapsulated pixel data: pydicom gives an empty data set
+        cut = tmp_path / f"cut{fraction}.dcm"
+        cut.write_bytes(full[: int(len(full) * fraction)])
+        with pytest.raises(InputError, match=rf"cut{fraction}\.dcm: truncated"):
+            load_mammogram(cut)
     with pytest.raises(InputError, match="no such file"):
         load_mammogram(tmp_path / "missing.dcm")
 

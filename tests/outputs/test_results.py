@@ -83,7 +83,7 @@ def test_the_marks_come_from_the_findings_not_from_the_rounded_json(detector: De
     result = detector.detect_mammogram(mammogram)
     writer = _writer(detector, tmp_path, dicom_kinds=("gsps",))
     writer.write(phantom, mammogram, result, "x", {})
-    gsps = pydicom.dcmread(tmp_path / f"{mammogram.sop_instance_uid}.gsps.dcm")
+    gsps = pydicom.dcmread(tmp_path / "x.gsps.dcm")  # named as the result
     drawn = [obj.GraphicData for obj in gsps.GraphicAnnotationSequence[0].GraphicObjectSequence]
     x1s = np.array([float(data[0]) for data in drawn])
     exact = np.array([f.x1 for f in result.findings])
@@ -129,6 +129,31 @@ def test_result_names() -> None:
     stems = StemAllocator()
     assert [stems.claim(raster, Path(p)) for p in ("x/a.png", "y/a.png", "z/a.tif")] == ["a", "a-2", "a-3"]
     assert stems.claim(dicom, Path("a.dcm")) == "1.2.3"
+
+
+def test_a_header_uid_that_is_no_uid_never_names_a_file() -> None:
+    from trt_mass.inputs.dicom import Mammogram
+
+    pixels = np.zeros((4, 4), np.uint16)
+    for uid in ("../keep/victim", "../escaped", "1.2/3", "1." + "2" * 300, "1..2", ""):
+        assert result_stem(Mammogram(pixels, "s.dcm", sop_instance_uid=uid), Path("in/s.dcm")) == "s", uid
+
+
+def test_dicom_objects_carry_the_result_name_and_a_refused_header_leaves_nothing(
+        detector: Detector, phantom: Path, tmp_path: Path) -> None:
+    mammogram = read_image(phantom)
+    result = detector.detect_mammogram(mammogram)
+    writer = _writer(detector, tmp_path / "out", overlay=True, dicom_kinds=("sr", "gsps", "sc"))
+    written = writer.write(phantom, mammogram, result, "name-2", {})  # a batch's second image of one UID
+    assert sorted(written.record["dicom_outputs"].values()) == ["name-2.gsps.dcm", "name-2.sc.dcm", "name-2.sr.dcm"]
+    dataset = pydicom.dcmread(phantom)
+    dataset.StudyDate = "2026-13-45"  # no date: highdicom refuses to copy it
+    bad = tmp_path / "bad_date.dcm"
+    dataset.save_as(bad)
+    refused = _writer(detector, tmp_path / "refused", overlay=True, dicom_kinds=("sr", "gsps", "sc"))
+    with pytest.raises(InputError, match=r"bad_date\.dcm: its header cannot be copied into a DICOM"):
+        refused.write(bad, mammogram, result, "bad", {})
+    assert list((tmp_path / "refused").iterdir()) == [], "no objects, overlay or JSON of a refused header"
 
 
 def test_only_findings_at_the_operating_point_are_drawn(detector: Detector, phantom: Path, tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ from trt_mass.bench.report import (
     warnings_of,
 )
 from trt_mass.errors import BackendUnavailableError, ConfigError
+from trt_mass.geometry import check_pixel_spacing
 from trt_mass.inputs.decoders import PixelDecoder, open_decoder
 from trt_mass.inputs.files import collect_inputs, read_image
 from trt_mass.metadata import ModelMetadata, file_sha256
@@ -127,6 +128,7 @@ class BenchConfig:
             raise ConfigError("give either an input folder or a number of synthetic phantoms (not both)")
         if self.synthetic is not None and self.synthetic < 1:
             raise ConfigError("--synthetic needs at least 1 phantom")
+        check_pixel_spacing(self.pixel_spacing_mm)
         if self.runs < 1 or self.warmup < 0:
             raise ConfigError("--runs must be at least 1 and --warmup at least 0")
         if self.threads is not None and self.threads < 1:

@@ -60,9 +60,6 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, triton_ur
     from trt_mass.inputs.files import collect_inputs
     from trt_mass.outputs.dicom import parse_kinds
 
-    files = collect_inputs(inputs)
-    if not files:
-        raise ConfigError("no DICOM, PNG or TIFF files found in the inputs")
     if model is None:
         from trt_mass.bundled import default_model
 
@@ -73,6 +70,9 @@ def detect(inputs: tuple[Path, ...], model: Path | None, backend: str, triton_ur
                           allow_engine_host_code=allow_engine_host_code, model_dir=model_dir, decoder=decoder,
                           decode_threads=decode_threads, triton_url=triton_url, triton_model=triton_model,
                           triton_timeout_s=triton_timeout_s, all_views=all_views)
+    files = collect_inputs(inputs, out_dir)  # after the options are checked
+    if not files:
+        raise ConfigError(f"no DICOM, PNG or TIFF files found in {', '.join(map(str, inputs))}")
     pixel_decoder = config.pixel_decoder()
     click.echo(f"decoder: {pixel_decoder.name} ({pixel_decoder.reason})", err=True)
     detector = config.detector()

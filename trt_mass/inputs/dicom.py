@@ -152,14 +152,15 @@ def _load(path: Path, voi_index: int, decoder: PixelDecoder | None) -> Mammogram
     from pydicom.errors import InvalidDicomError
 
     source = str(path)
-    if not path.is_file():
-        raise InputError(source, "no such file")
+    check_regular_file(path)
     try:
         dataset = pydicom.dcmread(path)
     except InvalidDicomError as error:
         raise InputError(source, "not a DICOM file (no DICM preamble)") from error
     except (EOFError, OSError) as error:
         raise InputError(source, f"truncated or unreadable DICOM file ({error})") from error
+    if len(dataset) == 0:  # pydicom reads a file cut inside its first element as an empty data set
+        raise InputError(source, "truncated DICOM file (no data element could be read after the preamble)")
     _check_header(dataset, source)
     stored, decoded_by = _decode(dataset, source, decoder)
     presentation = to_presentation(stored, dataset, voi_index)
@@ -191,6 +192,28 @@ def _shown(value: object) -> str:
     """
     text = str(value).strip()
     return text if _SHOWABLE.fullmatch(text) else f"<malformed, {len(text)} characters>"
+
+
+def check_regular_file(path: Path) -> None:
+    """InputError unless `path` is a regular file (a FIFO would block the reader forever)."""
+    if not path.exists():
+        raise InputError(str(path), "no such file")
+    if not path.is_file():
+        raise InputError(str(path), "not a regular file (a folder, FIFO or device)")
+
+
+def _check_rescale(dataset: Any, source: str) -> None:
+    """A slope of 0 or NaN would map every pixel to one value: a blank image, not a mammogram."""
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        value = dataset.get(keyword)
+        if value in (None, ""):
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as error:
+            raise InputError(source, f"invalid {keyword} {_shown(value)}") from error
+        if not math.isfinite(number) or (keyword == "RescaleSlope" and number == 0):
+            raise InputError(source, f"invalid {keyword} {_shown(value)}")
 
 
 def _check_header(dataset: Any, source: str) -> None:
@@ -235,6 +258,7 @@ def _check_header(dataset: Any, source: str) -> None:
     if bits_allocated not in (8, 16) or not isinstance(bits_stored, int) or not 1 <= bits_stored <= bits_allocated:
         raise InputError(source, f"unsupported bit depth (allocated {_shown(bits_allocated)}, "
                                  f"stored {_shown(bits_stored)})")
+    _check_rescale(dataset, source)
     _check_decoder(dataset, source)
 
 

@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trt_mass.errors import InputError
-from trt_mass.inputs.dicom import Mammogram, is_dicom_file, load_mammogram
+from trt_mass.errors import ConfigError, InputError
+from trt_mass.inputs.dicom import Mammogram, check_regular_file, is_dicom_file, load_mammogram
 from trt_mass.inputs.raster import RASTER_SUFFIXES, read_raster
 
 if TYPE_CHECKING:
     from trt_mass.inputs.decoders import PixelDecoder
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
+MIN_SIDE = 16  # pixels; real views have hundreds
 
 
 def is_candidate(path: Path) -> bool:
@@ -29,14 +30,24 @@ def is_candidate(path: Path) -> bool:
     return is_dicom_file(path)
 
 
-def collect_inputs(items: list[Path] | tuple[Path, ...]) -> list[Path]:
-    """Expand folders (recursively, sorted); files given by name are kept even with other suffixes."""
+def collect_inputs(items: list[Path] | tuple[Path, ...], out_dir: Path | None = None) -> list[Path]:
+    """Expand folders (recursively, sorted); files given by name are kept even with other suffixes.
+
+    `out_dir`: the run's output folder; a folder scan skips what lies in it (earlier results and their
+    DICOM objects are not mammograms to detect on), and it must not be one of the input folders, where
+    results would mix with the inputs and an overlay could replace an input of the same name (ConfigError).
+    """
+    outputs = out_dir.resolve() if out_dir is not None else None
     files: list[Path] = []
     for item in items:
-        if item.is_dir():
-            files.extend(sorted(p for p in item.rglob("*") if is_candidate(p)))
-        else:
+        if not item.is_dir():
             files.append(item)
+            continue
+        if outputs is not None and item.resolve() == outputs:
+            raise ConfigError(f"--out {out_dir} is the input folder {item}: results would mix with the inputs; "
+                              f"give a folder of its own (e.g. {item / 'results'})")
+        found = (p for p in item.rglob("*") if is_candidate(p))
+        files.extend(sorted(p for p in found if outputs is None or not p.resolve().is_relative_to(outputs)))
     return files
 
 
@@ -47,15 +58,27 @@ def read_image(path: Path, raster_bits: int | None = None, decoder: PixelDecoder
     (trt_mass.inputs.raster); DICOM files and 8-bit images ignore it.
     `decoder`: decodes DICOM pixel data (trt_mass.inputs.decoders.open_decoder); None: pydicom's plugins.
     """
+    check_regular_file(path)
     suffix = path.suffix.lower()
     if suffix in RASTER_SUFFIXES:
         pixels, scaling = read_raster(path, raster_bits)
-        return Mammogram(pixels=pixels, source=path.name, raster_scaling=scaling)
+        return _with_content(Mammogram(pixels=pixels, source=path.name, raster_scaling=scaling), path)
     if suffix in DICOM_SUFFIXES or is_dicom_file(path):
-        return load_mammogram(path, decoder=decoder)
-    if not path.exists():
-        raise InputError(str(path), "no such file")
+        return _with_content(load_mammogram(path, decoder=decoder), path)
     raise InputError(str(path), "neither DICOM (no DICM preamble) nor a PNG/TIFF file")
+
+
+def _with_content(mammogram: Mammogram, path: Path) -> Mammogram:
+    """The mammogram, unless it is a sliver or every pixel is one value: a blank image (zero pixel data, a
+    window far off the data) would come back as a result without findings, which a reader takes for a
+    negative."""
+    pixels = mammogram.pixels
+    if min(pixels.shape) < MIN_SIDE:
+        raise InputError(str(path), f"{pixels.shape[0]} x {pixels.shape[1]} pixels is too small for a mammogram")
+    if pixels.min() == pixels.max():
+        raise InputError(str(path), f"blank image: every pixel is {int(pixels.flat[0])} of 65535 after the "
+                                    "modality and VOI transforms; nothing to read")
+    return mammogram
 
 
 def read_truth(path: Path) -> dict[str, np.ndarray]:

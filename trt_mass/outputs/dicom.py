@@ -76,7 +76,7 @@ def read_source(path: Path) -> Any:
         source = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as error:
         raise InputError(str(path), f"cannot read the source header for DICOM outputs ({error})") from error
-    for keyword in ("StudyInstanceUID", "SOPInstanceUID", "SOPClassUID", "Rows", "Columns"):
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Rows", "Columns"):
         if not source.get(keyword):
             raise InputError(str(path), f"no {keyword}: DICOM outputs cannot reference this image")
     for keyword, value in TYPE2_DEFAULTS.items():
@@ -101,24 +101,37 @@ def stamp_series(dataset: Any, kind: str, source: Any) -> None:
 
 
 def write_dicom_outputs(source_path: Path, pixels: np.ndarray, findings: list[Finding], model: ModelIdentity,
-                        out_dir: Path, kinds: tuple[str, ...]) -> dict[str, Path]:
-    """Build and write the requested objects as <SOP Instance UID of the source>.<kind>.dcm."""
+                        out_dir: Path, kinds: tuple[str, ...], stem: str) -> dict[str, Path]:
+    """Build the requested objects, then write them as <stem>.<kind>.dcm (stem: the result's name).
+
+    Every object is built before any is written, so a header the builders refuse (a date that is no date,
+    an unknown character set) leaves no partial set behind: InputError naming the file and the value.
+    """
+    source = read_source(source_path)
+    encoded = {kind: _build(kind, source, pixels, findings, model, source_path) for kind in kinds}
+    written = {}
+    for kind, data in encoded.items():
+        target = out_dir / f"{stem}.{kind}.dcm"
+        write_atomic(target, data)
+        written[kind] = target
+    return written
+
+
+def _build(kind: str, source: Any, pixels: np.ndarray, findings: list[Finding], model: ModelIdentity,
+           source_path: Path) -> bytes:
+    """The encoded object of `kind`; InputError when the source header does not make one."""
     # Imported here: the builders import this module for what the three objects share.
     from trt_mass.outputs.cad_sr import build_cad_sr
     from trt_mass.outputs.presentation import build_gsps, build_secondary_capture
 
-    source = read_source(source_path)
-    builders = {
-        "sr": lambda: build_cad_sr(source, findings, model),
-        "gsps": lambda: build_gsps(source, findings, model),
-        "sc": lambda: build_secondary_capture(source, pixels, findings, model),
-    }
-    written = {}
-    for kind in kinds:
-        dataset = builders[kind]()
+    builders = {"sr": lambda: build_cad_sr(source, findings, model),
+                "gsps": lambda: build_gsps(source, findings, model),
+                "sc": lambda: build_secondary_capture(source, pixels, findings, model)}
+    try:
         buffer = io.BytesIO()
-        dataset.save_as(buffer, enforce_file_format=True)
-        target = out_dir / f"{source.SOPInstanceUID}.{kind}.dcm"
-        write_atomic(target, buffer.getvalue())
-        written[kind] = target
-    return written
+        builders[kind]().save_as(buffer, enforce_file_format=True)
+        return buffer.getvalue()
+    except (ValueError, TypeError, AttributeError, KeyError, LookupError) as error:
+        raise InputError(str(source_path), f"its header cannot be copied into a DICOM {kind.upper()} "
+                                           f"object: {error}") from error
+

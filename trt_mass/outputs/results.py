@@ -15,6 +15,7 @@ the JSON keeps every candidate, each with `shown`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,9 +68,20 @@ class WrittenResult:
         return len(self.record["findings"])
 
 
+# A DICOM UID: digits and dots, at most 64 characters (PS3.5 9.1).
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
 def result_stem(mammogram: Mammogram, source: Path) -> str:
-    """The name a result is filed under: the SOP Instance UID, else the input's file name without suffix."""
-    return mammogram.sop_instance_uid or source.stem
+    """The name a result is filed under: the SOP Instance UID, else the input's file name without suffix.
+
+    A header value that is not a UID ("../x", 300 digits) never names a file: it could write outside the
+    output folder or fail there, so such a file is filed under its own name.
+    """
+    uid = mammogram.sop_instance_uid
+    if uid and len(uid) <= 64 and _UID.fullmatch(uid):
+        return uid
+    return source.stem
 
 
 class StemAllocator:
@@ -153,19 +165,20 @@ class ResultWriter:
         started = time.perf_counter()
         point = self.options.operating_point
         shown = [finding for finding in result.findings if point.shows(finding.score)]
-        if self.options.overlay:
-            write_overlay(self.out_dir / f"{stem}.overlay.png", render_overlay(mammogram.pixels, shown, truth_xyxy))
         record = result_record(mammogram, result, self.metadata, self.backend, timings_ms, point)
-        if self.options.dicom_kinds:
-            record["dicom_outputs"] = self._dicom_outputs(source, mammogram, shown)
+        if self.options.dicom_kinds:  # first: a header they refuse leaves no overlay behind either
+            record["dicom_outputs"] = self._dicom_outputs(source, mammogram, shown, stem)
             if self.deliver is not None and record["dicom_outputs"]:
                 self.deliver([self.out_dir / name for name in record["dicom_outputs"].values()])
+        if self.options.overlay:
+            write_overlay(self.out_dir / f"{stem}.overlay.png", render_overlay(mammogram.pixels, shown, truth_xyxy))
         record["timings_ms"]["write_ms"] = round(1000 * (time.perf_counter() - started), 2)
         path = self.json_path(stem)
         write_json_atomic(path, record)
         return WrittenResult(path, record)
 
-    def _dicom_outputs(self, source: Path, mammogram: Mammogram, shown: list[Finding]) -> dict[str, str] | None:
+    def _dicom_outputs(self, source: Path, mammogram: Mammogram, shown: list[Finding],
+                       stem: str) -> dict[str, str] | None:
         """The CAD SR / GSPS / SC of a DICOM input, with the shown findings; None for rasters (nothing to
         reference)."""
         from trt_mass.outputs.dicom import ModelIdentity, write_dicom_outputs
@@ -174,5 +187,5 @@ class ResultWriter:
             return None
         identity = ModelIdentity(self.metadata.weights_sha256, self.metadata.model_id, self.metadata.precision)
         written = write_dicom_outputs(source, mammogram.pixels, shown, identity, self.out_dir,
-                                      self.options.dicom_kinds)
+                                      self.options.dicom_kinds, stem)
         return {kind: target.name for kind, target in written.items()}
