@@ -131,7 +131,6 @@ def _build(kind: str, source: Any, pixels: np.ndarray, findings: list[Finding], 
         buffer = io.BytesIO()
         builders[kind]().save_as(buffer, enforce_file_format=True)
         return buffer.getvalue()
-    except (ValueError, TypeError, AttributeError, KeyError, LookupError) as error:
+    except (ValueError, TypeError, AttributeError, LookupError) as error:
         raise InputError(str(source_path), f"its header cannot be copied into a DICOM {kind.upper()} "
                                            f"object: {error}") from error
-
