@@ -193,6 +193,15 @@ def test_unsupported_syntax_names_the_decoder_package(tmp_path: Path) -> None:
     assert "j2k.dcm" in out and "pylibjpeg-openjpeg" in out, out
 
 
+def test_an_unknown_transfer_syntax_is_named(tmp_path: Path) -> None:
+    known = write(encode(mg_dataset(stored_ramp()), ExplicitVRLittleEndian), tmp_path / "known.dcm").read_bytes()
+    syntax = ExplicitVRLittleEndian.encode() + b"\x00"  # the same length keeps the meta group length right
+    assert known.count(syntax) == 1
+    (tmp_path / "private.dcm").write_bytes(known.replace(syntax, b"1.2.3.4.5.6.7.8.9.1\x00"))
+    with pytest.raises(InputError, match=r"private\.dcm: Transfer Syntax UID 1\.2\.3\.4\.5\.6\.7\.8\.9\.1 is not"):
+        load_mammogram(tmp_path / "private.dcm")
+
+
 def test_decoder_panic_becomes_input_error(tmp_path: Path) -> None:
     """Found by the fuzz test: a corrupt RLE run makes pylibjpeg-rle (Rust) panic, a BaseException."""
     from pydicom.encaps import encapsulate, generate_frames

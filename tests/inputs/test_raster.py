@@ -173,3 +173,32 @@ def test_one_image_in_three_containers_gives_one_canvas_and_one_set_of_findings(
         want = np.array([[f.x1, f.y1, f.x2, f.y2] for f in reference_result.findings]).reshape(-1, 4)
         match_as_sets(boxes, np.array([f.score for f in result.findings]), want,
                       np.array([f.score for f in reference_result.findings]), box_tol=0.5, score_tol=2e-3)
+
+
+def test_32_bit_values_within_16_bits_are_read_and_others_refused(tmp_path: Path) -> None:
+    values = RNG.integers(0, 4096, size=(20, 30)).astype(np.int32)
+    values[0, 0], values[0, 1] = 4095, 0
+    Image.fromarray(values).save(tmp_path / "fits.tif")
+    pixels, scaling = read_raster(tmp_path / "fits.tif")
+    assert scaling == RasterScaling(12, "maximum value")
+    assert np.array_equal(pixels, (values.astype(np.uint32) * 65535 + 2047) // 4095)
+    for name, value in (("negative.tif", -5), ("wide.tif", 70000)):
+        bad = values.copy()
+        bad[3, 3] = value
+        Image.fromarray(bad).save(tmp_path / name)
+        with pytest.raises(InputError, match=rf"{name}.*32-bit values from {min(value, 0)} to {max(value, 4095)}"):
+            read_raster(tmp_path / name)
+
+
+def test_a_multi_page_tiff_is_read_from_its_largest_page_and_a_stack_is_refused(tmp_path: Path) -> None:
+    view = RNG.integers(0, 65536, size=(40, 30), dtype=np.uint16)
+    view[0, 0] = 65535
+    thumbnail = Image.fromarray(np.full((8, 6), 9, dtype=np.uint16))
+    Image.fromarray(np.full((10, 8), 7, dtype=np.uint16)).save(
+        tmp_path / "thumb-first.tif", save_all=True, append_images=[Image.fromarray(view), thumbnail])
+    pixels, _ = read_raster(tmp_path / "thumb-first.tif")
+    assert np.array_equal(pixels, view)
+    Image.fromarray(view).save(tmp_path / "stack.tif", save_all=True,
+                               append_images=[Image.fromarray(view[::-1].copy()), thumbnail])
+    with pytest.raises(InputError, match=r"stack.tif.*2 of its 3 pages are full-size images"):
+        read_raster(tmp_path / "stack.tif")

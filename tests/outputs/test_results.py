@@ -156,6 +156,23 @@ def test_dicom_objects_carry_the_result_name_and_a_refused_header_leaves_nothing
     assert list((tmp_path / "refused").iterdir()) == [], "no objects, overlay or JSON of a refused header"
 
 
+def test_a_dicom_input_without_a_sop_instance_uid_is_refused_not_skipped(
+        detector: Detector, phantom: Path, tmp_path: Path) -> None:
+    dataset = pydicom.dcmread(phantom)
+    del dataset.SOPInstanceUID
+    anonymous = tmp_path / "no_uid.dcm"
+    dataset.save_as(anonymous)
+    mammogram = read_image(anonymous)
+    assert mammogram.sop_instance_uid is None
+    result = detector.detect_mammogram(mammogram)
+    writer = _writer(detector, tmp_path / "out", overlay=True, dicom_kinds=("sr",))
+    with pytest.raises(InputError, match=r"no_uid\.dcm: no SOPInstanceUID: DICOM outputs cannot reference"):
+        writer.write(anonymous, mammogram, result, result_stem(mammogram, anonymous), {})
+    assert list((tmp_path / "out").iterdir()) == []
+    plain = _writer(detector, tmp_path / "plain", dicom_kinds=())
+    assert plain.write(anonymous, mammogram, result, "no_uid", {}).record.get("dicom_outputs") is None
+
+
 def test_only_findings_at_the_operating_point_are_drawn(detector: Detector, phantom: Path, tmp_path: Path) -> None:
     mammogram = read_image(phantom)
     result = detector.detect_mammogram(mammogram)

@@ -268,6 +268,8 @@ def _check_decoder(dataset: Any, source: str) -> None:
     syntax = dataset.file_meta.get("TransferSyntaxUID")
     if syntax is None:
         raise InputError(source, "no Transfer Syntax UID in the file meta information")
+    if not syntax.is_transfer_syntax:  # a private one pydicom was never told about, or no transfer syntax at all
+        raise InputError(source, f"Transfer Syntax UID {_shown(syntax)} is not a transfer syntax pydicom knows")
     if not syntax.is_compressed:
         return
     try:

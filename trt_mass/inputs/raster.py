@@ -11,6 +11,9 @@ would look nearly black to the model):
     maximum value            else: the smallest of 10, 12, 14, 16 bits that holds the image's maximum
 
 A stated bit depth that the values contradict (a maximum above it) falls back to the maximum rule.
+32-bit integer images must hold 0..65535 (a negative or larger value has no scale we could guess: refused,
+never clipped). A multi-page TIFF is read from its largest page (vendors add thumbnails or reduced
+resolutions); two or more pages of that size are a stack, not one view, and are refused.
 That also protects files written as the PNG specification asks: their samples are already scaled to
 the full 16 bits (sBIT then only says how many of them are significant), so their maximum exceeds the
 stated depth and they are read as 16-bit.  The rule that applied travels with the image
@@ -57,6 +60,7 @@ def read_raster(path: str | Path, bits: int | None = None) -> tuple[np.ndarray, 
     path = Path(path)
     try:
         with Image.open(path) as image:
+            _seek_largest_page(path, image)
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise InputError(str(path), f"{width} x {height} pixels is too large")
@@ -73,19 +77,44 @@ def read_raster(path: str | Path, bits: int | None = None) -> tuple[np.ndarray, 
     return _scaled(values, scaling.bits), scaling
 
 
+def _seek_largest_page(path: Path, image: Image.Image) -> None:
+    """Make the page with the most pixels current; InputError when several pages share that size."""
+    pages = getattr(image, "n_frames", 1)
+    if pages <= 1:
+        return
+    sizes = []
+    for page in range(pages):
+        image.seek(page)
+        sizes.append(image.size[0] * image.size[1])
+    largest = max(sizes)
+    if sizes.count(largest) > 1:
+        raise InputError(str(path), f"{sizes.count(largest)} of its {pages} pages are full-size images: a stack, "
+                                    "not one view (save each view as its own file)")
+    image.seek(sizes.index(largest))
+
+
 def _values(path: Path, image: Image.Image) -> tuple[np.ndarray, RasterScaling | None]:
     """The stored values (uint8 or uint16) and the bit depth the file states, if it states one."""
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image)
         if array.dtype != np.uint16:
-            array = np.clip(array, 0, 65535).astype(np.uint16)
+            array = _as_uint16(path, array)
         return array, _stated_bits(path, image)
     if mode == "L":
         return np.asarray(image, dtype=np.uint8), RasterScaling(8, "8-bit image")
     if mode in ("RGB", "RGBA", "LA", "P"):
         return np.asarray(image.convert("L"), dtype=np.uint8), RasterScaling(8, "8-bit image")
     raise InputError(str(path), f"unsupported image mode {mode}")
+
+
+def _as_uint16(path: Path, array: np.ndarray) -> np.ndarray:
+    """A 32-bit integer image whose values fit 0..65535 as uint16; InputError naming the range otherwise."""
+    low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+    if low < 0 or high > 65535:
+        raise InputError(str(path), f"32-bit values from {low} to {high} do not fit 0..65535; convert it to "
+                                    "16 bits with the window a viewer would use")
+    return array.astype(np.uint16)
 
 
 def _stated_bits(path: Path, image: Image.Image) -> RasterScaling | None:

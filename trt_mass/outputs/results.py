@@ -180,10 +180,10 @@ class ResultWriter:
     def _dicom_outputs(self, source: Path, mammogram: Mammogram, shown: list[Finding],
                        stem: str) -> dict[str, str] | None:
         """The CAD SR / GSPS / SC of a DICOM input, with the shown findings; None for rasters (nothing to
-        reference)."""
+        reference). A DICOM input without the UIDs they reference is refused by read_source, not skipped."""
         from trt_mass.outputs.dicom import ModelIdentity, write_dicom_outputs
 
-        if mammogram.sop_instance_uid is None:
+        if mammogram.raster_scaling is not None:
             return None
         identity = ModelIdentity(self.metadata.weights_sha256, self.metadata.model_id, self.metadata.precision)
         written = write_dicom_outputs(source, mammogram.pixels, shown, identity, self.out_dir,
