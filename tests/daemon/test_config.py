@@ -42,3 +42,10 @@ def test_decoder_settings_are_checked(tmp_path: Path) -> None:
         load_config({"root": tmp_path, "decoder": "gpu"}, environ={})
     with pytest.raises(ConfigError, match="decode workers and threads must be >= 1"):
         load_config({"root": tmp_path}, environ={"TRTMASS_WATCH_DECODE_WORKERS": "0"})
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_durations_must_be_finite_and_not_negative(tmp_path: Path, value: str) -> None:
+    """NaN passed every comparison: a settle time of NaN left every arrival in incoming/ for ever."""
+    with pytest.raises(ConfigError, match=rf"settle_s must be a finite number >= 0, got {value.replace('+', '')}"):
+        load_config({"root": tmp_path}, None, environ={"TRTMASS_WATCH_SETTLE_S": value})

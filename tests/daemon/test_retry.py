@@ -74,3 +74,15 @@ def test_nothing_is_final_where_the_caller_says_so() -> None:
     value = retry(attempt, backoff=Backoff(1.0, 2.0), should_stop=lambda: False, on_failure=lambda e, d: None,
                   sleep=lambda s: None, final=())
     assert value == "done" and attempt.calls == 2
+
+
+def test_the_first_attempt_runs_even_when_stopping() -> None:
+    """SIGTERM during inference: the file at hand is finished and written, not thrown away."""
+    value = retry(Flaky(0, OSError("unused")), backoff=Backoff(1.0, 2.0), should_stop=lambda: True,
+                  on_failure=lambda e, d: None, sleep=lambda s: None)
+    assert value == "done"
+    failing = Flaky(5, OSError("disk full"))
+    slept: list[float] = []
+    value = retry(failing, backoff=Backoff(1.0, 2.0), should_stop=lambda: True, on_failure=lambda e, d: None,
+                  sleep=slept.append)
+    assert value is None and failing.calls == 1 and slept == [], "a failure is not retried once stopping"

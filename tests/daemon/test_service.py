@@ -18,6 +18,7 @@ import pydicom
 import pytest
 
 from tests.daemon_process import Daemon
+from tests.daemon_process import events as log_events
 from tests.daemon_process import wait_for as _wait_for
 from tests.dicom_factory import mg_dataset, stored_ramp, write
 from trt_mass.datasets.synth import write_phantoms
@@ -232,6 +233,51 @@ def test_unwritable_results_keep_the_input_queued(tmp_path: Path, watch_model: P
     _wait_for(lambda: _folder(root, "done") == [path.name], 30, "the retry to succeed")
     assert daemon.terminate() == 0
     assert len([n for n in _folder(root, "results") if n.endswith(".json")]) == 1
+
+
+def test_a_fifo_fails_at_once_and_a_blocked_done_folder_is_waited_out(tmp_path: Path, watch_model: Path) -> None:
+    """A FIFO used to block the reader for good (the completeness check opened it); a done/ that could
+    not be written ended the daemon with a traceback."""
+    root = tmp_path / "root"
+    daemon = Daemon(root, watch_model).start()
+    _wait_for(lambda: (root / "status.json").exists(), 30, "the daemon")
+    os.mkfifo(root / "incoming" / "pipe.dcm")
+    source = write_phantoms(tmp_path / "staging", 1, seed=5, scale=0.05, normal_fraction=0.0)[0]
+    shutil.copyfile(source, root / "incoming" / "a.dcm")
+    _wait_for(lambda: _folder(root, "done") == ["a.dcm"], 60, "the image behind the FIFO")
+    assert _folder(root, "failed") == ["pipe.dcm", "pipe.dcm.error.json"]
+    assert "not a regular file" in json.loads((root / "failed" / "pipe.dcm.error.json").read_text())["reason"]
+    (root / "done").rename(root / "done.away")
+    (root / "done").write_text("a file where done/ should be")
+    shutil.copyfile(source, root / "incoming" / "b.dcm")
+    _wait_for(lambda: any(e["event"] == "done_not_writable" and e.get("file") == "b.dcm"
+                          for e in log_events(daemon.log)), 30, "the blocked done/ to be reported with the file")
+    assert daemon.process is not None and daemon.process.poll() is None, "the daemon keeps running"
+    (root / "done").unlink()
+    (root / "done.away").rename(root / "done")
+    _wait_for(lambda: _folder(root, "done") == ["a.dcm", "b.dcm"], 30, "the retry to succeed")
+    assert daemon.terminate() == 0
+    assert [e["file"] for e in log_events(daemon.log) if e["event"] == "duplicate"] == ["b.dcm"]
+
+
+def test_a_folder_that_is_a_file_is_a_config_error(tmp_path: Path, watch_model: Path) -> None:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "results").write_text("not a folder")
+    run = subprocess.run([sys.executable, "-m", "trt_mass.cli", "watch", str(tmp_path / "root"), "--model",
+                          str(watch_model)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert "results/" in run.stderr and "cannot be made a folder" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_second_file_of_one_name_keeps_its_reader_suffix(tmp_path: Path) -> None:
+    from trt_mass.daemon.service import unique_target
+
+    for name in ("a.png", "b.dcm", "1.2.840.5"):
+        (tmp_path / name).write_text("taken")
+    assert unique_target(tmp_path, "a.png").name == "a.1.png"
+    assert unique_target(tmp_path, "b.dcm").name == "b.1.dcm"
+    assert unique_target(tmp_path, "1.2.840.5").name == "1.2.840.5.1", "a UID-named DICOM keeps its name whole"
+    assert unique_target(tmp_path, "new.png").name == "new.png"
 
 
 @pytest.mark.parametrize("name", ["trtmass-watch.service", "trtmass-serve.service"])

@@ -202,3 +202,9 @@ def test_a_multi_page_tiff_is_read_from_its_largest_page_and_a_stack_is_refused(
                                append_images=[Image.fromarray(view[::-1].copy()), thumbnail])
     with pytest.raises(InputError, match=r"stack.tif.*2 of its 3 pages are full-size images"):
         read_raster(tmp_path / "stack.tif")
+
+
+def test_another_format_under_a_png_name_is_refused(tmp_path: Path) -> None:
+    Image.fromarray(RNG.integers(0, 256, size=(30, 20), dtype=np.uint8)).save(tmp_path / "photo.png", format="JPEG")
+    with pytest.raises(InputError, match=r"photo\.png: a JPEG image named \.png, not PNG/TIFF"):
+        read_raster(tmp_path / "photo.png")

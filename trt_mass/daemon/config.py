@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,10 @@ class WatchConfig:
     outbox: Path | None = None
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):  # NaN passes every comparison below: e.g. a settle that never ends
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{field.name} must be a finite number >= 0, got {value}")
         if self.backend not in DEPLOYABLE_CHOICES:
             raise ConfigError(f"backend must be one of {', '.join(DEPLOYABLE_CHOICES)}, got {self.backend!r}")
         parse_kinds(self.dicom_out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat as stat_module
 import threading
 import time
 from dataclasses import dataclass
@@ -162,7 +163,9 @@ class Discovery:
 
     def _list(self) -> list[Path]:
         try:
-            return [p for p in self.folder.iterdir() if not is_temporary(p.name) and p.is_file()]
+            # Not only regular files: a FIFO or device is taken at once and fails with its reason (never opened
+            # here: that would block).  Folders and dangling links are left alone.
+            return [p for p in self.folder.iterdir() if not is_temporary(p.name) and p.exists() and not p.is_dir()]
         except OSError:
             return []
 
@@ -172,6 +175,11 @@ class Discovery:
         except OSError:
             self._seen.pop(name, None)
             return False
+        if stat_module.S_ISDIR(stat.st_mode):
+            self._seen.pop(name, None)
+            return False
+        if not stat_module.S_ISREG(stat.st_mode):
+            return True  # a FIFO, socket or device: opening it could block; the reader refuses it by its kind
         seen = self._seen.get(name)
         if seen is None or (seen.size, seen.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
             self._seen[name] = _Seen(stat.st_size, stat.st_mtime_ns, now, 0, triggered or bool(seen and seen.triggered))

@@ -44,13 +44,15 @@ def retry(
     retry_on: tuple[type[Exception], ...] = (Exception,),
     final: tuple[type[Exception], ...] = (InputError,),
 ) -> T | None:
-    """Call `attempt` until it returns, and return what it returned; None when `should_stop()` first.
+    """Call `attempt` until it returns, and return what it returned; None when stopping after a failure.
 
-    After a failure of a `retry_on` kind: `on_failure(error, delay)`, then `sleep(delay)` (which should
-    wake up early when stopping).  `final` kinds (by default InputError: the input's own fault) and
-    anything outside `retry_on` propagate.
+    The first attempt always runs, stopping or not: a stop request finishes the work at hand (SIGTERM
+    during inference still writes that result); only a failing attempt is not tried again once
+    `should_stop()`.  After a failure of a `retry_on` kind: `on_failure(error, delay)`, then
+    `sleep(delay)` (which should wake up early when stopping).  `final` kinds (by default InputError: the
+    input's own fault) and anything outside `retry_on` propagate.
     """
-    while not should_stop():
+    while True:
         try:
             return attempt()
         except final:
@@ -58,5 +60,8 @@ def retry(
         except retry_on as error:
             delay = backoff.next_delay()
             on_failure(error, delay)
+            if should_stop():
+                return None
             sleep(delay)
-    return None
+            if should_stop():
+                return None

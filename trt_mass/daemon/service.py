@@ -41,6 +41,8 @@ from trt_mass.outputs.results import OutputOptions, ResultWriter, WrittenResult,
 from trt_mass.pipeline import CanvasPreparer, DetectionResult, Detector, PreparedCanvas
 
 FOLDERS = ("incoming", "processing", "done", "results", "failed")
+# Suffixes a reader goes by: a second "a.png" becomes "a.1.png", not "a.png.1" (which no reader takes).
+KEPT_SUFFIXES = (".png", ".tif", ".tiff", ".dcm", ".dicom")
 T = TypeVar("T")
 
 
@@ -54,10 +56,13 @@ class Decoded:
 
 
 def unique_target(folder: Path, name: str) -> Path:
+    """`folder/name`, or the first free `name.N` (before a reader's suffix: `a.N.png`)."""
+    suffix = Path(name).suffix
+    stem, suffix = (name[: -len(suffix)], suffix) if suffix.lower() in KEPT_SUFFIXES else (name, "")
     target = folder / name
     number = 1
     while target.exists():
-        target = folder / f"{name}.{number}"
+        target = folder / f"{stem}.{number}{suffix}"
         number += 1
     return target
 
@@ -136,10 +141,10 @@ class WatchService:
 
     def _prepare_folders(self) -> None:
         root = self.config.root
-        root.mkdir(parents=True, exist_ok=True)
+        _make_folder("root", root)
         device = root.stat().st_dev
         for name, folder in self.folders.items():
-            folder.mkdir(parents=True, exist_ok=True)
+            _make_folder(f"{name}/", folder)
             if folder.stat().st_dev != device:
                 raise ConfigError(f"{name}/ ({folder}) is on another filesystem than {root}: moves must be renames")
 
@@ -187,10 +192,11 @@ class WatchService:
     # ----------------------------------------------------------------------------- retries
     def _retry(self, kind: str, attempt: Callable[[], T], *, retry_on: tuple[type[Exception], ...] = (Exception,),
                final: tuple[type[Exception], ...] = (InputError,),
-               on_failure: Callable[[Exception], None] | None = None) -> T | None:
-        """attempt() until it succeeds (None when stopping first); each failure is reported as `kind`."""
+               on_failure: Callable[[Exception], None] | None = None, file: str | None = None) -> T | None:
+        """attempt() until it succeeds (None when stopping after a failure); each failure is reported as
+        `kind`, with the input `file` it holds up."""
         def failed(error: Exception, delay: float) -> None:
-            self._report_failure(kind, error, delay)
+            self._report_failure(kind, error, delay, file)
             if on_failure is not None:
                 on_failure(error)
 
@@ -198,10 +204,11 @@ class WatchService:
                      should_stop=self._stop.is_set, on_failure=failed, sleep=self._sleep, retry_on=retry_on,
                      final=final)
 
-    def _report_failure(self, kind: str, error: BaseException, retry_in: float) -> None:
+    def _report_failure(self, kind: str, error: BaseException, retry_in: float, file: str | None = None) -> None:
         self.counters.retries += 1
-        self.counters.last_error = f"{kind}: {error}"
-        self.log.event(kind, error=str(error), retry_in_s=round(retry_in, 1))
+        self.counters.last_error = f"{kind}: {error}" if file is None else f"{kind} ({file}): {error}"
+        self.log.event(kind, **({"file": file} if file is not None else {}), error=str(error),
+                       retry_in_s=round(retry_in, 1))
         self.notifier.status(f"{kind}: {error}; retrying in {retry_in:.0f} s")
         self._write_status("retrying")
 
@@ -404,9 +411,9 @@ class WatchService:
         mammogram = item.mammogram
         stem = result_stem(mammogram, item.path)
         if self._same_model_result_exists(stem):
-            self.counters.duplicates += 1
-            self.log.event("duplicate", file=item.path.name, sop_instance_uid=mammogram.sop_instance_uid)
-            self._finish(item.path)
+            if self._finish(item.path):
+                self.counters.duplicates += 1
+                self.log.event("duplicate", file=item.path.name, sop_instance_uid=mammogram.sop_instance_uid)
             return
         try:
             result = self._detect_with_retry(item, mammogram)
@@ -417,7 +424,8 @@ class WatchService:
         if result is None or written is None:  # stopping while the model or the disk failed: back to the queue
             self._unclaim(item.path)
             return
-        self._finish(item.path)
+        if not self._finish(item.path):  # stopping while done/ could not be written: the result is there
+            return
         self.counters.processed += 1
         self.log.event("processed", file=item.path.name, sop_instance_uid=mammogram.sop_instance_uid,
                        findings=written.findings, ms=written.record["timings_ms"],
@@ -446,7 +454,7 @@ class WatchService:
                 self._close_model()
                 raise
 
-        return self._retry("inference_failed", attempt)
+        return self._retry("inference_failed", attempt, file=item.path.name)
 
     def _write_with_retry(self, item: Decoded, mammogram: Mammogram, result: DetectionResult,
                           stem: str) -> WrittenResult | None:
@@ -455,21 +463,34 @@ class WatchService:
         assert writer is not None
         timings = {"read_decode_ms": item.read_ms, **result.timings_ms}
         return self._retry("results_not_writable", lambda: writer.write(item.path, mammogram, result, stem, timings),
-                           retry_on=(OSError,))
+                           retry_on=(OSError,), file=item.path.name)
 
-    def _finish(self, path: Path) -> None:
-        if self.config.delete_done:
-            path.unlink(missing_ok=True)
-        else:
-            os.replace(path, unique_target(self.folders["done"], path.name))
+    def _finish(self, path: Path) -> bool:
+        """Move the input to done/ (or delete it), retried while that fails; False: stopping first (the
+        input goes back to incoming/ at shutdown, and its result is then found as a duplicate)."""
+        def attempt() -> bool:
+            if self.config.delete_done:
+                path.unlink(missing_ok=True)
+            else:
+                os.replace(path, unique_target(self.folders["done"], path.name))
+            return True
+
+        return self._retry("done_not_writable", attempt, retry_on=(OSError,), file=path.name) is not None
 
     def _fail(self, path: Path, error: InputError) -> None:
+        """Move the input to failed/ with its reason, retried while the disk refuses (it waits in processing/)."""
         failed = self.folders["failed"]
-        target = unique_target(failed, path.name)
-        report = {"file": path.name, "reason": error.reason, "time": now_text(),
-                  "model": str(self.config.model), "model_sha256": self._model_hash}
-        write_json_atomic(failed / f"{target.name}.error.json", report)
-        os.replace(path, target)
+
+        def attempt() -> Path:
+            target = unique_target(failed, path.name)
+            report = {"file": path.name, "reason": error.reason, "time": now_text(),
+                      "model": str(self.config.model), "model_sha256": self._model_hash}
+            write_json_atomic(failed / f"{target.name}.error.json", report)
+            os.replace(path, target)
+            return target
+
+        if self._retry("failed_not_writable", attempt, retry_on=(OSError,), file=path.name) is None:
+            return
         self.counters.failed += 1
         self.counters.last_error = f"{path.name}: {error.reason}"
         self.log.event("failed", file=path.name, reason=error.reason)
@@ -507,3 +528,11 @@ class WatchService:
         # writes it too.
         with self._status_lock, contextlib.suppress(OSError):
             write_json_atomic(self.config.status_path, status)
+
+
+def _make_folder(name: str, folder: Path) -> None:
+    """mkdir -p, or a ConfigError naming the folder (a file in its place, no permission)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{name} ({folder}) cannot be made a folder: {error.strerror or error}") from error

@@ -60,6 +60,9 @@ def read_raster(path: str | Path, bits: int | None = None) -> tuple[np.ndarray, 
     path = Path(path)
     try:
         with Image.open(path) as image:
+            if image.format not in ("PNG", "TIFF"):  # Pillow opens by content: a JPEG named .png is lossy
+                raise InputError(str(path), f"a {image.format or 'non-PNG/TIFF'} image named {path.suffix}, "
+                                            "not PNG/TIFF")
             _seek_largest_page(path, image)
             width, height = image.size
             if width * height > MAX_PIXELS:
