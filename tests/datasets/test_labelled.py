@@ -10,6 +10,7 @@ import pytest
 
 from trt_mass.datasets.labelled import Sample, inbreast_mass_boxes, load_dataset, patient_folds
 from trt_mass.datasets.synth import write_phantoms
+from trt_mass.errors import ConfigError, InputError
 
 MIAS = Path(__file__).parents[2].parent / "shared" / "data" / "mini-mias-train"
 
@@ -52,3 +53,46 @@ def test_mias_layout() -> None:
     samples = load_dataset(f"mias:{MIAS}")
     assert len(samples) == 210 and sum(len(s.boxes) > 0 for s in samples) == 38
     assert all(s.path.is_file() and s.pixel_spacing_mm == 0.2 for s in samples)
+
+
+def _truth(folder: Path, text: str, bom: bool = False) -> str:
+    (folder / "truth.csv").write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+    return str(folder)
+
+
+HEADER = "file,sop_instance_uid,x1,y1,x2,y2\n"
+
+
+@pytest.mark.parametrize(("rows", "reason"), [
+    ("nosuch.dcm,,10,10,50,50\n", r"1 file name\(s\) match no image under .*'nosuch.dcm' \(line 2\)"),
+    ("Synth_0000.dcm,,10,10,50,50\n", r"match no image.*'Synth_0000.dcm'.*case-sensitive"),
+    ("synth_0000.dcm,,10,10\n", r"line 2: x2 None is not a finite number"),
+    ("synth_0000.dcm,,10,nan,50,50\n", r"line 2: y1 'nan' is not a finite number"),
+    ("synth_0000.dcm,,50,10,10,50\n", r"line 2: the box 50, 10, 10, 50 has no area"),
+    (",1.2.3,10,10,50,50\n", r"line 2: no file name"),
+    ("synth_0000.dcm,,10,10,50,50\nsynth_0000.dcm,,10,10,50,50\n", r"line 3 repeats the box of line 2"),
+])
+def test_truth_rows_that_would_lose_a_mass_are_refused(tmp_path: Path, rows: str, reason: str) -> None:
+    """Each of these used to be dropped or double-counted without a word (or a traceback)."""
+    write_phantoms(tmp_path, 2, seed=2, scale=0.05, normal_fraction=0.0)
+    with pytest.raises(InputError, match=reason) as info:
+        load_dataset(_truth(tmp_path, HEADER + rows))
+    assert "truth.csv" in str(info.value)
+
+
+def test_truth_csv_header_bom_and_subfolders(tmp_path: Path) -> None:
+    write_phantoms(tmp_path / "a", 1, seed=2, scale=0.05, normal_fraction=0.0)
+    write_phantoms(tmp_path / "b", 1, seed=3, scale=0.05, normal_fraction=0.0)
+    with pytest.raises(InputError, match="empty: not even a header row"):
+        load_dataset(_truth(tmp_path, ""))
+    with pytest.raises(InputError, match="no column y2 in its header"):
+        load_dataset(_truth(tmp_path, "file,x1,y1,x2\n"))
+    samples = load_dataset(_truth(tmp_path, HEADER + "a/synth_0000.dcm,,10,10,50,50\n", bom=True))
+    by_id = {s.image_id: s for s in samples}
+    assert sorted(by_id) == ["a/synth_0000.dcm", "b/synth_0000.dcm"], "one name in two folders: two images"
+    assert by_id["a/synth_0000.dcm"].boxes.tolist() == [[10, 10, 50, 50]] and by_id["b/synth_0000.dcm"].normal
+
+
+def test_a_folder_without_the_mias_layout_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no mass_boxes.csv \(the mini-MIAS layout"):
+        load_dataset(f"mias:{tmp_path}")

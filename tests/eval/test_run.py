@@ -94,3 +94,18 @@ def test_operating_points_measured_by_eval_are_what_detect_shows(tiny_model: Tin
     plain = subprocess.run([*cli, "detect", str(data), "--model", str(tiny_model.onnx_path), "--out",
                             str(tmp_path / "plain")], capture_output=True, text=True)
     assert plain.returncode == 0 and "carries no operating points" in plain.stderr
+
+
+def test_a_refused_image_is_named_and_fails_the_run(tiny_model: TinyModel, tmp_path: Path) -> None:
+    """A labelled image that cannot be read used to leave the lesion total without a word on the console."""
+    data = tmp_path / "data"
+    paths = write_phantoms(data, 3, seed=12, scale=0.05, normal_fraction=0.0)
+    cut = paths[1].read_bytes()
+    paths[1].write_bytes(cut[: len(cut) // 2])
+    out = tmp_path / "eval"
+    run = subprocess.run([sys.executable, "-m", "trt_mass.cli", "eval", "--model", str(tiny_model.onnx_path),
+                          "--data", str(data), "--out", str(out), "--bootstrap", "0"], capture_output=True, text=True)
+    assert run.returncode == 3, run.stderr
+    assert f"refused {paths[1]}" in run.stderr and "1 image(s) refused and left out" in run.stderr
+    report = json.loads((out / "eval.json").read_text())
+    assert next(iter(report["models"].values()))["images"] == 2, "the figures are still written, for the rest"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from trt_mass.cli.errors import maps_errors
+from trt_mass.errors import InputError
 
 
 @click.command()
@@ -104,12 +106,21 @@ def evaluate(models: tuple[Path, ...], compare: tuple[Path, ...], data: str, out
                         seed=seed, write_operating_points=write_operating_points, raster_bits=raster_bits,
                         all_views=all_views)
     report = run_eval(config, progress=True)
+    refused: list[str] = []
     for name, summary in report["models"].items():
         points = ", ".join(f"{p}: {v['tpr']:.3f}" for p, v in summary["tpr_at_fppi"].items())
+        if not summary["lesions"]:
+            points = "undefined (no lesions)"
         click.echo(f"{name}: {summary['images']} images, {summary['lesions']} lesions; TPR at FPPI {points}")
+        refused = refused or summary["refused"]
         written = summary.get("operating_points_written")
         if written:
             scores = ", ".join(f"{fppi} FPPI: score >= {score:.3f}" for fppi, score in written["scores"].items())
             click.echo(f"operating points written into {summary['model']}: {scores}")
     click.echo(f"report: {out_dir}/eval.json, froc.csv, tpr_at_fppi.csv, lesions.csv, froc.png, tpr_vs_iou.png, "
                "fp_normals.png")
+    if refused:  # their lesions are not in the figures: say so, and fail as detect does
+        for reason in refused:
+            click.echo(f"trtmass: refused {reason}", err=True)
+        click.echo(f"trtmass: {len(refused)} image(s) refused and left out of the figures above", err=True)
+        sys.exit(InputError.exit_code)

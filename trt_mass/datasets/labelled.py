@@ -2,7 +2,8 @@
 
 Specs (`--data`):
 - `DIR` or `csv:DIR`: images (DICOM/PNG/TIFF) with DIR/truth.csv (file, sop_instance_uid, x1, y1, x2, y2,
-  optional patient_id; `trtmass synth` writes it). Images without rows are normals.
+  optional patient_id; `trtmass synth` writes it). `file` is the path relative to DIR; every row must
+  match an image and hold a finite box with area, once. Images without rows are normals.
 - `mias:DIR`: the mini-MIAS layout (images/, images.csv, mass_boxes.csv).
 - `inbreast:DIR`: INbreast (AllDICOMs/*.dcm, AllXML/*.xml); masses only; boxes from the ROI polygons'
   min/max, enlarged by 10 % in width and height as the paper does.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import plistlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,41 +74,101 @@ def _dicom_patient(path: Path) -> str | None:
     return hashlib.sha256(value.encode()).hexdigest()[:16] if value else None
 
 
+TRUTH_COLUMNS = ("file", "x1", "y1", "x2", "y2")
+
+
 def _load_csv(root: Path) -> list[Sample]:
+    """Images under `root` with the boxes of root/truth.csv; its `file` is the path relative to `root`.
+
+    Every row must name an image that is there, with a finite box of positive width and height, once:
+    a row that matches nothing would silently turn a mass into a normal image.
+    """
     truth_path = root / "truth.csv"
     if not truth_path.is_file():
         raise ConfigError(f"{root}: no truth.csv (file, sop_instance_uid, x1, y1, x2, y2[, patient_id])")
-    boxes: dict[str, list[list[float]]] = {}
-    patients: dict[str, str] = {}
-    try:
-        with open(truth_path, newline="") as handle:
-            for row in csv.DictReader(handle):
-                boxes.setdefault(row["file"], []).append([float(row[k]) for k in ("x1", "y1", "x2", "y2")])
-                if row.get("patient_id"):
-                    patients[row["file"]] = row["patient_id"]
-    except (KeyError, ValueError) as error:
-        raise InputError(str(truth_path), f"malformed truth CSV ({error})") from error
+    boxes, patients, lines = _read_truth_rows(truth_path)
     samples = []
     for path in collect_inputs([root]):
-        name = path.name
-        patient = patients.get(name) or _dicom_patient(path) or path.stem
-        found = np.asarray(boxes.get(name, []), dtype=np.float64).reshape(-1, 4)
-        samples.append(Sample(path, name, patient, found, normal=len(found) == 0))
+        key = path.relative_to(root).as_posix()
+        patient = patients.get(key) or _dicom_patient(path) or path.stem
+        found = np.asarray(boxes.pop(key, []), dtype=np.float64).reshape(-1, 4)
+        samples.append(Sample(path, key, patient, found, normal=len(found) == 0))
+    if boxes:
+        unmatched = ", ".join(f"{name!r} (line {lines[name]})" for name in sorted(boxes)[:5])
+        more = f" and {len(boxes) - 5} more" if len(boxes) > 5 else ""
+        raise InputError(str(truth_path), f"{len(boxes)} file name(s) match no image under {root}: {unmatched}{more} "
+                                          "(paths relative to that folder, case-sensitive)")
     return samples
 
 
-def _load_mias(root: Path) -> list[Sample]:
+def _read_truth_rows(truth_path: Path) -> tuple[dict[str, list[list[float]]], dict[str, str], dict[str, int]]:
+    """({file: boxes}, {file: patient id}, {file: its first line}) of a truth CSV; InputError names the line."""
     boxes: dict[str, list[list[float]]] = {}
-    with open(root / "mass_boxes.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            boxes.setdefault(row["image"], []).append([float(row[k]) for k in ("x1", "y1", "x2", "y2")])
+    patients: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    seen: dict[tuple[str, tuple[float, ...]], int] = {}
+    try:
+        with open(truth_path, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's BOM
+            reader = csv.DictReader(handle)
+            missing = [c for c in TRUTH_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(str(truth_path), f"no column {', '.join(missing)} in its header (needs "
+                                                  f"{', '.join(TRUTH_COLUMNS)})" if reader.fieldnames else
+                                 "empty: not even a header row")
+            for row in reader:
+                line = reader.line_num
+                name, box = _truth_row(truth_path, row, line)
+                if (name, box) in seen:
+                    raise InputError(str(truth_path), f"line {line} repeats the box of line {seen[name, box]}")
+                seen[name, box] = line
+                boxes.setdefault(name, []).append(list(box))
+                lines.setdefault(name, line)
+                if row.get("patient_id"):
+                    patients[name] = str(row["patient_id"])
+    except UnicodeDecodeError as error:
+        raise InputError(str(truth_path), f"not UTF-8 text ({error})") from error
+    return boxes, patients, lines
+
+
+def _truth_row(truth_path: Path, row: dict[str, str | None], line: int) -> tuple[str, tuple[float, ...]]:
+    name = (row.get("file") or "").strip()
+    if not name:
+        raise InputError(str(truth_path), f"line {line}: no file name")
+    values = []
+    for column in ("x1", "y1", "x2", "y2"):
+        text = row.get(column)
+        try:
+            value = float(text) if text is not None else math.nan
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise InputError(str(truth_path), f"line {line}: {column} {text!r} is not a finite number")
+        values.append(value)
+    x1, y1, x2, y2 = values
+    if not (x2 > x1 and y2 > y1):
+        raise InputError(str(truth_path), f"line {line}: the box {x1:g}, {y1:g}, {x2:g}, {y2:g} has no area "
+                                          "(needs x1 < x2 and y1 < y2, original pixels)")
+    return name, (x1, y1, x2, y2)
+
+
+def _load_mias(root: Path) -> list[Sample]:
+    for name in ("mass_boxes.csv", "images.csv"):
+        if not (root / name).is_file():
+            raise ConfigError(f"{root}: no {name} (the mini-MIAS layout: images/, images.csv, mass_boxes.csv)")
+    boxes: dict[str, list[list[float]]] = {}
     samples = []
-    with open(root / "images.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            found = np.asarray(boxes.get(row["image"], []), dtype=np.float64).reshape(-1, 4)
-            samples.append(Sample(root / "images" / f"{row['image']}.png", row["image"], str(row["patient"]), found,
-                                  normal=row["findings"].strip().upper() == "NORM",
-                                  pixel_spacing_mm=MIAS_PIXEL_SPACING_MM))
+    try:
+        with open(root / "mass_boxes.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                boxes.setdefault(row["image"], []).append([float(row[k]) for k in ("x1", "y1", "x2", "y2")])
+        with open(root / "images.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                found = np.asarray(boxes.get(row["image"], []), dtype=np.float64).reshape(-1, 4)
+                samples.append(Sample(root / "images" / f"{row['image']}.png", row["image"], str(row["patient"]),
+                                      found, normal=row["findings"].strip().upper() == "NORM",
+                                      pixel_spacing_mm=MIAS_PIXEL_SPACING_MM))
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        raise InputError(str(root), f"malformed mini-MIAS CSV ({type(error).__name__}: {error})") from error
     return samples
 
 
