@@ -260,6 +260,27 @@ def test_a_fifo_fails_at_once_and_a_blocked_done_folder_is_waited_out(tmp_path: 
     assert [e["file"] for e in log_events(daemon.log) if e["event"] == "duplicate"] == ["b.dcm"]
 
 
+def test_two_images_of_one_file_name_get_two_results(tmp_path: Path, watch_model: Path) -> None:
+    """A file name is no identity: a second, different case1.png is a new image, the same one a duplicate."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    first, second = (rng.integers(0, 256, size=(96, 80), dtype=np.uint8) for _ in range(2))
+    root = tmp_path / "root"
+    daemon = Daemon(root, watch_model, env={"TRTMASS_WATCH_DICOM_OUT": "none"}).start()
+    _wait_for(lambda: (root / "status.json").exists(), 30, "the daemon")
+    for number, pixels in enumerate((first, second, first)):
+        Image.fromarray(pixels).save(tmp_path / "case1.png")
+        os.replace(tmp_path / "case1.png", root / "incoming" / "case1.png")
+        _wait_for(lambda n=number: len(_folder(root, "done")) == n + 1, 60, f"arrival {number + 1}")
+    assert daemon.terminate() == 0
+    results = {name: json.loads((root / "results" / name).read_text()) for name in _folder(root, "results")}
+    assert sorted(results) == ["case1-2.json", "case1.json"]
+    assert results["case1.json"]["input_sha256"] != results["case1-2.json"]["input_sha256"]
+    assert [e["file"] for e in log_events(daemon.log) if e["event"] == "duplicate"] == ["case1.png"]
+    assert _folder(root, "done") == ["case1.1.png", "case1.2.png", "case1.png"], "every arrival kept"
+
+
 def test_a_folder_that_is_a_file_is_a_config_error(tmp_path: Path, watch_model: Path) -> None:
     (tmp_path / "root").mkdir()
     (tmp_path / "root" / "results").write_text("not a folder")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from trt_mass.atomic import write_json_atomic
 from trt_mass.daemon.config import WatchConfig, default_canvas_in_workers
@@ -409,15 +409,15 @@ class WatchService:
             self._fail(item.path, item.error or InputError(item.path.name, "unreadable"))
             return
         mammogram = item.mammogram
-        stem = result_stem(mammogram, item.path)
-        if self._same_model_result_exists(stem):
+        stem, extra = self._result_name(item.path, mammogram)
+        if stem is None:
             if self._finish(item.path):
                 self.counters.duplicates += 1
                 self.log.event("duplicate", file=item.path.name, sop_instance_uid=mammogram.sop_instance_uid)
             return
         try:
             result = self._detect_with_retry(item, mammogram)
-            written = None if result is None else self._write_with_retry(item, mammogram, result, stem)
+            written = None if result is None else self._write_with_retry(item, mammogram, result, stem, extra)
         except InputError as error:
             self._fail(item.path, error)
             return
@@ -432,13 +432,37 @@ class WatchService:
                        canvas_in_worker=result.prepared_elsewhere)
         self._write_status("running")
 
-    def _same_model_result_exists(self, stem: str) -> bool:
+    def _result_name(self, path: Path, mammogram: Mammogram) -> tuple[str | None, dict[str, str]]:
+        """(the stem to write under, extra JSON fields); stem None: this model's result is already there.
+
+        A SOP Instance UID names one image: its result with this model makes the arrival a duplicate.  A
+        file name does not (a second "case1.png" may be another image): the file's SHA-256 goes into the
+        JSON, the same content is the duplicate, and other content gets the next free "case1-2".
+        """
+        from trt_mass.metadata import file_sha256
+
+        stem = result_stem(mammogram, path)
+        if stem == mammogram.sop_instance_uid:
+            existing = self._existing_result(stem)
+            return (None if existing is not None and self._same_model(existing) else stem), {}
+        digest = file_sha256(path)
+        candidate, number = stem, 2
+        while (existing := self._existing_result(candidate)) is not None:
+            if existing.get("input_sha256") == digest:
+                return (None if self._same_model(existing) else candidate), {"input_sha256": digest}
+            candidate, number = f"{stem}-{number}", number + 1
+        return candidate, {"input_sha256": digest}
+
+    def _existing_result(self, stem: str) -> dict[str, Any] | None:
         assert self._writer is not None
         try:
             existing = json.loads(self._writer.json_path(stem).read_text())
         except (OSError, ValueError):
-            return False
-        return bool(existing.get("model", {}).get("weights_sha256") == self._model_hash)
+            return None
+        return existing if isinstance(existing, dict) else None
+
+    def _same_model(self, record: dict[str, Any]) -> bool:
+        return bool(record.get("model", {}).get("weights_sha256") == self._model_hash)
 
     def _detect_with_retry(self, item: Decoded, mammogram: Mammogram) -> DetectionResult | None:
         """The detection (None: stopping); InputError propagates, an engine failure reloads the model."""
@@ -457,12 +481,13 @@ class WatchService:
         return self._retry("inference_failed", attempt, file=item.path.name)
 
     def _write_with_retry(self, item: Decoded, mammogram: Mammogram, result: DetectionResult,
-                          stem: str) -> WrittenResult | None:
+                          stem: str, extra: dict[str, str]) -> WrittenResult | None:
         """The written result (None: stopping); a disk that is full, gone or read-only is retried."""
         writer = self._writer
         assert writer is not None
         timings = {"read_decode_ms": item.read_ms, **result.timings_ms}
-        return self._retry("results_not_writable", lambda: writer.write(item.path, mammogram, result, stem, timings),
+        return self._retry("results_not_writable",
+                           lambda: writer.write(item.path, mammogram, result, stem, timings, extra=extra),
                            retry_on=(OSError,), file=item.path.name)
 
     def _finish(self, path: Path) -> bool:

@@ -148,7 +148,8 @@ class ResultWriter:
         return self.out_dir / f"{stem}.json"
 
     def write(self, source: Path, mammogram: Mammogram, result: DetectionResult, stem: str,
-              timings_ms: dict[str, float], truth_xyxy: np.ndarray | None = None) -> WrittenResult:
+              timings_ms: dict[str, float], truth_xyxy: np.ndarray | None = None,
+              extra: dict[str, Any] | None = None) -> WrittenResult:
         """Write the overlay and DICOM objects (as configured), then the JSON.
 
         Args:
@@ -158,6 +159,7 @@ class ResultWriter:
             stem: the result's name (result_stem, or StemAllocator for a batch).
             timings_ms: the times so far (e.g. read_decode_ms and the result's own); write_ms is added.
             truth_xyxy: ground-truth boxes [K, 4] (original pixels) drawn on the overlay.
+            extra: top-level fields added to the JSON (the watch daemon's input_sha256).
 
         Raises InputError when the source header cannot be referenced by DICOM objects, OSError when the
         folder cannot be written.
@@ -166,6 +168,7 @@ class ResultWriter:
         point = self.options.operating_point
         shown = [finding for finding in result.findings if point.shows(finding.score)]
         record = result_record(mammogram, result, self.metadata, self.backend, timings_ms, point)
+        record.update(extra or {})
         if self.options.dicom_kinds:  # first: a header they refuse leaves no overlay behind either
             record["dicom_outputs"] = self._dicom_outputs(source, mammogram, shown, stem)
             if self.deliver is not None and record["dicom_outputs"]:
