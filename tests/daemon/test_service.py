@@ -281,6 +281,44 @@ def test_two_images_of_one_file_name_get_two_results(tmp_path: Path, watch_model
     assert _folder(root, "done") == ["case1.1.png", "case1.2.png", "case1.png"], "every arrival kept"
 
 
+def test_a_raster_named_like_a_uid_does_not_shadow_that_dicom(tmp_path: Path, watch_model: Path) -> None:
+    from PIL import Image
+
+    source = write_phantoms(tmp_path / "staging", 1, seed=6, scale=0.05, normal_fraction=0.0)[0]
+    uid = str(pydicom.dcmread(source, stop_before_pixels=True).SOPInstanceUID)
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, size=(96, 80), dtype=np.uint8)).save(
+        tmp_path / f"{uid}.png")
+    root = tmp_path / "root"
+    daemon = Daemon(root, watch_model, env={"TRTMASS_WATCH_DICOM_OUT": "none"}).start()
+    _wait_for(lambda: (root / "status.json").exists(), 30, "the daemon")
+    for number, path in enumerate((tmp_path / f"{uid}.png", source)):
+        shutil.copyfile(path, root / "staging.tmp")
+        os.replace(root / "staging.tmp", root / "incoming" / path.name)
+        _wait_for(lambda n=number: len(_folder(root, "done")) == n + 1, 60, f"arrival {number + 1}")
+    assert daemon.terminate() == 0
+    assert _folder(root, "results") == [f"{uid}-2.json", f"{uid}.json"]
+    assert json.loads((root / "results" / f"{uid}-2.json").read_text())["image"]["sop_instance_uid"] == uid
+
+
+def test_an_input_removed_from_processing_is_let_go(tmp_path: Path, watch_model: Path) -> None:
+    """Its move to done/ can never succeed: retrying it for ever would stop every later file."""
+    root = tmp_path / "root"
+    daemon = Daemon(root, watch_model).start()
+    _wait_for(lambda: (root / "status.json").exists(), 30, "the daemon")
+    (root / "done").rmdir()
+    (root / "done").write_text("a file where done/ should be")
+    sources = write_phantoms(tmp_path / "staging", 2, seed=7, scale=0.05, normal_fraction=0.0)
+    shutil.copyfile(sources[0], root / "incoming" / "a.dcm")
+    _wait_for(lambda: any(e["event"] == "done_not_writable" for e in log_events(daemon.log)), 30, "the retries")
+    (root / "processing" / "a.dcm").unlink()
+    _wait_for(lambda: any(e["event"] == "vanished" and e["file"] == "a.dcm" for e in log_events(daemon.log)), 30,
+              "the vanished input to be let go")
+    (root / "done").unlink()  # done/ is made again by the next move
+    shutil.copyfile(sources[1], root / "incoming" / "b.dcm")
+    _wait_for(lambda: _folder(root, "done") == ["b.dcm"], 60, "the next file")
+    assert daemon.terminate() == 0
+
+
 def test_a_folder_that_is_a_file_is_a_config_error(tmp_path: Path, watch_model: Path) -> None:
     (tmp_path / "root").mkdir()
     (tmp_path / "root" / "results").write_text("not a folder")

@@ -103,9 +103,14 @@ def test_a_refused_image_is_named_and_fails_the_run(tiny_model: TinyModel, tmp_p
     cut = paths[1].read_bytes()
     paths[1].write_bytes(cut[: len(cut) // 2])
     out = tmp_path / "eval"
-    run = subprocess.run([sys.executable, "-m", "trt_mass.cli", "eval", "--model", str(tiny_model.onnx_path),
-                          "--data", str(data), "--out", str(out), "--bootstrap", "0"], capture_output=True, text=True)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(tiny_model.onnx_path.read_bytes())
+    run = subprocess.run([sys.executable, "-m", "trt_mass.cli", "eval", "--model", str(model), "--data", str(data),
+                          "--out", str(out), "--bootstrap", "0", "--write-operating-points"],
+                         capture_output=True, text=True)
     assert run.returncode == 3, run.stderr
+    assert model.read_bytes() == tiny_model.onnx_path.read_bytes(), "no points measured on part of the set"
+    assert "operating points not written" in run.stderr
     assert f"refused {paths[1]}" in run.stderr and "1 image(s) refused and left out" in run.stderr
     report = json.loads((out / "eval.json").read_text())
     assert next(iter(report["models"].values()))["images"] == 2, "the figures are still written, for the rest"

@@ -113,6 +113,9 @@ def evaluate(models: tuple[Path, ...], compare: tuple[Path, ...], data: str, out
             points = "undefined (no lesions)"
         click.echo(f"{name}: {summary['images']} images, {summary['lesions']} lesions; TPR at FPPI {points}")
         refused = refused or summary["refused"]
+        if summary.get("operating_points_not_written"):
+            click.echo(f"trtmass: operating points not written into {summary['model']}: "
+                       f"{summary['operating_points_not_written']}", err=True)
         written = summary.get("operating_points_written")
         if written:
             scores = ", ".join(f"{fppi} FPPI: score >= {score:.3f}" for fppi, score in written["scores"].items())

@@ -288,11 +288,8 @@ class WatchService:
         free_workers = threading.Semaphore(self.decode_workers)
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="trtmass-decode") as pool:
             while not self._stop.is_set():
-                ready = self.discovery.ready()
-                if not ready:
-                    self.discovery.wait(interval)
-                    continue
-                for name in ready:
+                submitted = 0
+                for name in self.discovery.ready():
                     if not self._wait_for(free_workers):
                         return
                     claimed = self._claim(name)
@@ -300,6 +297,9 @@ class WatchService:
                         free_workers.release()
                         continue
                     pool.submit(self._decode_and_enqueue, claimed, free_workers)
+                    submitted += 1
+                if not submitted:  # nothing ready, or only names that must wait: no busy loop
+                    self.discovery.wait(interval)
 
     def _wait_for(self, free_workers: threading.Semaphore) -> bool:
         """A free decode worker (False: stopping)."""
@@ -360,8 +360,12 @@ class WatchService:
         return False
 
     def _claim(self, name: str) -> Path | None:
+        """Move `name` to processing/ (None: gone, or wait: a file of that name is still in processing/,
+        and a renamed claim would file its result under "name.1")."""
         source = self.folders["incoming"] / name
-        target = unique_target(self.folders["processing"], name)
+        target = self.folders["processing"] / name
+        if target.exists():
+            return None
         try:
             os.replace(source, target)
         except FileNotFoundError:
@@ -409,13 +413,13 @@ class WatchService:
             self._fail(item.path, item.error or InputError(item.path.name, "unreadable"))
             return
         mammogram = item.mammogram
-        stem, extra = self._result_name(item.path, mammogram)
-        if stem is None:
-            if self._finish(item.path):
-                self.counters.duplicates += 1
-                self.log.event("duplicate", file=item.path.name, sop_instance_uid=mammogram.sop_instance_uid)
-            return
         try:
+            stem, extra = self._result_name(item.path, mammogram)
+            if stem is None:
+                if self._finish(item.path):
+                    self.counters.duplicates += 1
+                    self.log.event("duplicate", file=item.path.name, sop_instance_uid=mammogram.sop_instance_uid)
+                return
             result = self._detect_with_retry(item, mammogram)
             written = None if result is None else self._write_with_retry(item, mammogram, result, stem, extra)
         except InputError as error:
@@ -435,23 +439,33 @@ class WatchService:
     def _result_name(self, path: Path, mammogram: Mammogram) -> tuple[str | None, dict[str, str]]:
         """(the stem to write under, extra JSON fields); stem None: this model's result is already there.
 
-        A SOP Instance UID names one image: its result with this model makes the arrival a duplicate.  A
-        file name does not (a second "case1.png" may be another image): the file's SHA-256 goes into the
-        JSON, the same content is the duplicate, and other content gets the next free "case1-2".
+        A SOP Instance UID names one image; a file name does not (a second "case1.png" may be another
+        image), so those results carry the file's SHA-256.  A result of the same input and model makes the
+        arrival a duplicate; a result of another input under the name (a raster named like a UID, another
+        case1.png) leaves it for the next free "case1-2".  Results written before input_sha256 existed are
+        taken to be the same input (reprocessing stays idempotent across the upgrade).
         """
         from trt_mass.metadata import file_sha256
 
         stem = result_stem(mammogram, path)
-        if stem == mammogram.sop_instance_uid:
-            existing = self._existing_result(stem)
-            return (None if existing is not None and self._same_model(existing) else stem), {}
-        digest = file_sha256(path)
+        named_by_uid = stem == mammogram.sop_instance_uid
+        try:
+            digest = None if named_by_uid else file_sha256(path)
+        except OSError as error:
+            raise InputError(path.name, f"could not be read again to identify it ({error})") from error
+        extra = {} if digest is None else {"input_sha256": digest}
+
+        def same_input(record: dict[str, Any]) -> bool:
+            if named_by_uid:
+                return bool(record.get("image", {}).get("sop_instance_uid") == stem)
+            return bool(record.get("input_sha256", digest) == digest)
+
         candidate, number = stem, 2
         while (existing := self._existing_result(candidate)) is not None:
-            if existing.get("input_sha256") == digest:
-                return (None if self._same_model(existing) else candidate), {"input_sha256": digest}
+            if same_input(existing):
+                return (None if self._same_model(existing) else candidate), extra
             candidate, number = f"{stem}-{number}", number + 1
-        return candidate, {"input_sha256": digest}
+        return candidate, extra
 
     def _existing_result(self, stem: str) -> dict[str, Any] | None:
         assert self._writer is not None
@@ -496,7 +510,8 @@ class WatchService:
         def attempt() -> bool:
             if self.config.delete_done:
                 path.unlink(missing_ok=True)
-            else:
+            elif self._still_there(path):
+                self.folders["done"].mkdir(parents=True, exist_ok=True)  # someone removed it: as on start
                 os.replace(path, unique_target(self.folders["done"], path.name))
             return True
 
@@ -506,20 +521,31 @@ class WatchService:
         """Move the input to failed/ with its reason, retried while the disk refuses (it waits in processing/)."""
         failed = self.folders["failed"]
 
-        def attempt() -> Path:
+        def attempt() -> bool:
+            if not self._still_there(path):
+                return False
+            failed.mkdir(parents=True, exist_ok=True)  # someone removed it: as on start
             target = unique_target(failed, path.name)
             report = {"file": path.name, "reason": error.reason, "time": now_text(),
                       "model": str(self.config.model), "model_sha256": self._model_hash}
             write_json_atomic(failed / f"{target.name}.error.json", report)
             os.replace(path, target)
-            return target
+            return True
 
-        if self._retry("failed_not_writable", attempt, retry_on=(OSError,), file=path.name) is None:
-            return
+        if not self._retry("failed_not_writable", attempt, retry_on=(OSError,), file=path.name):
+            return  # stopping (it goes back to incoming/), or it vanished
         self.counters.failed += 1
         self.counters.last_error = f"{path.name}: {error.reason}"
         self.log.event("failed", file=path.name, reason=error.reason)
         self._write_status("running")
+
+    def _still_there(self, path: Path) -> bool:
+        """False (and logged) when the input left processing/ by someone else's hand: retrying its move
+        could never succeed."""
+        if path.exists() or path.is_symlink():
+            return True
+        self.log.event("vanished", file=path.name, reason="removed from processing/ by someone else")
+        return False
 
     # ----------------------------------------------------------------------------- status
     def _write_status(self, state: str) -> None:

@@ -111,7 +111,10 @@ def run_eval(config: EvalConfig, progress: bool = False) -> dict[str, Any]:
             raise ConfigError(f"every image of {config.data} was refused: {refused[:3]}")
         summary = summarize(images, normal_ids, config.criterion, config.iou_threshold, config.bootstrap)
         summary.update(model=str(model), model_id=metadata.model_id, precision=metadata.precision, refused=refused)
-        if config.write_operating_points and model == config.models[0]:
+        if config.write_operating_points and model == config.models[0] and refused:
+            # points measured without some of the set would be filed as the whole set's: not written
+            summary["operating_points_not_written"] = f"{len(refused)} image(s) of {config.data} refused"
+        elif config.write_operating_points and model == config.models[0]:
             summary["operating_points_written"] = _write_operating_points(model, metadata, images, config)
         report["models"][metadata.model_id if metadata.model_id not in report["models"] else str(model)] = summary
     write_report(config.out_dir, report)
