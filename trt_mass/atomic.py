@@ -101,3 +101,31 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_json_atomic(path: str | Path, document: Any, *, sort_keys: bool = False) -> None:
     """`document` as indented JSON with a final newline."""
     write_text_atomic(path, json.dumps(document, indent=2, sort_keys=sort_keys) + "\n")
+
+
+def refuse_overwriting(outputs: dict[str, Path | None], inputs: dict[str, Any]) -> None:
+    """ConfigError when an output option names an input file, or two outputs name one file.
+
+    `outputs`: option -> path (None: not given).  `inputs`: what it reads -> a path or an iterable of paths.
+    Files are compared as files (a symlink or another spelling of the path is the same file).
+    """
+    from trt_mass.errors import ConfigError
+
+    given = [(option, Path(path)) for option, path in outputs.items() if path is not None]
+    for index, (option, path) in enumerate(given):
+        for other_option, other in given[index + 1:]:
+            if _same_file(path, other):
+                raise ConfigError(f"{option} and {other_option} both name {path}: one would overwrite the other")
+        for what, files in inputs.items():
+            for candidate in [files] if isinstance(files, (str, Path)) else (files or []):
+                if candidate is not None and _same_file(path, Path(candidate)):
+                    raise ConfigError(f"{option} {path} is {what}: writing it would destroy the input")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()

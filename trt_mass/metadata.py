@@ -135,6 +135,8 @@ class ModelMetadata:
     def from_json(cls, text: str, source: str = "<model>") -> ModelMetadata:
         try:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ModelError(f"{source}: malformed trt_mass metadata (a JSON {type(data).__name__}, not an object)")
             if data.get("format") != METADATA_FORMAT:
                 raise ModelError(
                     f"{source}: metadata format {data.get('format')}, this trt_mass reads {METADATA_FORMAT}"

@@ -17,6 +17,7 @@ def failing(what: str) -> None:
     errors = {"model": ModelError("m.onnx: no such model file"),
               "input": InputError("a.dcm", "not a mammogram"),
               "backend": BackendUnavailableError("tensorrt is not installed"),
+              "disk": FileExistsError(17, "File exists", "mk.py"),
               "bug": ZeroDivisionError("a bug")}
     raise errors[what]
 
@@ -25,6 +26,7 @@ def failing(what: str) -> None:
     ("model", 4, "trtmass: error: m.onnx: no such model file"),
     ("input", 3, "trtmass: error: a.dcm: not a mammogram"),
     ("backend", 5, "trtmass: error: tensorrt is not installed"),
+    ("disk", 1, "trtmass: error: [Errno 17] File exists: 'mk.py'"),  # e.g. -o mk.py/x.onnx: no traceback
 ])
 def test_library_errors_become_one_line_and_their_exit_code(what: str, code: int, line: str) -> None:
     result = CliRunner().invoke(failing, [what])

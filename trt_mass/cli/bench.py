@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from trt_mass.atomic import refuse_overwriting
 from trt_mass.cli.errors import maps_errors
 from trt_mass.cli.options import decoder_options, triton_options
 from trt_mass.errors import ConfigError
@@ -93,6 +94,9 @@ def bench(model: Path, backend: str, triton_url: str | None, triton_model: str, 
     )
     if not model.is_file():
         raise ConfigError(f"{model}: no such model file")
+    refuse_overwriting({"--json": json_path, "--markdown": markdown_path, "--plot": plot_path},
+                       {"the --model": model, "the --baseline-model": baseline_model, "the --checkpoint": checkpoint,
+                        "an --input image": sorted(input_dir.rglob("*")) if input_dir is not None else []})
     with click.progressbar(length=(warmup + runs) * (2 if baseline else 1), label="bench",
                            file=sys.stderr) as bar:
         report = run_bench(config, progress=lambda done, total, what: bar.update(1))

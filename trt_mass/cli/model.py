@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from trt_mass.atomic import refuse_overwriting
 from trt_mass.cli.errors import maps_errors
 from trt_mass.errors import ConfigError
 
@@ -77,6 +78,7 @@ def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, hea
     from trt_mass.spec import ModelSpec
 
     points = given_operating_points(operating_points)
+    refuse_overwriting({"-o/--output": output}, {"the CHECKPOINT": checkpoint})
 
     trained: dict[str, Any] = {}
     if checkpoint is not None:
@@ -91,7 +93,8 @@ def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, hea
         if given is not None and as_trained is not None and str(given) != str(as_trained):
             raise ConfigError(f"{checkpoint} was trained with {name} {as_trained}; exporting it with {given} would "
                               "change the scale the network sees (retrain or fine-tune at that geometry)")
-    spec = _graph_spec(tile or trained_tile or "768x640", grid or trained.get("grid") or 5, **thresholds)
+    spec = _graph_spec(tile or trained_tile or "768x640", grid if grid is not None else trained.get("grid") or 5,
+                       **thresholds)
     started = time.perf_counter()
     metadata = export_onnx(network, init, ExportOptions(spec, network_only, not no_simplify, points), output)
     click.echo(

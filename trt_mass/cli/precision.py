@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from trt_mass.atomic import refuse_overwriting
 from trt_mass.cli.errors import maps_errors
 from trt_mass.errors import ConfigError
 
@@ -109,6 +110,7 @@ def quantize(model: Path, precision: str | None, target: str | None, manifest: P
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)}")
     assert precision is not None and target is not None and output is not None
+    refuse_overwriting({"-o/--output": output}, {"the MODEL": model, "the --calib manifest": manifest})
     if precision != "int8" and method is not None:
         raise ConfigError(f"--method applies to --precision int8 only ({precision} needs no calibration)")
     if no_cache and cache_dir is not None:

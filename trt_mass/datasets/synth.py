@@ -414,8 +414,16 @@ def write_phantoms(out_dir: str | Path, count: int, seed: int, scale: float = 1.
         raise ConfigError("scale must be in [0.01, 1]")
     if not 0.0 <= distortion_fraction <= 1.0:
         raise ConfigError(f"distortion fraction must be in [0, 1], got {distortion_fraction}")
+    if not 0.0 <= normal_fraction <= 1.0:
+        raise ConfigError(f"normal fraction must be in [0, 1], got {normal_fraction}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # truth.csv lists only this run's phantoms: older ones beyond them would be read as normal images
+    stale = sorted(p.name for p in out_dir.glob("synth_*.dcm")
+                   if p.stem[6:].isdigit() and int(p.stem[6:]) >= count)
+    if stale:
+        raise ConfigError(f"{out_dir} holds {len(stale)} phantom(s) of an earlier, larger run ({stale[0]} ...) that "
+                          f"the new truth.csv would not list: use an empty folder or remove them")
     rng = np.random.default_rng(seed)
     paths = []
     rows: list[list[object]] = []

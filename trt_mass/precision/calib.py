@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from trt_mass.atomic import write_text_atomic
+from trt_mass.atomic import refuse_overwriting, write_text_atomic
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.metadata import file_sha256
 from trt_mass.version import __version__
@@ -173,6 +173,7 @@ def choose(candidates: list[Candidate], count: int, seed: int) -> list[Candidate
 def make_manifest(source: str, count: int, seed: int, output: Path, name: str | None = None) -> CalibrationSet:
     """Choose the images, hash them and write the manifest TOML to `output`."""
     candidates = find_candidates(source)
+    refuse_overwriting({"-o/--output": output}, {"an image of the set's source": [c.path for c in candidates]})
     chosen = choose(candidates, count, seed)
     root = Path(source.split(":", 1)[1] if source.split(":", 1)[0] in ("csv", "mias", "inbreast") else source)
     root = root.resolve()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -266,11 +267,11 @@ def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], optio
     reader = CanvasReader(calibration, spec.geometry, spec.canvas_dtype, metadata.inputs[0].name, progress,
                           all_views(spec.geometry) if spec.selects_views else None)
     named = path.with_name(path.name + ".named.onnx")
-    onnx.save(model, str(named))
     cached = cache is not None and cache.is_file()
     groups = layer_groups(model.graph, network_nodes)
-    kept = resolve(groups, options.keep_fp32.names)
+    kept = resolve(groups, options.keep_fp32.names)  # before anything is written: a bad name leaves nothing
     auto = None
+    onnx.save(model, str(named))
     try:
         # Ranges cached for every method when layers are kept automatically: the sensitivity pass quantizes
         # once per layer group and must reuse the ranges of the whole network.
@@ -430,7 +431,9 @@ def _cache_path(options: QuantizeOptions, calibration: CalibrationSet, source: P
         file_sha256(source), calibration.content_sha256, options.method, repr(scheme), str(options.reduce_range),
         package_versions(("onnxruntime",)).get("onnxruntime", ""),
     ]).encode()).hexdigest()
-    return options.cache_dir / f"{calibration.name}-{options.method}-{key[:16]}.json"
+    # The set's name is not covered by its content hash and may say "../x": only a plain file name here.
+    safe_name = re.sub(r"[^A-Za-z0-9_-]+", "_", calibration.name).strip("_") or "calibration"
+    return options.cache_dir / f"{safe_name}-{options.method}-{key[:16]}.json"
 
 
 def _check_loads(path: Path, source_metadata: ModelMetadata) -> None:
