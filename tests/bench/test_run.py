@@ -125,7 +125,7 @@ def test_cli_refusal_is_one_line(tiny_model: TinyModel, tmp_path: Path) -> None:
     from trt_mass.cli.bench import bench
 
     result = CliRunner().invoke(bench, ["--model", str(tmp_path / "missing.onnx"), "--synthetic", "1"])
-    assert result.exit_code == 2 and "no such model file" in result.output
+    assert result.exit_code == 4 and "no such model file" in result.output
     result = CliRunner().invoke(bench, ["--model", str(tiny_model.onnx_path), "--synthetic", "1",
                                         "--input", str(tmp_path)])
     assert result.exit_code == 2 and "not both" in result.output

@@ -30,3 +30,31 @@ def test_checkpoint_roundtrip_and_refusals(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(ConfigError):
         ModelSpec(arch="resnet101")
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    ({"format_version": 1}, r"no spec mapping"),
+    ({"format_version": 1, "spec": {"arch": "resnet18", "head_width": 16}}, r"no state_dict mapping"),
+    ({"format_version": 1, "spec": "resnet18", "state_dict": {}}, r"no spec mapping"),
+    ({"format_version": 1, "spec": {"arch": "resnet101"}, "state_dict": {}}, r"model spec is not one this trt_mass"),
+    ({"format_version": 1, "spec": {"arch": "resnet18", "head_width": 16}, "state_dict": {}, "extra": [1, 2]},
+     r"no extra mapping"),
+])
+def test_a_hand_made_checkpoint_is_a_model_error_naming_the_file(tmp_path: Path, payload: dict, reason: str) -> None:
+    """Each used to end in a KeyError/TypeError traceback, or exit 2 without the file's name."""
+    path = tmp_path / "hand.pt"
+    torch.save(payload, path)
+    with pytest.raises(ModelError, match=rf"hand\.pt: .*{reason}"):
+        load_checkpoint(path)
+
+
+class Pickled:
+    """A class torch's weights-only loader does not know: its refusal advises running the file's code."""
+
+
+def test_torch_s_unsafe_advice_is_not_passed_on(tmp_path: Path) -> None:
+    path = tmp_path / "pickled.pt"
+    torch.save({"format_version": 1, "thing": Pickled()}, path)  # loading it needs weights_only=False
+    with pytest.raises(ModelError, match=r"pickled\.pt: not a trt_mass checkpoint") as info:
+        load_checkpoint(path)
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)

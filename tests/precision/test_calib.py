@@ -78,6 +78,12 @@ def test_hand_edited_manifest_is_refused(phantoms: Path, tmp_path: Path) -> None
         load_manifest(manifest)
     with pytest.raises(ConfigError, match="no such"):
         load_manifest(tmp_path / "absent.toml")
+    manifest.write_text('[calibration]\nformat = "1"\n')
+    with pytest.raises(ConfigError, match="manifest format '1', this trt_mass reads 1"):
+        load_manifest(manifest)
+    manifest.write_text("calibration = 5\n")
+    with pytest.raises(ConfigError, match="malformed manifest"):
+        load_manifest(manifest)
 
 
 def test_plain_folder_without_labels_and_bad_sources(tmp_path: Path, phantoms: Path) -> None:

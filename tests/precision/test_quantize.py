@@ -23,7 +23,13 @@ from trt_mass.inputs.files import read_image  # noqa: E402
 from trt_mass.merge_oracle import box_iou  # noqa: E402
 from trt_mass.precision.calib import CalibrationSet, load_manifest, make_manifest  # noqa: E402
 from trt_mass.precision.cpu import cpu_has_vnni  # noqa: E402
-from trt_mass.precision.quantize import QuantizeOptions, network_node_names, quantize_model, tensorrt_qdq_problems  # noqa: E402
+from trt_mass.precision.quantize import (  # noqa: E402
+    QuantizeOptions,
+    list_layer_groups,
+    network_node_names,
+    quantize_model,
+    tensorrt_qdq_problems,
+)
 from trt_mass.runners.ort import OnnxRuntimeRunner  # noqa: E402
 from trt_mass.spec import TileGeometry  # noqa: E402
 
@@ -267,6 +273,14 @@ def test_refusals(tiny_model: TinyModel, variants: dict[tuple[str, str, str], Pa
                                        "-o", str(tmp_path / "x.onnx")])
         assert refused.exit_code == ConfigError.exit_code, refused.output
     assert not list(tmp_path.glob("x.onnx*"))
+    refused = runner.invoke(main, ["quantize", str(tiny_model.onnx_path), "--target", "cpu", "--precision", "int8",
+                                   "--calib", str(calibration.manifest_path), "--keep-fp32", "nosuchlayer",
+                                   "-o", str(tmp_path / "x.onnx")])
+    assert refused.exit_code == ConfigError.exit_code and "nosuchlayer" in refused.output, refused.output
+    assert not list(tmp_path.glob("*x.onnx*")), "no temporary model left behind (it was 47 MB for resnet50)"
+    (tmp_path / "text.onnx").write_text("not a model")
+    with pytest.raises(ModelError, match=r"text\.onnx: not an ONNX model"):
+        list_layer_groups(tmp_path / "text.onnx")
 
 
 def test_cli_quantize_with_a_changed_calibration_image_is_refused(tiny_model: TinyModel, tmp_path: Path) -> None:
@@ -287,6 +301,12 @@ def test_cli_quantize_with_a_changed_calibration_image_is_refused(tiny_model: Ti
     again = runner.invoke(main, ["quantize", str(tiny_model.onnx_path), "--precision", "int8", "--target", "cpu",
                                  "--calib", str(manifest), "--method", "entropy", "-o", str(out)])
     assert again.exit_code == 0 and "cache hit" in again.output
+    cache = next((manifest.parent / "cache").glob("set-entropy-*.json"))
+    cache.write_text(cache.read_text()[:40])  # cut short: it failed every later run, blaming the model
+    healed = runner.invoke(main, ["quantize", str(tiny_model.onnx_path), "--precision", "int8", "--target", "cpu",
+                                  "--calib", str(manifest), "--method", "entropy", "-o", str(out)])
+    assert healed.exit_code == 0, healed.output
+    assert f"calibration cache {cache} is unreadable" in healed.output and "cache written" in healed.output
     victim = sorted(images.glob("*.dcm"))[0]
     victim.write_bytes(victim.read_bytes()[:-16] + bytes(16))
     refused = runner.invoke(main, ["quantize", str(tiny_model.onnx_path), "--precision", "int8", "--target",

@@ -11,7 +11,7 @@ import click
 from trt_mass.atomic import refuse_overwriting
 from trt_mass.cli.errors import maps_errors
 from trt_mass.cli.options import decoder_options, triton_options
-from trt_mass.errors import ConfigError
+from trt_mass.errors import ConfigError, ModelError
 from trt_mass.runners.select import ALL_CHOICES
 
 
@@ -93,7 +93,7 @@ def bench(model: Path, backend: str, triton_url: str | None, triton_model: str, 
         triton_timeout_s=triton_timeout_s, all_views=all_views,
     )
     if not model.is_file():
-        raise ConfigError(f"{model}: no such model file")
+        raise ModelError(f"{model}: no such model file")
     refuse_overwriting({"--json": json_path, "--markdown": markdown_path, "--plot": plot_path},
                        {"the --model": model, "the --baseline-model": baseline_model, "the --checkpoint": checkpoint,
                         "an --input image": sorted(input_dir.rglob("*")) if input_dir is not None else []})

@@ -11,7 +11,7 @@ import click
 
 from trt_mass.atomic import refuse_overwriting
 from trt_mass.cli.errors import maps_errors
-from trt_mass.errors import ConfigError
+from trt_mass.errors import ConfigError, ModelError
 
 
 def _graph_spec(tile: str, grid: int, **thresholds: Any) -> Any:
@@ -84,6 +84,8 @@ def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, hea
     if checkpoint is not None:
         network, extra = load_checkpoint(checkpoint)
         trained = dict(extra.get("geometry") or {})
+        if trained and not {"tile_h", "tile_w"} <= set(trained):
+            raise ModelError(f"{checkpoint}: malformed trt_mass checkpoint (its geometry {trained} has no tile size)")
         init = f"checkpoint:{checkpoint.name}"
     else:
         network = random_network(ModelSpec(arch=arch, head_width=head_width), seed, random_prior)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from trt_mass.atomic import atomic_path
-from trt_mass.errors import ModelError
+from trt_mass.errors import ConfigError, ModelError
 from trt_mass.model.network import RetinaNetNetwork, set_prior_probability
 from trt_mass.spec import ModelSpec
 
@@ -53,16 +53,28 @@ def load_checkpoint(path: str | Path) -> tuple[RetinaNetNetwork, dict[str, Any]]
     except FileNotFoundError as error:
         raise ModelError(f"{path}: no such checkpoint") from error
     except Exception as error:
-        raise ModelError(f"{path}: not a trt_mass checkpoint ({error})") from error
+        # torch's own text advises weights_only=False (running the file's code): only its first line is ours
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"{path}: not a trt_mass checkpoint ({first_line})") from error
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise ModelError(f"{path}: not a trt_mass checkpoint (no format_version)")
     if payload["format_version"] != CHECKPOINT_FORMAT:
         raise ModelError(
-            f"{path}: checkpoint format {payload['format_version']}, this trt_mass reads {CHECKPOINT_FORMAT}"
+            f"{path}: checkpoint format {payload['format_version']!r}, this trt_mass reads {CHECKPOINT_FORMAT}"
         )
-    network = RetinaNetNetwork(ModelSpec.from_dict(payload["spec"]))
+    for key in ("spec", "state_dict", "extra"):
+        required = key != "extra"
+        if (required and key not in payload) or not isinstance(payload.get(key, {}), dict):
+            raise ModelError(f"{path}: malformed trt_mass checkpoint (no {key} mapping)")
+    try:
+        network = RetinaNetNetwork(ModelSpec.from_dict(payload["spec"]))
+    except (ConfigError, KeyError, TypeError, ValueError) as error:
+        raise ModelError(f"{path}: its model spec is not one this trt_mass builds ({error})") from error
     try:
         network.load_state_dict(payload["state_dict"])
     except RuntimeError as error:
-        raise ModelError(f"{path}: weights do not match the spec ({error})") from error
+        missing_or_odd = str(error).strip().splitlines()
+        summary = "; ".join(line.strip() for line in missing_or_odd[:3])
+        raise ModelError(f"{path}: weights do not match the spec ({summary}{' ...' if len(missing_or_odd) > 3 else ''})"
+                         ) from error
     return network.eval(), dict(payload.get("extra", {}))

@@ -252,7 +252,7 @@ def load_manifest(path: Path) -> CalibrationSet:
     try:
         header = data["calibration"]
         if header["format"] != MANIFEST_FORMAT:
-            raise ConfigError(f"{path}: manifest format {header['format']}, this trt_mass reads {MANIFEST_FORMAT}")
+            raise ConfigError(f"{path}: manifest format {header['format']!r}, this trt_mass reads {MANIFEST_FORMAT}")
         images = tuple(CalibImage(str(i["path"]), str(i["sha256"]), str(i.get("stratum", UNKNOWN)))
                        for i in data.get("image", []))
         recorded = str(header["content_sha256"])
@@ -260,6 +260,8 @@ def load_manifest(path: Path) -> CalibrationSet:
         name = str(header["name"])
     except KeyError as error:
         raise ConfigError(f"{path}: manifest lacks {error}") from error
+    except (TypeError, AttributeError) as error:  # a table where a list belongs, a number where a table does
+        raise ConfigError(f"{path}: malformed manifest ({error}); rerun `trtmass calib make`") from error
     if not images:
         raise ConfigError(f"{path}: the calibration set lists no images")
     if content_hash(images) != recorded:

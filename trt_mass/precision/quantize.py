@@ -179,8 +179,11 @@ def quantize_model(source: Path, output: Path, options: QuantizeOptions,
         raise ConfigError(f"--precision {options.precision} takes no calibration set; drop --calib")
     if not source.is_file():
         raise ModelError(f"{source}: no such model file")
-    model = onnx.load(str(source))
+    model = _load_onnx(source)
     metadata = _source_metadata(model, source)
+    if options.precision == "int8" and metadata.kind != "engine_graph":
+        raise ConfigError(f"{source} is a {metadata.kind} export: INT8 calibration feeds canvases, which only the "
+                          "engine graph takes (export without --network-only)")
     _name_nodes(model)
     network_nodes = network_node_names(model.graph)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +270,11 @@ def _to_int8(model: Any, metadata: ModelMetadata, network_nodes: set[str], optio
     reader = CanvasReader(calibration, spec.geometry, spec.canvas_dtype, metadata.inputs[0].name, progress,
                           all_views(spec.geometry) if spec.selects_views else None)
     named = path.with_name(path.name + ".named.onnx")
+    if cache is not None and cache.is_file() and not _readable_json(cache):
+        # A cache cut short (a full disk, a copy interrupted) would fail every run the same way
+        print(f"trtmass: warning: calibration cache {cache} is unreadable; the ranges are measured again",
+              file=sys.stderr)
+        cache.unlink()
     cached = cache is not None and cache.is_file()
     groups = layer_groups(model.graph, network_nodes)
     kept = resolve(groups, options.keep_fp32.names)  # before anything is written: a bad name leaves nothing
@@ -320,6 +328,26 @@ def _choose_auto(model: Any, named: Path, path: Path, reader: CanvasReader, cach
     taps = score_taps(model.graph, network_nodes, groups)
     return choose_auto(quantize, named, feeds, groups, network_nodes, kept, taps, options.keep_fp32,
                        path.with_name(path.name + ".sensitivity.onnx"), progress)
+
+
+def _load_onnx(source: Path) -> Any:
+    """The ONNX model of `source`; ModelError when it is not one."""
+    import onnx
+
+    try:
+        return onnx.load(str(source))
+    except Exception as error:  # protobuf's DecodeError and friends: the file is not a model
+        raise ModelError(f"{source}: not an ONNX model ({type(error).__name__}: {error})") from error
+
+
+def _readable_json(path: Path) -> bool:
+    import json
+
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _quantize_static(named: Path, path: Path, reader: CanvasReader, cache: Path | None, network_nodes: set[str],
@@ -493,11 +521,9 @@ def describe(metadata: ModelMetadata) -> str:
 
 def list_layer_groups(source: Path) -> dict[str, list[str]]:
     """The network's layer groups of an exported model (what --keep-fp32 names), with their Conv nodes."""
-    import onnx
-
     if not source.is_file():
         raise ModelError(f"{source}: no such model file")
-    model = onnx.load(str(source), load_external_data=False)
+    model = _load_onnx(source)
     _name_nodes(model)
     return layer_groups(model.graph, network_node_names(model.graph))
 
