@@ -70,3 +70,17 @@ def test_without_systemd_or_with_systemd_gone_nothing_breaks(tmp_path: Path) -> 
     gone = Notifier({"NOTIFY_SOCKET": str(tmp_path / "no-such-socket")})
     gone.ready("systemd went away")  # the send fails inside; processing must go on
     gone.close()
+
+
+def test_a_full_queue_drops_the_message_instead_of_blocking(listener: tuple[socket.socket, str]) -> None:
+    """A listener that does not read (its queue holds 10 datagrams by default) stalled the whole daemon:
+    the outbox thread and the main thread both waited in sendto."""
+    import threading
+
+    server, address = listener
+    notifier = Notifier({"NOTIFY_SOCKET": address})
+    sender = threading.Thread(target=lambda: [notifier.status(f"line {i}") for i in range(500)], daemon=True)
+    sender.start()
+    sender.join(timeout=10)
+    assert not sender.is_alive(), "sendto blocked on a full queue"
+    assert _receive(server) == "STATUS=line 0"

@@ -32,9 +32,10 @@ class Notifier:
             return
         if self._socket is None:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        # systemd gone or socket full: never let notification break processing.
+        # systemd gone or its queue full (10 datagrams by default): never let notification block or break
+        # processing, so never wait: a status line dropped is replaced by the next.
         with contextlib.suppress(OSError):
-            self._socket.sendto("\n".join(lines).encode(), self.address)
+            self._socket.sendto("\n".join(lines).encode(), socket.MSG_DONTWAIT, self.address)
 
     def ready(self, status: str) -> None:
         self.send("READY=1", f"STATUS={status}")
