@@ -121,5 +121,5 @@ def synth(out_dir: Path, count: int, seed: int, scale: float, normal_fraction: f
 
     started = time.perf_counter()
     paths = write_phantoms(out_dir, count, seed, scale=scale, normal_fraction=normal_fraction, anatomy=anatomy,
-                           distortion_fraction=distortion_fraction)
+                           distortion_fraction=distortion_fraction, progress=True)
     click.echo(f"wrote {len(paths)} phantom(s) and truth.csv to {out_dir} in {time.perf_counter() - started:.1f} s")

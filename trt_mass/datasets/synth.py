@@ -38,6 +38,7 @@ from trt_mass.datasets.anatomy import (
     realistic_layout,
 )
 from trt_mass.errors import ConfigError
+from trt_mass.progress import ProgressLine
 
 # (manufacturer, model, rows, columns, pixel spacing mm, bits stored) -- sizes like real detectors.
 VENDORS = (
@@ -427,25 +428,23 @@ def write_phantoms(out_dir: str | Path, count: int, seed: int, scale: float = 1.
     rng = np.random.default_rng(seed)
     paths = []
     rows: list[list[object]] = []
-    for index in range(count):
-        normal = rng.random() < normal_fraction
-        phantom = make_phantom(rng, scale, normal, anatomy=anatomy, distortion_fraction=distortion_fraction)
-        photometric = "MONOCHROME1" if rng.random() < 0.4 else "MONOCHROME2"
-        voi_function = "SIGMOID" if rng.random() < 0.2 else "LINEAR"
-        ds = phantom_dataset(phantom, seed, index, photometric, voi_function)
-        if rng.random() < 0.4:
-            ds.compress(JPEG2000Lossless, generate_instance_uid=False)  # type: ignore[attr-defined]
-        path = out_dir / f"synth_{index:04d}.dcm"
-        with atomic_path(path) as temporary:  # whole files only: the output may be a watched incoming/
-            ds.save_as(temporary, enforce_file_format=True)  # type: ignore[attr-defined]
-        paths.append(path)
-        for mass in phantom.masses:
-            rows.append([path.name, ds.SOPInstanceUID,  # type: ignore[attr-defined]
-                         round(mass.x1, 1), round(mass.y1, 1), round(mass.x2, 1), round(mass.y2, 1)])
-        if progress:
-            print(f"\rsynth {index + 1}/{count}", end="", flush=True)
-    if progress:
-        print()
+    with ProgressLine(progress) as line:
+        for index in range(count):
+            normal = rng.random() < normal_fraction
+            phantom = make_phantom(rng, scale, normal, anatomy=anatomy, distortion_fraction=distortion_fraction)
+            photometric = "MONOCHROME1" if rng.random() < 0.4 else "MONOCHROME2"
+            voi_function = "SIGMOID" if rng.random() < 0.2 else "LINEAR"
+            ds = phantom_dataset(phantom, seed, index, photometric, voi_function)
+            if rng.random() < 0.4:
+                ds.compress(JPEG2000Lossless, generate_instance_uid=False)  # type: ignore[attr-defined]
+            path = out_dir / f"synth_{index:04d}.dcm"
+            with atomic_path(path) as temporary:  # whole files only: the output may be a watched incoming/
+                ds.save_as(temporary, enforce_file_format=True)  # type: ignore[attr-defined]
+            paths.append(path)
+            for mass in phantom.masses:
+                rows.append([path.name, ds.SOPInstanceUID,  # type: ignore[attr-defined]
+                             round(mass.x1, 1), round(mass.y1, 1), round(mass.x2, 1), round(mass.y2, 1)])
+            line.update(f"synth {index + 1}/{count}")
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["file", "sop_instance_uid", "x1", "y1", "x2", "y2"])

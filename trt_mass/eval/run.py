@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from trt_mass.datasets.labelled import Sample, load_dataset
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.eval.froc import FPPI_POINTS, ImageResult, bootstrap_tpr, froc_curve, lesion_outcomes
 from trt_mass.metadata import OPERATING_FPPI, ModelMetadata, OperatingPoints, read_onnx_metadata, rewrite_onnx_metadata
+from trt_mass.progress import ProgressLine
 
 IOU_SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
@@ -49,7 +49,8 @@ def detect_samples(model: Path, samples: Sequence[Sample], backend: str = "ort",
     from trt_mass.pipeline import Detector
 
     results, refused = [], []
-    with Detector(model, backend=backend, threads=threads, all_views=all_views) as detector:
+    with Detector(model, backend=backend, threads=threads, all_views=all_views) as detector, \
+            ProgressLine(progress) as line:
         for index, sample in enumerate(samples):
             try:
                 mammogram = read_image(sample.path, raster_bits)
@@ -61,10 +62,7 @@ def detect_samples(model: Path, samples: Sequence[Sample], backend: str = "ort",
             boxes = np.array([[f.x1, f.y1, f.x2, f.y2] for f in findings], dtype=np.float64).reshape(-1, 4)
             scores = np.array([f.score for f in findings], dtype=np.float64)
             results.append(ImageResult(sample.image_id, sample.patient_id, boxes, scores, sample.boxes))
-            if progress:
-                print(f"\reval {Path(model).name}: {index + 1}/{len(samples)}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+            line.update(f"eval {Path(model).name}: {index + 1}/{len(samples)}")
     return results, refused
 
 

@@ -35,6 +35,7 @@ from trt_mass.model.augment import IntensityAugment
 from trt_mass.model.checkpoint import load_checkpoint, random_network, save_checkpoint
 from trt_mass.model.network import RetinaNetNetwork, view_anchors
 from trt_mass.model.validate import CachedImage, Validation, mine_hard_negatives, validate
+from trt_mass.progress import ProgressLine
 from trt_mass.spec import ModelSpec, TileGeometry
 
 MIN_VISIBLE = 0.4  # a cropped box is kept when at least this share of it stays in the view
@@ -166,20 +167,21 @@ def _cache(samples: list[Sample], geometry: TileGeometry, progress: bool) -> lis
 
     builder = CanvasBuilder(geometry)
     cached = []
-    for index, sample in enumerate(samples):
-        try:
-            mammogram = read_image(sample.path)
-        except InputError as error:
-            print(f"\ntrain: skipped {error}", file=sys.stderr)
-            continue
-        letterbox = builder.fill(mammogram.pixels, str(sample.path))
-        boxes = letterbox.original_to_canvas(sample.boxes) if len(sample.boxes) else np.zeros((0, 4))
-        cached.append(CachedImage(builder.canvas[0, 0].copy(), boxes, letterbox.resized_hw, sample.image_id,
-                                  sample.patient_id))
-        if progress:
-            print(f"\rloading {index + 1}/{len(samples)}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+    with ProgressLine(progress) as line:
+        for index, sample in enumerate(samples):
+            try:
+                mammogram = read_image(sample.path)
+            except InputError as error:
+                if progress:
+                    line.message(f"train: skipped {error}")
+                else:
+                    print(f"train: skipped {error}", file=sys.stderr)
+                continue
+            letterbox = builder.fill(mammogram.pixels, str(sample.path))
+            boxes = letterbox.original_to_canvas(sample.boxes) if len(sample.boxes) else np.zeros((0, 4))
+            cached.append(CachedImage(builder.canvas[0, 0].copy(), boxes, letterbox.resized_hw, sample.image_id,
+                                      sample.patient_id))
+            line.update(f"loading {index + 1}/{len(samples)}")
     return cached
 
 
@@ -357,32 +359,37 @@ def _train_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer,
                  views: list[tuple[np.ndarray, np.ndarray]], order: np.ndarray, anchors: torch.Tensor,
                  config: TrainConfig, epoch: int, progress: bool, clock: RunClock) -> float:
     """One pass over `views` in `order`, in batches (cut short where a time budget is spent); the mean loss."""
-    device = anchors.device
     steps = math.ceil(len(views) / config.batch_size)
     started, total, done = time.perf_counter(), 0.0, 0
-    for step in range(steps):
-        if step and clock.expired():
-            break
-        batch = [views[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]]
-        for group in optimizer.param_groups:
-            group["lr"] = scheduled_lr(config.lr, config.lr_schedule, clock.fraction(epoch, step, steps))
-        pixels = torch.from_numpy(np.stack([v for v, _ in batch]).astype(np.float32) / 65535.0)[:, None]
-        targets = [{"boxes": torch.from_numpy(b.astype(np.float32)).to(device),
-                    "labels": torch.zeros(len(b), dtype=torch.int64, device=device)} for _, b in batch]
-        losses = network.loss(pixels.to(device), targets, anchors)
-        loss = losses["classification"] + losses["bbox_regression"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total, done = total + float(loss.detach()), done + 1
-        if progress:
+    with ProgressLine(progress) as line:
+        for step in range(steps):
+            if step and clock.expired():
+                break
+            batch = [views[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]]
+            total += _train_step(network, optimizer, batch, anchors, config, clock.fraction(epoch, step, steps))
+            done += 1
             remaining = clock.remaining_s(clock.fraction(epoch, step + 1, steps))
             left = "" if remaining is None else f", run ~{format_duration(remaining)} left"
-            print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{steps} loss {total / done:.4f} "
-                  f"({time.perf_counter() - started:.0f} s{left})", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+            line.update(f"epoch {epoch + 1}/{config.epochs} step {step + 1}/{steps} loss {total / done:.4f} "
+                        f"({time.perf_counter() - started:.0f} s{left})")
     return total / max(1, done)
+
+
+def _train_step(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer, batch: list[tuple[np.ndarray, np.ndarray]],
+                anchors: torch.Tensor, config: TrainConfig, run_fraction: float) -> float:
+    """One optimizer step on `batch` (canvas crops, boxes xyxy in crop pixels); the step's loss."""
+    device = anchors.device
+    for group in optimizer.param_groups:
+        group["lr"] = scheduled_lr(config.lr, config.lr_schedule, run_fraction)
+    pixels = torch.from_numpy(np.stack([v for v, _ in batch]).astype(np.float32) / 65535.0)[:, None]
+    targets = [{"boxes": torch.from_numpy(b.astype(np.float32)).to(device),
+                "labels": torch.zeros(len(b), dtype=torch.int64, device=device)} for _, b in batch]
+    losses = network.loss(pixels.to(device), targets, anchors)
+    loss = losses["classification"] + losses["bbox_regression"]
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
 
 
 def _save_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int,

@@ -23,6 +23,7 @@ import tomllib
 from trt_mass.atomic import refuse_overwriting, write_text_atomic
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.metadata import file_sha256
+from trt_mass.progress import ProgressLine
 from trt_mass.version import __version__
 
 MANIFEST_FORMAT = 1
@@ -287,7 +288,7 @@ class CanvasReader:
         self.view_index = view_index  # a graph with view selection is calibrated on every view
         self.paths = calibration.paths()
         self.input_name = input_name
-        self.progress = progress
+        self._line = ProgressLine(progress)
         self._builder = CanvasBuilder(geometry, canvas_dtype)
         self._iterator: Iterator[Path] = iter(self.paths)
         self._done = 0
@@ -306,10 +307,9 @@ class CanvasReader:
             return None
         self._builder.fill(read_image(path).pixels, str(path))
         self._done += 1
-        if self.progress:
-            import sys
-
-            print(f"\rcalibrating: {self._done}/{len(self.paths)} images", end="", file=sys.stderr, flush=True)
+        self._line.update(f"calibrating: {self._done}/{len(self.paths)} images")
+        if self._done == len(self.paths):
+            self._line.close()
         feed = {self.input_name: self._builder.canvas.copy()}
         if self.view_index is not None:
             feed["view_index"] = self.view_index

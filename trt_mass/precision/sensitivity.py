@@ -22,7 +22,6 @@ measured, not derived: on the demo model the TensorRT-target variant with only c
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from trt_mass.errors import ConfigError, ModelError
+from trt_mass.progress import ProgressLine
 
 SCORE_FLOOR = 0.05
 WRAPPER_PREFIXES = ("network.",)
@@ -196,11 +196,11 @@ def choose_auto(quantize: Quantizer, fp32_path: Path, feeds: list[dict[str, np.n
     allowed = resolve(groups, keep.among) if keep.among else list(groups)
     candidates = [group for group in allowed if group not in already_kept]
     sensitivity: dict[str, float] = {}
-    for number, group in enumerate(candidates, 1):
-        if progress:
-            print(f"\rsensitivity: {number}/{len(candidates)} layer groups", end="", file=sys.stderr, flush=True)
-        quantize(set(groups[group]), variant)
-        sensitivity[group] = score_error(reference, scores_of(variant, taps, feeds))
+    with ProgressLine(progress) as line:
+        for number, group in enumerate(candidates, 1):
+            line.update(f"sensitivity: {number}/{len(candidates)} layer groups")
+            quantize(set(groups[group]), variant)
+            sensitivity[group] = score_error(reference, scores_of(variant, taps, feeds))
     ranked = dict(sorted(sensitivity.items(), key=lambda item: -item[1]))
 
     def mixed_error(kept: list[str]) -> float:
@@ -210,16 +210,13 @@ def choose_auto(quantize: Quantizer, fp32_path: Path, feeds: list[dict[str, np.n
     all_int8 = mixed_error([])
     tried: list[str] = []
     errors: list[float] = []
-    for group in list(ranked)[: keep.max_groups]:
-        tried.append(group)
-        errors.append(mixed_error(tried))
-        if progress:
-            print(f"\rkeep fp32: {', '.join(tried)} -> score error {errors[-1]:.4f} (all int8 {all_int8:.4f})",
-                  end="", file=sys.stderr, flush=True)
-        if enough_kept(errors, all_int8, keep.target_ratio):
-            break
+    with ProgressLine(progress) as line:
+        for group in list(ranked)[: keep.max_groups]:
+            tried.append(group)
+            errors.append(mixed_error(tried))
+            line.update(f"keep fp32: {', '.join(tried)} -> score error {errors[-1]:.4f} (all int8 {all_int8:.4f})")
+            if enough_kept(errors, all_int8, keep.target_ratio):
+                break
     best = lowest_error_prefix(errors)
     variant.unlink(missing_ok=True)
-    if progress:
-        print(file=sys.stderr)
     return AutoChoice(ranked, all_int8, errors[:best], tried[:best])
