@@ -96,3 +96,20 @@ def test_truth_csv_header_bom_and_subfolders(tmp_path: Path) -> None:
 def test_a_folder_without_the_mias_layout_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no mass_boxes.csv \(the mini-MIAS layout"):
         load_dataset(f"mias:{tmp_path}")
+
+
+@pytest.mark.parametrize(("box", "refused"), [
+    ((10, 10, 40, 40), False),
+    ((-10, 80, 30, 110), False),  # drawn a little past the edges: kept
+    ((90, 20, 130, 60), True),  # 3/4 outside a 100-wide image (another image's size)
+    ((10, 150, 40, 180), True),  # below the image (a bottom-left origin read as top-left)
+])
+def test_truth_mostly_outside_its_image_is_refused(box: tuple[int, ...], refused: bool) -> None:
+    from trt_mass.datasets.labelled import check_boxes_on_image
+
+    sample = Sample(Path("data/a.png"), "a.png", "a", np.array([box], dtype=np.float64), normal=False)
+    if not refused:
+        check_boxes_on_image(sample, 120, 100)
+        return
+    with pytest.raises(InputError, match=r"data/a.png: its truth box .* lies mostly outside the 100x120 image"):
+        check_boxes_on_image(sample, 120, 100)

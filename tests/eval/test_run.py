@@ -114,3 +114,35 @@ def test_a_refused_image_is_named_and_fails_the_run(tiny_model: TinyModel, tmp_p
     assert f"refused {paths[1]}" in run.stderr and "1 image(s) refused and left out" in run.stderr
     report = json.loads((out / "eval.json").read_text())
     assert next(iter(report["models"].values()))["images"] == 2, "the figures are still written, for the rest"
+
+
+def test_truth_outside_its_image_is_refused_not_counted_as_a_miss(tiny_model: TinyModel, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    paths = write_phantoms(data, 2, seed=12, scale=0.05, normal_fraction=0.0)
+    truth = data / "truth.csv"
+    rows = truth.read_text().splitlines()
+    rows.append(f"{paths[0].name},,5000,5000,5100,5100")  # far beyond the phantom's pixels
+    truth.write_text("\n".join(rows) + "\n")
+    run = subprocess.run([sys.executable, "-m", "trt_mass.cli", "eval", "--model", str(tiny_model.onnx_path),
+                          "--data", str(data), "--out", str(tmp_path / "eval"), "--bootstrap", "0"],
+                         capture_output=True, text=True)
+    assert run.returncode == 3, run.stderr
+    assert f"refused {paths[0]}: its truth box (5000, 5000, 5100, 5100)" in run.stderr
+    assert "mostly outside" in run.stderr
+
+
+def test_eval_on_normals_only_reports_tpr_as_undefined_not_zero(tiny_model: TinyModel, tmp_path: Path) -> None:
+    data = tmp_path / "normals"
+    write_phantoms(data, 2, seed=3, scale=0.05, normal_fraction=1.0)
+    out = tmp_path / "eval"
+    run = subprocess.run([sys.executable, "-m", "trt_mass.cli", "eval", "--model", str(tiny_model.onnx_path),
+                          "--data", str(data), "--out", str(out), "--bootstrap", "5"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "TPR at FPPI undefined (no lesions)" in run.stdout
+    summary = next(iter(json.loads((out / "eval.json").read_text())["models"].values()))
+    assert summary["lesions"] == 0 and summary["normal_images"] == 2
+    assert {v["tpr"] for v in summary["tpr_at_fppi"].values()} == {None}
+    assert set(summary["tpr_at_1fppi_vs_min_iou"].values()) == {None}
+    with (out / "tpr_at_fppi.csv").open() as table:
+        assert {row["tpr"] for row in csv.DictReader(table)} == {""}
+    assert (out / "fp_normals.png").is_file() and not (out / "tpr_vs_iou.png").exists()

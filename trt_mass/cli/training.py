@@ -108,9 +108,9 @@ def evaluate(models: tuple[Path, ...], compare: tuple[Path, ...], data: str, out
     report = run_eval(config, progress=True)
     refused: list[str] = []
     for name, summary in report["models"].items():
-        points = ", ".join(f"{p}: {v['tpr']:.3f}" for p, v in summary["tpr_at_fppi"].items())
-        if not summary["lesions"]:
-            points = "undefined (no lesions)"
+        points = "undefined (no lesions)"
+        if summary["lesions"]:
+            points = ", ".join(f"{p}: {v['tpr']:.3f}" for p, v in summary["tpr_at_fppi"].items())
         click.echo(f"{name}: {summary['images']} images, {summary['lesions']} lesions; TPR at FPPI {points}")
         refused = refused or summary["refused"]
         if summary.get("operating_points_not_written"):

@@ -45,6 +45,26 @@ class Sample:
     pixel_spacing_mm: float | None = None
 
 
+MIN_INSIDE_FRACTION = 0.5  # annotations drawn a little past the skin line are common; half outside is not
+
+
+def check_boxes_on_image(sample: Sample, height: int, width: int) -> None:
+    """Refuse truth that does not lie on its image (height x width original pixels).
+
+    A box mostly outside (another coordinate origin, another image's size, x and y swapped) can never be
+    hit: it would count as a missed mass and lower TPR, or teach training a mass that is not there.
+    """
+    for box in np.asarray(sample.boxes, dtype=np.float64).reshape(-1, 4):
+        inside_w = max(0.0, min(box[2], width) - max(box[0], 0.0))
+        inside_h = max(0.0, min(box[3], height) - max(box[1], 0.0))
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        if inside_w * inside_h < MIN_INSIDE_FRACTION * area:
+            corners = ", ".join(f"{v:g}" for v in box)
+            raise InputError(str(sample.path), f"its truth box ({corners}) (x1, y1, x2, y2 in original pixels) lies "
+                             f"mostly outside the {width}x{height} image: check the coordinate origin and that the "
+                             "row belongs to this image")
+
+
 def load_dataset(spec: str) -> list[Sample]:
     kind, _, location = spec.partition(":") if ":" in spec and spec.split(":", 1)[0] in (
         "csv", "mias", "inbreast") else ("csv", "", spec)

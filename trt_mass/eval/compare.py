@@ -119,6 +119,9 @@ def run_compare(config: CompareConfig, progress: bool = False) -> dict[str, Any]
     if config.model_a.resolve() == config.model_b.resolve():
         raise ConfigError(f"MODEL_A and MODEL_B are the same file ({config.model_a})")
     samples = load_dataset(config.data)
+    if not any(len(sample.boxes) for sample in samples):
+        raise ConfigError(f"{config.data} has no masses in its truth: the TPR gate cannot judge; compare on labelled "
+                          "images with masses")
     paths = {"a": config.model_a, "b": config.model_b}
     metadata = {name: read_onnx_metadata(path) for name, path in paths.items()}
     if metadata["a"].graph_spec.geometry != metadata["b"].graph_spec.geometry:

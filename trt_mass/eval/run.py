@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from trt_mass.atomic import atomic_path, write_json_atomic, write_text_atomic
-from trt_mass.datasets.labelled import Sample, load_dataset
+from trt_mass.datasets.labelled import Sample, check_boxes_on_image, load_dataset
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.eval.froc import FPPI_POINTS, ImageResult, bootstrap_tpr, froc_curve, lesion_outcomes
 from trt_mass.metadata import OPERATING_FPPI, ModelMetadata, OperatingPoints, read_onnx_metadata, rewrite_onnx_metadata
@@ -54,6 +54,7 @@ def detect_samples(model: Path, samples: Sequence[Sample], backend: str = "ort",
         for index, sample in enumerate(samples):
             try:
                 mammogram = read_image(sample.path, raster_bits)
+                check_boxes_on_image(sample, *mammogram.pixels.shape)
             except InputError as error:
                 refused.append(str(error))
                 continue
@@ -74,15 +75,17 @@ def summarize(images: list[ImageResult], normal_ids: set[str], criterion: str, i
     normals = [i for i in images if i.image_id in normal_ids]
     normal_scores = np.sort(np.concatenate([i.det_scores for i in normals]) if normals else np.zeros(0))[::-1]
     thresholds = np.round(np.arange(0.1, 1.0, 0.05), 2)
+    defined = curve.num_lesions > 0  # without masses a TPR is undefined, not 0: null in eval.json
     return {
         "images": len(images),
         "lesions": curve.num_lesions,
         "criterion": criterion,
         "iou_threshold": iou_threshold if criterion == "iou" else None,
-        "tpr_at_fppi": {str(p): {"tpr": curve.tpr_at(p),
+        "tpr_at_fppi": {str(p): {"tpr": curve.tpr_at(p) if defined else None,
                                  "ci95": list(intervals[p]) if p in intervals else None} for p in FPPI_POINTS},
         "froc": {"threshold": curve.thresholds.tolist(), "fppi": curve.fppi.tolist(), "tpr": curve.tpr.tolist()},
-        "tpr_at_1fppi_vs_min_iou": {str(t): froc_curve(images, "iou", t).tpr_at(1.0) for t in IOU_SWEEP},
+        "tpr_at_1fppi_vs_min_iou": {str(t): froc_curve(images, "iou", t).tpr_at(1.0) if defined else None
+                                    for t in IOU_SWEEP},
         "normal_images": len(normals),
         "fp_per_normal_image_vs_threshold": {
             str(t): float((normal_scores >= t).sum() / max(1, len(normals))) for t in thresholds},
@@ -147,7 +150,7 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
     for name, summary in report["models"].items():
         for point, value in summary["tpr_at_fppi"].items():
             low, high = value["ci95"] or (None, None)
-            tpr_rows.append([name, point, round(value["tpr"], 4), low, high])
+            tpr_rows.append([name, point, "" if value["tpr"] is None else round(value["tpr"], 4), low, high])
         froc = summary["froc"]
         for row in zip(froc["threshold"], froc["fppi"], froc["tpr"], strict=True):
             froc_rows.append([name, *(round(v, 6) for v in row)])
@@ -181,9 +184,10 @@ def _plots(out_dir: Path, report: dict[str, Any]) -> None:
           step=True, xscale="symlog", xlim=(0, 4), ylim=(0, 1.02), xticks=[0, *FPPI_POINTS],
           xticklabels=["0", *(f"{p:g}" for p in FPPI_POINTS)])
     sweep = {name: ([float(k) for k in m["tpr_at_1fppi_vs_min_iou"]], list(m["tpr_at_1fppi_vs_min_iou"].values()))
-             for name, m in models.items()}
-    _plot(out_dir / "tpr_vs_iou.png", sweep, "minimum IoU for a hit", "TPR at 1 FPPI", "TPR against minimum IoU",
-          ylim=(0, 1.02))
+             for name, m in models.items() if m["lesions"]}
+    if sweep:
+        _plot(out_dir / "tpr_vs_iou.png", sweep, "minimum IoU for a hit", "TPR at 1 FPPI", "TPR against minimum IoU",
+              ylim=(0, 1.02))
     normals = {name: ([float(k) for k in m["fp_per_normal_image_vs_threshold"]],
                       list(m["fp_per_normal_image_vs_threshold"].values())) for name, m in models.items()}
     _plot(out_dir / "fp_normals.png", normals, "score threshold", "false positives per normal image",

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from trt_mass.atomic import atomic_path
-from trt_mass.datasets.labelled import Sample, load_dataset, patient_folds
+from trt_mass.datasets.labelled import Sample, check_boxes_on_image, load_dataset, patient_folds
 from trt_mass.errors import ConfigError, InputError
 from trt_mass.geometry import CanvasBuilder
 from trt_mass.model.augment import IntensityAugment
@@ -171,6 +171,7 @@ def _cache(samples: list[Sample], geometry: TileGeometry, progress: bool) -> lis
         for index, sample in enumerate(samples):
             try:
                 mammogram = read_image(sample.path)
+                check_boxes_on_image(sample, *mammogram.pixels.shape)
             except InputError as error:
                 if progress:
                     line.message(f"train: skipped {error}")
