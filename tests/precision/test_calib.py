@@ -65,6 +65,17 @@ def test_manifest_hash_changes_when_an_image_changes(phantoms: Path, tmp_path: P
         load_manifest(tmp_path / "after.toml").verify()
 
 
+def test_an_unreadable_chosen_image_is_named_before_the_manifest_is_written(phantoms: Path, tmp_path: Path) -> None:
+    images = _copy(phantoms, tmp_path)
+    broken = sorted(images.glob("*.dcm"))[1]
+    broken.write_bytes(broken.read_bytes()[:600])  # cut short by a failed copy
+    manifest = tmp_path / "set.toml"
+    count = len(list(images.glob("*.dcm")))
+    with pytest.raises(ConfigError, match=rf"1 chosen calibration image\(s\) cannot be read: .*{broken.name}"):
+        make_manifest(str(images), count, 0, manifest)
+    assert not manifest.exists()
+
+
 def test_hand_edited_manifest_is_refused(phantoms: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "set.toml"
     make_manifest(str(phantoms), 4, 0, manifest)

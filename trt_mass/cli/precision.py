@@ -35,7 +35,7 @@ def calib_make(source: str, count: int, seed: int, output: Path, name: str | Non
     """Choose a stratified calibration set and write its manifest with a content hash."""
     from trt_mass.precision.calib import make_manifest
 
-    calibration = make_manifest(source, count, seed, output, name)
+    calibration = make_manifest(source, count, seed, output, name, progress=True)
     strata = ", ".join(f"{k}: {v['chosen']}/{v['available']}" for k, v in sorted(calibration.strata.items()))
     click.echo(f"wrote {output}: {len(calibration.images)} images, content sha256 {calibration.content_sha256[:16]}…")
     click.echo(f"strata (finding|vendor|view: chosen/available): {strata}")

@@ -171,11 +171,13 @@ def choose(candidates: list[Candidate], count: int, seed: int) -> list[Candidate
     return sorted(chosen, key=lambda c: str(c.path))
 
 
-def make_manifest(source: str, count: int, seed: int, output: Path, name: str | None = None) -> CalibrationSet:
+def make_manifest(source: str, count: int, seed: int, output: Path, name: str | None = None,
+                  progress: bool = False) -> CalibrationSet:
     """Choose the images, hash them and write the manifest TOML to `output`."""
     candidates = find_candidates(source)
     refuse_overwriting({"-o/--output": output}, {"an image of the set's source": [c.path for c in candidates]})
     chosen = choose(candidates, count, seed)
+    _refuse_unreadable([c.path for c in chosen], progress)
     root = Path(source.split(":", 1)[1] if source.split(":", 1)[0] in ("csv", "mias", "inbreast") else source)
     root = root.resolve()
     images = tuple(
@@ -195,6 +197,25 @@ def make_manifest(source: str, count: int, seed: int, output: Path, name: str | 
     calibration = CalibrationSet(name or output.stem, root, images, content_hash(images), selection, strata, output)
     write_manifest(calibration, output)
     return calibration
+
+
+def _refuse_unreadable(paths: list[Path], progress: bool) -> None:
+    """Decode every chosen image now: a broken one would otherwise fail `quantize` later, after minutes of
+    calibration, or be left out of a set whose hash claims it."""
+    from trt_mass.inputs.files import read_image
+
+    unreadable = []
+    with ProgressLine(progress) as line:
+        for number, path in enumerate(paths, 1):
+            line.update(f"checking: {number}/{len(paths)} images")
+            try:
+                read_image(path)
+            except InputError as error:
+                unreadable.append(str(error))
+    if unreadable:
+        more = f" (and {len(unreadable) - 5} more)" if len(unreadable) > 5 else ""
+        raise ConfigError(f"{len(unreadable)} chosen calibration image(s) cannot be read: {'; '.join(unreadable[:5])}"
+                          f"{more}. Fix or remove them and make the set again")
 
 
 # --- TOML in and out --------------------------------------------------------------------------------
