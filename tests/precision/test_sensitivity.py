@@ -153,3 +153,9 @@ def test_cli_lists_layers_and_refuses_unknown_names(tiny_model: TinyModel, calib
     assert not list(tmp_path.glob("x.onnx*"))
     missing = runner.invoke(main, ["quantize", str(tiny_model.onnx_path), "--precision", "int8"])
     assert missing.exit_code == 2 and "--target" in missing.output
+    variant = tmp_path / "fp16.onnx"
+    made = runner.invoke(main, ["quantize", str(tiny_model.onnx_path), "--precision", "fp16", "--target", "tensorrt",
+                                "-o", str(variant)])
+    assert made.exit_code == 0, made.output
+    of_variant = runner.invoke(main, ["quantize", str(variant), "--list-layers"])  # printed nothing before
+    assert of_variant.exit_code == 4 and "already a fp16 variant" in of_variant.output

@@ -524,6 +524,7 @@ def list_layer_groups(source: Path) -> dict[str, list[str]]:
     if not source.is_file():
         raise ModelError(f"{source}: no such model file")
     model = _load_onnx(source)
+    _source_metadata(model, source)  # a variant's groups are already quantized or renamed: nothing to keep
     _name_nodes(model)
     return layer_groups(model.graph, network_node_names(model.graph))
 
