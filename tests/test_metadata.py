@@ -40,6 +40,10 @@ def test_refusals_name_the_model() -> None:
         metadata_from_map({METADATA_KEY: "{not json"}, "m.onnx")
     with pytest.raises(ModelError, match="unknown model kind 'detector'"):
         dataclasses.replace(make_metadata(), kind="detector")
+    good = json.loads(make_metadata().to_json())
+    for key, odd in (("precision", "FP16"), ("precision", "bf16"), ("target", "gpu"), ("kind", "detector")):
+        with pytest.raises(ModelError, match=rf"m\.onnx: malformed trt_mass metadata \(unknown .*'{odd}'"):
+            ModelMetadata.from_json(json.dumps({**good, key: odd}), "m.onnx")
 
 
 def test_file_hash_reads_in_chunks(tmp_path: Path) -> None:

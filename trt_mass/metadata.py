@@ -19,6 +19,8 @@ from trt_mass.spec import GraphSpec, ModelSpec
 METADATA_KEY = "trt_mass"
 METADATA_FORMAT = 1
 KINDS = ("engine_graph", "network_only")
+MODEL_PRECISIONS = ("fp32", "fp16", "int8")
+MODEL_TARGETS = ("any", "tensorrt", "cpu")  # any: the fp32 export every variant is made from
 OPERATING_FPPI = ("0.25", "0.5", "1", "2")  # the false positives per image eval measures score thresholds for
 
 
@@ -103,6 +105,11 @@ class ModelMetadata:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ModelError(f"unknown model kind {self.kind!r}")
+        # Every consumer branches on these two; an unknown value would pick a branch silently
+        if self.precision not in MODEL_PRECISIONS:
+            raise ModelError(f"unknown precision {self.precision!r} (trt_mass writes {', '.join(MODEL_PRECISIONS)})")
+        if self.target not in MODEL_TARGETS:
+            raise ModelError(f"unknown target {self.target!r} (trt_mass writes {', '.join(MODEL_TARGETS)})")
 
     @property
     def model_id(self) -> str:
@@ -141,6 +148,15 @@ class ModelMetadata:
                 raise ModelError(
                     f"{source}: metadata format {data.get('format')}, this trt_mass reads {METADATA_FORMAT}"
                 )
+            return cls._from_dict(data, source)
+        except ModelError:
+            raise
+        except (ValueError, KeyError, TypeError) as error:
+            raise ModelError(f"{source}: malformed trt_mass metadata ({error})") from error
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any], source: str) -> ModelMetadata:
+        try:
             return cls(
                 kind=data["kind"],
                 model_spec=ModelSpec.from_dict(data["model_spec"]),
@@ -157,9 +173,7 @@ class ModelMetadata:
                 operating_points=(OperatingPoints.from_dict(data["operating_points"])
                                   if data.get("operating_points") else None),
             )
-        except ModelError:
-            raise
-        except (ValueError, KeyError, TypeError) as error:
+        except ModelError as error:  # a value the constructor refuses; it does not know the file
             raise ModelError(f"{source}: malformed trt_mass metadata ({error})") from error
 
     def flat_entries(self) -> dict[str, str]:
