@@ -142,6 +142,7 @@ def _detect_one(path: Path, detector: Detector, decoder: PixelDecoder, writer: R
     read_started = time.perf_counter()
     mammogram = read_image(path, config.raster_bits, decoder)
     read_ms = 1000 * (time.perf_counter() - read_started)
+    writer.check_source(path, mammogram)
     result = detector.detect_mammogram(mammogram, default_spacing_mm=config.pixel_spacing_mm, source=str(path))
     stem = stems.claim(mammogram, path)
     truth_xyxy = truth.get(mammogram.sop_instance_uid or "", truth.get(path.name))

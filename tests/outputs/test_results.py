@@ -164,8 +164,11 @@ def test_a_dicom_input_without_a_sop_instance_uid_is_refused_not_skipped(
     dataset.save_as(anonymous)
     mammogram = read_image(anonymous)
     assert mammogram.sop_instance_uid is None
-    result = detector.detect_mammogram(mammogram)
     writer = _writer(detector, tmp_path / "out", overlay=True, dicom_kinds=("sr",))
+    with pytest.raises(InputError, match=r"no_uid\.dcm: no SOPInstanceUID"):  # before inference: detect, watch
+        writer.check_source(anonymous, mammogram)
+    _writer(detector, tmp_path / "plain", dicom_kinds=()).check_source(anonymous, mammogram)
+    result = detector.detect_mammogram(mammogram)
     with pytest.raises(InputError, match=r"no_uid\.dcm: no SOPInstanceUID: DICOM outputs cannot reference"):
         writer.write(anonymous, mammogram, result, result_stem(mammogram, anonymous), {})
     assert list((tmp_path / "out").iterdir()) == []

@@ -420,6 +420,8 @@ class WatchService:
                     self.counters.duplicates += 1
                     self.log.event("duplicate", file=item.path.name, sop_instance_uid=mammogram.sop_instance_uid)
                 return
+            assert self._writer is not None
+            self._writer.check_source(item.path, mammogram)
             result = self._detect_with_retry(item, mammogram)
             written = None if result is None else self._write_with_retry(item, mammogram, result, stem, extra)
         except InputError as error:

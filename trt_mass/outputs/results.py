@@ -180,6 +180,14 @@ class ResultWriter:
         write_json_atomic(path, record)
         return WrittenResult(path, record)
 
+    def check_source(self, source: Path, mammogram: Mammogram) -> None:
+        """Raise InputError now, before inference, when the DICOM outputs asked for cannot reference
+        `source` (no SOP Instance UID, no Study UID, ...): `write` would refuse it after the work is done."""
+        from trt_mass.outputs.dicom import read_source
+
+        if self.options.dicom_kinds and mammogram.raster_scaling is None:
+            read_source(source)
+
     def _dicom_outputs(self, source: Path, mammogram: Mammogram, shown: list[Finding],
                        stem: str) -> dict[str, str] | None:
         """The CAD SR / GSPS / SC of a DICOM input, with the shown findings; None for rasters (nothing to
