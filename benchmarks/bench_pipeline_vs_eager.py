@@ -91,9 +91,14 @@ def make_fp32_cpu(model: Path) -> Path:
 
 
 def progress(label: str) -> Any:
+    from trt_mass.progress import ProgressLine
+
+    line = ProgressLine()
+
     def report(done: int, total: int, what: str) -> None:
-        print(f"\r{label}: {done}/{total} ({what})        ", end="" if done < total else "\n", file=sys.stderr,
-              flush=True)
+        line.update(f"{label}: {done}/{total} ({what})")
+        if done == total:
+            line.close()
 
     return report
 
