@@ -36,7 +36,13 @@ def test_callers_bind_addresses() -> None:
     anywhere, pinned = Caller.parse("MODALITY1"), Caller.parse("ROUTER@10.1.1.7")
     assert anywhere.admits("MODALITY1", "192.168.0.3") and not anywhere.admits("MODALITY2", "192.168.0.3")
     assert pinned.admits("ROUTER", "10.1.1.7") and not pinned.admits("ROUTER", "10.1.1.8")
-    assert split_list("A, B@1.2.3.4 C") == ["A", "B@1.2.3.4", "C"]
+    assert split_list("A, B@1.2.3.4,C\nD") == ["A", "B@1.2.3.4", "C", "D"]
+    assert split_list("MG ROOM1, MAIN PACS@10.0.0.5:104") == ["MG ROOM1", "MAIN PACS@10.0.0.5:104"]  # not 4 titles
+    assert Caller.parse("MG ROOM1").admits("MG ROOM1", "10.0.0.1")
+    assert Caller.parse("ROUTER@::1").address == "::1"
+    for bad in ("ROUTER@localhost", "ROUTER@10.0.4.7:104", "A B@1.2.3.4 C"):  # would never match: refused
+        with pytest.raises(ConfigError, match="is not an IP address"):
+            Caller.parse(bad)
 
 
 def test_config_keys_from_toml_lists_and_environment(tmp_path: Path) -> None:

@@ -98,6 +98,8 @@ def test_echo_unknown_callers_ct_and_for_processing_are_refused(tmp_path: Path, 
         log = events(daemon.log)
         assert any(e["event"] == "echo" and e["calling_ae"] == CALLER for e in log)
         assert any(e["event"] == "association_refused" and e["calling_ae"] == "STRANGER" for e in log)
+        rejected = [e for e in log if e["event"] == "association_rejected"]
+        assert [(e["called_ae"], e["reason"]) for e in rejected] == [("NOTUS", "called AE title is not 'TRTMASS'")]
         refusal = [e for e in log if e["event"] == "store_refused"]
         assert len(refusal) == 1 and refusal[0]["status"] == "0x0122" and "FOR PROCESSING" in refusal[0]["reason"]
         assert not [e for e in log if e["event"] == "received"]
@@ -123,6 +125,8 @@ def test_association_limit_and_idle_timeout(tmp_path: Path, watch_model: Path) -
         assert first.is_established
         second = ae.associate("127.0.0.1", port, ae_title="TRTMASS")
         assert not second.is_established, "a second association is over the limit of 1"
+        wait_for(lambda: any(e["event"] == "association_rejected" and e["reason"] == "association limit (1) reached"
+                             for e in events(daemon.log)), 10, "the rejection logged with its reason")
         wait_for(lambda: not first.is_established, 10, "the idle association to be closed after 1 s")
         admitted = []
 

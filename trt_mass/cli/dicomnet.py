@@ -28,14 +28,20 @@ def send(files: tuple[Path, ...], destination: str, calling_ae: str, tls_cert: P
          tls_ca: Path | None, timeout_s: float, as_json: bool) -> None:
     """Send FILES (DICOM files, or folders of them) to a PACS or DICOMweb server.
 
-    Exit status 0 when every file was accepted, 7 when the peer could not be reached or refused the
-    association, 3 when it refused some files (each is listed with the peer's status).
+    In a folder only DICOM files are sent (a results folder also holds JSON and PNG); a file named
+    on the command line must be DICOM.  Exit status 0 when every file was accepted, 7 when the peer
+    could not be reached or refused the association, 3 when it refused some files (each is listed
+    with the peer's status).
     """
     from trt_mass.dicomnet.peers import Destination, TlsFiles, check_ae_title
     from trt_mass.dicomnet.send import SendSettings, send_files
-    from trt_mass.errors import InputError
+    from trt_mass.errors import ConfigError, InputError
+    from trt_mass.inputs.dicom import is_dicom_file
 
-    paths = sorted({p for f in files for p in ([f] if f.is_file() else f.rglob("*")) if p.is_file()})
+    in_folders = {p for f in files if f.is_dir() for p in f.rglob("*") if p.is_file() and is_dicom_file(p)}
+    paths = sorted({f for f in files if not f.is_dir()} | in_folders)
+    if not paths:
+        raise ConfigError(f"no DICOM files in {', '.join(map(str, files))}")
     settings = SendSettings(check_ae_title(calling_ae, "--calling-ae"), TlsFiles(tls_cert, tls_key, tls_ca),
                             timeout_s=timeout_s)
     outcomes = send_files(paths, Destination.parse(destination), settings)

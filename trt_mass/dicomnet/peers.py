@@ -89,7 +89,15 @@ class Caller:
 
     @classmethod
     def parse(cls, spec: str) -> Caller:
+        import ipaddress
+
         ae_title, _, address = spec.strip().partition("@")
+        if address:
+            try:  # compared with the peer's address as it is: a host name or a port would never match
+                address = str(ipaddress.ip_address(address.strip()))
+            except ValueError as error:
+                raise ConfigError(f"allowed caller {spec.strip()!r}: {address.strip()!r} is not an IP address (give "
+                                  "the caller's address, without a port; host names are not resolved)") from error
         return cls(check_ae_title(ae_title, "allowed caller"), address or None)
 
     def admits(self, ae_title: str, address: str) -> bool:
@@ -97,8 +105,8 @@ class Caller:
 
 
 def split_list(text: str | None) -> list[str]:
-    """Items of a comma- or whitespace-separated setting."""
-    return [item for item in re.split(r"[,\s]+", text or "") if item]
+    """Items of a comma-separated setting (commas or new lines; an AE title may hold a space)."""
+    return [item.strip() for item in re.split(r"[,\n]+", text or "") if item.strip()]
 
 
 @dataclass(frozen=True)

@@ -165,9 +165,17 @@ class StorageSCP:
             event.assoc.kill()
 
     def _on_rejected(self, event: Any) -> None:
+        """pynetdicom rejected the request itself (our allow-list refusals are logged by _on_requested)."""
         requestor = event.assoc.requestor
-        self.log.event("association_rejected", calling_ae=str(requestor.ae_title).strip(),
-                       address=str(requestor.address), called_ae=str(event.assoc.acceptor.ae_title).strip())
+        called = str(requestor.primitive.called_ae_title).strip()  # what the caller asked for, not our title
+        if called != self.settings.listen.ae_title:
+            reason = f"called AE title is not {self.settings.listen.ae_title!r}"
+        elif sum(a.is_acceptor for a in event.assoc.ae.active_associations) > self.settings.max_associations:
+            reason = f"association limit ({self.settings.max_associations}) reached"
+        else:
+            reason = "user identity refused"
+        self.log.event("association_rejected", calling_ae=str(requestor.primitive.calling_ae_title).strip(),
+                       address=str(requestor.address), called_ae=called, reason=reason)
 
     def _on_echo(self, event: Any) -> int:
         requestor = event.assoc.requestor

@@ -8,7 +8,7 @@ it: the UIDs of our results are deterministic, so a resend replaces, never dupli
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,18 +39,25 @@ class SendSettings:
     max_pdu: int = 262144
 
 
-def send_files(paths: Sequence[Path], destination: Destination,
-               settings: SendSettings | None = None) -> list[Outcome]:
+OutcomeFn = Callable[[Outcome], None]
+
+
+def send_files(paths: Sequence[Path], destination: Destination, settings: SendSettings | None = None,
+               on_outcome: OutcomeFn | None = None) -> list[Outcome]:
     """Send `paths` to `destination`; one Outcome per file.
 
-    Raises DeliveryError when the peer cannot be reached or refuses the association (then no file was
-    delivered), InputError for a file that is not DICOM, BackendUnavailableError when the client library
-    is missing.
+    `on_outcome` is called with each file's outcome as soon as the peer answered (the outbox lets an
+    accepted file go at once, not after the whole batch).
+
+    Raises DeliveryError when the peer cannot be reached, does not answer in time or refuses the
+    association (files already answered keep their outcomes), InputError for a file that is not DICOM,
+    BackendUnavailableError when the client library is missing.
     """
     settings = settings or SendSettings()
+    report = on_outcome or (lambda outcome: None)
     if destination.is_dicomweb:
-        return _stow(paths, destination, settings)
-    return _c_store(paths, destination, settings)
+        return _stow(paths, destination, settings, report)
+    return _c_store(paths, destination, settings, report)
 
 
 def _header(path: Path) -> tuple[str, str]:
@@ -64,7 +71,8 @@ def _header(path: Path) -> tuple[str, str]:
         raise InputError(str(path), f"not a DICOM file that can be sent ({error})") from error
 
 
-def _c_store(paths: Sequence[Path], destination: Destination, settings: SendSettings) -> list[Outcome]:
+def _c_store(paths: Sequence[Path], destination: Destination, settings: SendSettings,
+             report: OutcomeFn) -> list[Outcome]:
     try:
         from pynetdicom import AE
     except ImportError as error:
@@ -72,6 +80,12 @@ def _c_store(paths: Sequence[Path], destination: Destination, settings: SendSett
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    gone = [Outcome(path, False, "not sent: the file is gone") for path in paths if not path.exists()]
+    for outcome in gone:  # removed since it was listed (an operator clearing the outbox)
+        report(outcome)
+    paths = [path for path in paths if path.exists()]
+    if not paths:
+        return gone
     headers = {path: _header(path) for path in paths}
     ae = AE(ae_title=settings.calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.timeout_s
@@ -94,20 +108,37 @@ def _c_store(paths: Sequence[Path], destination: Destination, settings: SendSett
     except OSError as error:
         raise DeliveryError(f"{destination.spec}: {error}") from error
     if not assoc.is_established:
-        reason = "the association was rejected" if assoc.is_rejected else \
-            "could not associate (the peer is down, refused the connection, or did not answer)"
-        raise DeliveryError(f"{destination.spec}: {reason}")
-    outcomes = []
+        return gone + _not_associated(assoc, paths, destination, settings, report)
+    outcomes: list[Outcome] = []
     try:
         for path in paths:
             outcomes.append(_store_one(assoc, path, destination))
+            report(outcomes[-1])
             if not assoc.is_established:  # aborted by the peer: the rest waits for the next try
                 outcomes += [Outcome(p, False, "association lost") for p in paths[len(outcomes):]]
                 break
     finally:
         if assoc.is_established:
             assoc.release()
-    return outcomes
+    return gone + outcomes
+
+
+def _not_associated(assoc: Any, paths: Sequence[Path], destination: Destination, settings: SendSettings,
+                    report: OutcomeFn) -> list[Outcome]:
+    """The peer answered but takes none of the files' SOP classes and transfer syntaxes: each file is
+    refused (the peer is up; retrying will not help until it is configured). Otherwise DeliveryError."""
+    if assoc.is_aborted and assoc.rejected_contexts and not assoc.accepted_contexts:
+        outcomes = [Outcome(path, False, f"refused: {destination.ae_title} accepts none of the SOP classes and "
+                            "transfer syntaxes offered for it (configure the peer to store them)") for path in paths]
+        for outcome in outcomes:
+            report(outcome)
+        return outcomes
+    if assoc.is_rejected:
+        reason = (f"the association was rejected (check that the peer knows the calling AE title "
+                  f"{settings.calling_ae!r} and this host, and that {destination.ae_title!r} is its AE title)")
+    else:
+        reason = "could not associate (the peer is down, refused the connection, or did not answer)"
+    raise DeliveryError(f"{destination.spec}: {reason}")
 
 
 def _store_one(assoc: Any, path: Path, destination: Destination) -> Outcome:
@@ -115,6 +146,8 @@ def _store_one(assoc: Any, path: Path, destination: Destination) -> Outcome:
         status = assoc.send_c_store(path)
     except (ValueError, RuntimeError) as error:  # no accepted context for its class / syntax
         return Outcome(path, False, f"not sent: {error}")
+    except OSError as error:  # removed or unreadable since it was listed
+        return Outcome(path, False, f"not sent: {error.strerror or error}")
     if not status or "Status" not in status:
         return Outcome(path, False, "no response (timeout or association aborted)")
     code = int(status.Status)
@@ -125,7 +158,8 @@ def _store_one(assoc: Any, path: Path, destination: Destination) -> Outcome:
     return Outcome(path, False, f"{text}{f' ({comment})' if comment else ''} from {destination.ae_title}")
 
 
-def _stow(paths: Sequence[Path], destination: Destination, settings: SendSettings) -> list[Outcome]:
+def _stow(paths: Sequence[Path], destination: Destination, settings: SendSettings,
+          report: OutcomeFn) -> list[Outcome]:
     try:
         import requests
         from dicomweb_client.api import DICOMwebClient
@@ -138,15 +172,27 @@ def _stow(paths: Sequence[Path], destination: Destination, settings: SendSetting
         session.cert = (str(settings.tls.cert), str(settings.tls.key)) if settings.tls.key else str(settings.tls.cert)
     if settings.tls.ca is not None:
         session.verify = str(settings.tls.ca)
-    client = DICOMwebClient(destination.url, session=session)
+    client = DICOMwebClient(destination.url, session=session, timeout=settings.timeout_s)
+    # Its own retries (5, on any exception, with waits) held a silent server's file for minutes and
+    # ignored --timeout; the outbox retries with its backoff, `send` reports at once
+    client.set_http_retry_params(retry=False)
     outcomes = []
     for path in paths:  # one request per file: a refused file does not hold back the others
         try:
-            client.store_instances([pydicom.dcmread(path)])
+            dataset = pydicom.dcmread(path)
+        except OSError as error:  # removed or unreadable since it was listed
+            outcomes.append(Outcome(path, False, f"not sent: {error.strerror or error}"))
+            report(outcomes[-1])
+            continue
+        try:
+            client.store_instances([dataset])
+        except requests.exceptions.Timeout as error:
+            raise DeliveryError(f"{destination.spec}: no answer within {settings.timeout_s:g} s ({error})") from error
         except requests.exceptions.ConnectionError as error:
             raise DeliveryError(f"{destination.spec}: {error}") from error
         except (requests.exceptions.RequestException, ValueError) as error:
             outcomes.append(Outcome(path, False, f"STOW-RS refused: {error}"))
-            continue
-        outcomes.append(Outcome(path, True, "stored"))
+        else:
+            outcomes.append(Outcome(path, True, "stored"))
+        report(outcomes[-1])
     return outcomes
