@@ -32,9 +32,10 @@ class PickyPeer:
     """A pynetdicom C-STORE SCP that stores only instances whose PatientID is not 'REFUSE' (0xC000 for
     those), and accepts only the SOP classes it is given."""
 
-    def __init__(self, sop_classes: tuple[str, ...] = (MG,)) -> None:
+    def __init__(self, sop_classes: tuple[str, ...] = (MG,), seconds_per_store: float = 0.0) -> None:
         from pynetdicom import AE, AllStoragePresentationContexts, evt
 
+        self.seconds_per_store = seconds_per_store
         self.port = free_port()
         self.stored: list[str] = []
         ae = AE(ae_title="PICKY")
@@ -45,6 +46,7 @@ class PickyPeer:
                                       evt_handlers=[(evt.EVT_C_STORE, self._store)])
 
     def _store(self, event: object) -> int:
+        time.sleep(self.seconds_per_store)
         dataset = event.dataset  # type: ignore[attr-defined]
         if dataset.PatientID == "REFUSE":
             return 0xC000
@@ -172,3 +174,24 @@ def test_files_left_in_the_folder_of_a_changed_destination_are_reported(picky: P
                    EventLog(stream=log)).start()
     moved.stop()
     assert moved.status()["orphaned"] == {"PICKY_127.0.0.1_9": 1} and "outbox_orphaned" in log.getvalue()
+
+
+def test_shutdown_ends_a_batch_after_the_file_in_flight(phantoms: list[Path], tmp_path: Path) -> None:
+    """Files were let go only when the whole batch was sent: a SIGTERM during a slow batch waited 60 s, gave up,
+    and every file the PACS had accepted was sent again after the restart."""
+    peer = PickyPeer(seconds_per_store=1.0)
+    results = _copies(phantoms[0], tmp_path / "results", ["A", "B", "C", "D", "E", "F"])
+    outbox = Outbox(tmp_path / "outbox", [Destination.parse(f"PICKY@127.0.0.1:{peer.port}")], SendSettings(),
+                    EventLog(stream=io.StringIO()))
+    try:
+        outbox.put(results)
+        outbox.start()
+        wait_for(lambda: len(peer.stored) >= 1, 30, "the first file stored")
+        started = time.monotonic()
+        outbox.stop()
+        assert time.monotonic() - started < 5
+    finally:
+        peer.stop()
+    assert 1 <= len(peer.stored) < 6
+    assert outbox.status()["depth"] == 6 - len(peer.stored)
+    assert len(outbox.pending(outbox.destinations[0])) == 6 - len(peer.stored), "what was stored has left"

@@ -175,9 +175,13 @@ class Outbox:
             else:
                 state.refusals[outcome.path.name] = state.refusals.get(outcome.path.name, 0) + 1
                 refused.append(outcome)
+            if self._stop.is_set():  # shutting down: the association is released after this file
+                raise _Stopping
 
         try:
             send_files(batch, destination, self.settings, on_outcome=settle)
+        except _Stopping:
+            return bool(delivered)
         except TrtMassError as error:
             self._failed(destination, state, str(error))
             return bool(delivered)
@@ -216,6 +220,10 @@ class Outbox:
                        waiting=state.waiting)
         if self.on_change is not None:
             self.on_change()
+
+
+class _Stopping(Exception):
+    """Raised from the outcome callback to end a batch early at shutdown."""
 
 
 def _file_mtime_ns(path: Path) -> int | None:
