@@ -50,3 +50,10 @@ def test_spec_validation() -> None:
         GraphSpec(max_candidates=3840)
     assert GraphSpec().closure_squarings == 9
     assert TileGeometry().canvas_hw == (2304, 1920) and TileGeometry().num_views == 26
+
+
+@pytest.mark.parametrize("name", ["min_area_mm2", "min_area_canvas_px"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_minimum_areas_that_would_drop_every_finding_are_refused(name: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=f"{name} must be a finite number >= 0"):
+        GraphSpec(**{name: value})  # type: ignore[arg-type]

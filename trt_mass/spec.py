@@ -7,6 +7,7 @@ and ONNX metadata without pickling.  Nothing here imports torch.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,8 +196,10 @@ class GraphSpec:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {value}")
-        if self.min_area_mm2 < 0 or self.min_area_canvas_px < 0:
-            raise ConfigError("minimum areas must be >= 0")
+        for name in ("min_area_mm2", "min_area_canvas_px"):  # NaN or inf would drop every finding
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
 
     @property
     def selects_views(self) -> bool:

@@ -86,6 +86,8 @@ def test_time_budget_ends_the_run_checkpointed_and_resume_keeps_it(tmp_path: Pat
     resumed = TrainConfig(**{**config.__dict__, "resume": True})
     assert train(resumed, progress=False) == last and load_checkpoint(last)[1]["epoch"] == extra["epoch"], \
         "a spent budget is not trained on"
+    longer = TrainConfig(**{**config.__dict__, "resume": True, "time_budget_s": extra["trained_seconds"] + 1.0})
+    assert load_checkpoint(train(longer, progress=False))[1]["epoch"] > extra["epoch"], "a larger budget goes on"
     with pytest.raises(ConfigError, match="--time-budget"):
         TrainConfig(data=("x",), out_dir=tmp_path, time_budget_s=0.0)
 
@@ -121,6 +123,9 @@ def test_train_checkpoint_export_parity(tmp_path: Path) -> None:
     mismatch = subprocess.run([*cli, "export", str(out / "last.pt"), "--tile", "256x224", "-o", str(onnx_path)],
                               capture_output=True, text=True)
     assert mismatch.returncode == 2 and "trained with --tile 128x96" in mismatch.stderr
+    upper = subprocess.run([*cli, "export", str(out / "last.pt"), "--tile", "128X96", "-o", str(tmp_path / "u.onnx"),
+                            "--network-only"], capture_output=True, text=True)
+    assert "trained with" not in upper.stderr, "128X96 is the tile it was trained with"
     subprocess.run([*cli, "export", str(out / "last.pt"), "-o", str(onnx_path)], check=True)  # tile as trained
     # The trained weights through ONNX Runtime give the PyTorch graph's detections.
     spec = GraphSpec(geometry=TileGeometry(128, 96, 5))
@@ -159,3 +164,66 @@ def test_validation_fold_picks_the_epoch_and_hard_negatives_join_the_next(tmp_pa
     assert epochs[0]["hard_negatives"] == 0, "nothing is mined before the first epoch"
     assert 0 < epochs[1]["hard_negatives"] <= 2 * 5, "at most 2 per training image without a mass"
     assert epochs[1]["views"] == epochs[0]["views"] + epochs[1]["hard_negatives"], "each becomes one more view"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"epochs": 0}, "--epochs must be at least 1"),
+    ({"batch_size": 0}, "--batch-size must be at least 1"),
+    ({"lr": float("nan")}, "--lr must be a finite number > 0"),
+    ({"lr": float("inf")}, "--lr must be a finite number > 0"),
+    ({"lr": -1.0}, "--lr must be a finite number > 0"),
+    ({"time_budget_s": float("nan")}, "--time-budget must be a finite number"),
+    ({"time_budget_s": float("inf")}, "--time-budget must be a finite number"),
+    ({"device": "foo"}, "--device must be auto, cpu or cuda"),
+    ({"folds": 0}, "--folds must be at least 2"),
+    ({"data": ("d", "./d")}, "names one data set twice"),
+])
+def test_settings_that_would_train_nothing_or_diverge_are_refused(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{"data": ("d",), "out_dir": Path("out"), **changes})  # type: ignore[arg-type]
+
+
+def test_fold_without_folds_is_refused_on_the_command_line(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "trt_mass.cli", "train", "--data", str(tmp_path), "--out",
+                          str(tmp_path / "run"), "--fold", "3"], capture_output=True, text=True)
+    assert run.returncode == 2 and "--fold needs --folds" in run.stderr
+
+
+def test_resume_refuses_another_run_and_a_new_run_refuses_a_used_folder(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_phantoms(data, 3, seed=22, scale=0.05, normal_fraction=0.0)
+    config = TrainConfig(data=(str(data),), out_dir=tmp_path / "run", spec=ModelSpec(arch="resnet18", head_width=16),
+                         geometry=TileGeometry(64, 64, 5), epochs=1, lr=1e-3, batch_size=4)
+    train(config, progress=False)
+    with pytest.raises(ConfigError, match=r"holds a run already .*--resume continues it"):
+        train(config, progress=False)
+    for changes, named in (({"geometry": TileGeometry(96, 96, 5)}, "geometry"),
+                           ({"spec": ModelSpec(arch="resnet18", head_width=32)}, "model"),
+                           ({"folds": 3, "fold": 1}, "folds")):
+        other = TrainConfig(**{**config.__dict__, "epochs": 2, "resume": True, **changes})
+        with pytest.raises(ConfigError, match=rf"--resume: .*last.pt is a run with other settings \({named} "):
+            train(other, progress=False)
+    spelled = TrainConfig(**{**config.__dict__, "data": (str(data) + "/.",), "epochs": 2, "resume": True})
+    assert load_checkpoint(train(spelled, progress=False))[1]["epoch"] == 2, "the same run, its data spelled otherwise"
+
+
+def test_a_diverged_run_stops_and_its_weights_are_not_exported(tmp_path: Path) -> None:
+    from trt_mass.errors import ModelError
+    from trt_mass.model.export import ExportOptions, export_onnx
+
+    data = tmp_path / "data"
+    write_phantoms(data, 2, seed=22, scale=0.05, normal_fraction=0.0)
+    broken = random_network(ModelSpec(arch="resnet18", head_width=16), seed=0)
+    with torch.no_grad():
+        broken.head.classification_head.cls_logits.weight[0, 0, 0, 0] = float("nan")
+    init = tmp_path / "nan.pt"
+    save_checkpoint(init, broken)
+    run = tmp_path / "run"
+    with pytest.raises(ModelError, match="training diverged: the loss is nan at epoch 1, step 1"):
+        train(TrainConfig(data=(str(data),), out_dir=run, geometry=TileGeometry(64, 64, 5), epochs=1, init=init),
+              progress=False)
+    assert not (run / "last.pt").exists(), "nothing of the diverged epoch is saved"
+    with pytest.raises(ModelError, match=r"hold NaN or infinity .*cls_logits"):
+        export_onnx(broken, "checkpoint:nan.pt", ExportOptions(GraphSpec(geometry=TileGeometry(64, 64, 5))),
+                    tmp_path / "nan.onnx")
+    assert not (tmp_path / "nan.onnx").exists()

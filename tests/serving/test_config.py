@@ -86,3 +86,18 @@ def test_a_served_model_without_trt_mass_metadata_is_refused() -> None:
     assert bare.inputs == (TensorSpec("x", "float32", (1, 3)),)
     with pytest.raises(ModelError, match="model 'resnet' carries no trt_mass metadata"):
         bare.metadata("grpc://h:8001")
+
+
+def test_serve_never_replaces_a_repository_with_other_models(tmp_path: Path) -> None:
+    """serve removes the repository it laid out last time in --workdir; one of triton-repo --out, with other
+    models, was removed too."""
+    from trt_mass.bundled import default_model
+    from trt_mass.errors import ConfigError
+    from trt_mass.serving.server import ServeConfig, TritonServer
+
+    other = tmp_path / "repository" / "other_model"
+    other.mkdir(parents=True)
+    (other / "config.pbtxt").write_text('name: "other_model"\n')
+    with pytest.raises(ConfigError, match=r"holds other models \(other_model\)"):
+        TritonServer(ServeConfig(model=default_model(), workdir=tmp_path)).start()
+    assert (other / "config.pbtxt").exists()

@@ -75,7 +75,7 @@ def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, hea
     from trt_mass.model.checkpoint import load_checkpoint, random_network
     from trt_mass.model.export import ExportOptions, export_onnx
     from trt_mass.outputs.operating_point import given_operating_points
-    from trt_mass.spec import ModelSpec
+    from trt_mass.spec import ModelSpec, parse_hw
 
     points = given_operating_points(operating_points)
     refuse_overwriting({"-o/--output": output}, {"the CHECKPOINT": checkpoint})
@@ -92,6 +92,8 @@ def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, hea
         init = f"random:seed={seed},prior={random_prior}"
     trained_tile = f"{trained['tile_h']}x{trained['tile_w']}" if trained else None
     for name, given, as_trained in (("--tile", tile, trained_tile), ("--grid", grid, trained.get("grid"))):
+        if name == "--tile" and given is not None:
+            given = "x".join(map(str, parse_hw(str(given))))  # 64X64 is 64x64
         if given is not None and as_trained is not None and str(given) != str(as_trained):
             raise ConfigError(f"{checkpoint} was trained with {name} {as_trained}; exporting it with {given} would "
                               "change the scale the network sees (retrain or fine-tune at that geometry)")

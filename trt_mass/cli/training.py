@@ -29,7 +29,7 @@ from trt_mass.errors import InputError
                    "schedule decays over them instead of over --epochs (for a machine lent for a fixed time).")
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--folds", type=int, default=None, help="Patient-wise K-fold: train on all folds but --fold.")
-@click.option("--fold", type=int, default=0, show_default=True)
+@click.option("--fold", type=int, default=None, help="With --folds: the test fold, left out [default: 0].")
 @click.option("--init", "init_checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="Start from this checkpoint (fine-tuning).")
 @click.option("--backbone-weights", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
@@ -49,25 +49,29 @@ from trt_mass.errors import InputError
               help="Random sections per image and epoch (besides the full view and one per mass).")
 @maps_errors
 def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile: str, grid: int, epochs: int,
-          lr: float, lr_schedule: str, batch_size: int, folds: int | None, fold: int, init_checkpoint: Path | None,
+          lr: float, lr_schedule: str, batch_size: int, folds: int | None, fold: int | None,
+          init_checkpoint: Path | None,
           backbone_weights: Path | None, resume: bool, device: str, seed: int, val_fold: int | None,
           val_data: tuple[str, ...], intensity_aug: float, hard_negatives: int, random_tiles: int,
           time_budget_s: float | None) -> None:
     """Train the RetinaNet on labelled mammograms (focal loss, Adam), one checkpoint per epoch."""
+    from trt_mass.errors import ConfigError
     from trt_mass.model.train import TrainConfig
     from trt_mass.model.train import train as run_training
     from trt_mass.spec import ModelSpec, TileGeometry, parse_hw
 
+    if fold is not None and folds is None:
+        raise ConfigError("--fold needs --folds (without it every image is trained on)")
     tile_h, tile_w = parse_hw(tile)
     config = TrainConfig(data=data, out_dir=out_dir, spec=ModelSpec(arch=arch, head_width=head_width),
                          geometry=TileGeometry(tile_h, tile_w, grid), epochs=epochs, lr=lr, batch_size=batch_size,
-                         folds=folds, fold=fold, init=init_checkpoint, backbone_weights=backbone_weights,
+                         folds=folds, fold=fold or 0, init=init_checkpoint, backbone_weights=backbone_weights,
                          resume=resume, device=device, seed=seed, val_fold=val_fold, val_data=val_data,
                          intensity=intensity_aug, lr_schedule=lr_schedule,
                          hard_negatives=hard_negatives, random_tiles=random_tiles, time_budget_s=time_budget_s)
     last = run_training(config)
     chosen = last.with_name("best.pt") if val_fold is not None else last
-    click.echo(f"checkpoint: {chosen}; export it with: trtmass export {chosen} --tile {tile} --grid {grid} "
+    click.echo(f"checkpoint: {chosen}; export it with: trtmass export {chosen} --tile {tile_h}x{tile_w} --grid {grid} "
                "-o model.onnx")
 
 
@@ -84,7 +88,7 @@ def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="Patient resamples for the CIs (0: none).")
 @click.option("--threads", type=int, default=None)
 @click.option("--folds", type=int, default=None, help="Evaluate only the patient-wise test fold --fold of K.")
-@click.option("--fold", type=int, default=0, show_default=True)
+@click.option("--fold", type=int, default=None, help="With --folds: the test fold, left out [default: 0].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold assignment (as in train).")
 @click.option("--raster-bits", type=click.IntRange(8, 16), default=None,
               help="Significant bits of 16-bit PNG/TIFF images, as for detect [default: the file's own, else its "

@@ -104,6 +104,11 @@ def export_onnx(
         init: provenance, e.g. "checkpoint:model.pt" or "random:seed=0,prior=0.01".
     """
     network = network.eval()
+    broken = [name for name, value in network.state_dict().items()
+              if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if broken:  # a diverged training run: the model would find nothing, silently
+        raise ModelError(f"{init}: {len(broken)} weight tensor(s) hold NaN or infinity ({', '.join(broken[:3])}"
+                         f"{' ...' if len(broken) > 3 else ''}); the training diverged, this model cannot be exported")
     module, example, input_names, output_names = _example_and_names(network, options)
     module = module.eval()
     dynamic_shapes = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -29,7 +30,7 @@ import torch
 
 from trt_mass.atomic import atomic_path
 from trt_mass.datasets.labelled import Sample, check_boxes_on_image, load_dataset, patient_folds
-from trt_mass.errors import ConfigError, InputError
+from trt_mass.errors import ConfigError, InputError, ModelError
 from trt_mass.geometry import CanvasBuilder
 from trt_mass.model.augment import IntensityAugment
 from trt_mass.model.checkpoint import load_checkpoint, random_network, save_checkpoint
@@ -128,12 +129,15 @@ class TrainConfig:
     time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
+        self._check_counts()
+        if self.folds is not None and self.folds < 2:
+            raise ConfigError(f"--folds must be at least 2 (or left out to train on everything), not {self.folds}")
         if self.val_fold is not None:
             if not self.folds:
                 raise ConfigError("--val-fold needs --folds")
             if not 0 <= self.val_fold < self.folds or self.val_fold == self.fold:
                 raise ConfigError(f"--val-fold must be in 0..{self.folds - 1} and differ from --fold {self.fold}")
-        unknown = [spec for spec in self.val_data if spec not in self.data]
+        unknown = [spec for spec in self.val_data if _data_key(spec) not in map(_data_key, self.data)]
         if unknown:
             raise ConfigError(f"--val-data {unknown[0]} is not one of the --data sets {list(self.data)}")
         if not 0.0 <= self.intensity <= 1.0:
@@ -144,6 +148,29 @@ class TrainConfig:
             raise ConfigError(f"--time-budget must be > 0 seconds, not {self.time_budget_s}")
         if self.hard_negatives < 0 or self.mining_images < 1:
             raise ConfigError("--hard-negatives must be >= 0 and the mining images >= 1")
+        normalized = [_data_key(spec) for spec in self.data]
+        if len(set(normalized)) < len(normalized):
+            raise ConfigError(f"--data names one data set twice {list(self.data)}: its images would count twice")
+
+    def _check_counts(self) -> None:
+        """Values that would train nothing, or diverge at once, are refused before any work."""
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, not {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr must be a finite number > 0, not {self.lr}")
+        if self.time_budget_s is not None and not math.isfinite(self.time_budget_s):
+            raise ConfigError(f"--time-budget must be a finite number of seconds, not {self.time_budget_s}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"--device must be auto, cpu or cuda[:N], not {self.device!r}")
+
+
+def _data_key(spec: str) -> tuple[str, str]:
+    """(kind, resolved folder) of a data set spec: one set under two spellings is one set."""
+    kind, _, location = spec.partition(":") if spec.split(":", 1)[0] in ("csv", "mias", "inbreast") else \
+        ("csv", "", spec)
+    return kind, str(Path(location).resolve())
 
 
 def split_samples(samples_by_data: dict[str, list[Sample]], config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
@@ -156,7 +183,7 @@ def split_samples(samples_by_data: dict[str, list[Sample]], config: TrainConfig)
             samples, _ = patient_folds(samples, config.folds, config.fold, config.seed)
         if config.val_fold is not None:
             samples, held = patient_folds(samples, config.folds or 0, config.val_fold, config.seed)
-            if not config.val_data or spec in config.val_data:
+            if not config.val_data or _data_key(spec) in map(_data_key, config.val_data):
                 validation += held
         train += samples
     return train, validation
@@ -243,7 +270,30 @@ def make_views(image: CachedImage, geometry: TileGeometry, rng: np.random.Genera
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: this torch sees no CUDA GPU (use --device cpu or auto)")
     return torch.device(name)
+
+
+def _refuse_another_run(config: TrainConfig, intended: ModelSpec, resumed: ModelSpec, extra: dict[str, object],
+                        last: Path) -> None:
+    """--resume continues the run in OUT: a network, views, folds or data other than its own would train
+    a model that is neither (and a changed fold trains on the images the earlier epochs held out)."""
+    recorded: dict[str, object] = {
+        "model": resumed, "geometry": extra.get("geometry"), "folds": extra.get("folds"),
+        "fold": extra.get("test_fold", 0 if extra.get("folds") else None), "val_fold": extra.get("val_fold"),
+        "seed": extra.get("fold_seed", config.seed if not extra.get("folds") else None),
+        "data": sorted(_data_key(str(spec)) for spec in extra.get("data", config.data)),  # type: ignore[attr-defined]
+    }
+    asked: dict[str, object] = {
+        "model": intended, "geometry": config.geometry.to_dict(), "folds": config.folds,
+        "fold": config.fold if config.folds else None, "val_fold": config.val_fold, "seed": config.seed,
+        "data": sorted(map(_data_key, config.data)),
+    }
+    differs = [f"{key} {recorded[key]} -> {asked[key]}" for key in asked if recorded[key] != asked[key]]
+    if differs:
+        raise ConfigError(f"--resume: {last} is a run with other settings ({'; '.join(differs)}); resume it with its "
+                          "own settings, or train into another --out")
 
 
 def _initial_network(config: TrainConfig) -> RetinaNetNetwork:
@@ -272,11 +322,16 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     start_epoch, spent_before_s = 0, 0.0
     network = _initial_network(config)
     if config.resume and last.exists():
+        intended_spec = network.spec
         network, extra = load_checkpoint(last)
+        _refuse_another_run(config, intended_spec, network.spec, extra, last)
         start_epoch = int(extra.get("epoch", 0))
         spent_before_s = float(extra.get("trained_seconds", 0.0))
-        if extra.get("time_budget_spent"):
+        if config.time_budget_s is not None and spent_before_s >= config.time_budget_s:
             return last
+    elif last.exists():
+        raise ConfigError(f"{config.out_dir} holds a run already (last.pt): --resume continues it; a new run needs "
+                          "another --out (its best.pt and epochs would be mixed with the new ones)")
     device = _device(config.device)
     network = network.to(device).train()
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
@@ -288,6 +343,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     validation_images = _cache(validation_samples, config.geometry, progress) if validation_samples else []
     if config.val_fold is not None and not validation_images:
         raise ConfigError(f"validation fold {config.val_fold} of {config.folds} has no usable image")
+    if validation_images and not any(len(image.boxes) for image in validation_images):
+        raise ConfigError(f"validation fold {config.val_fold} of {config.folds} has no mass: its TPR cannot choose "
+                          "an epoch (another --val-fold, or --val-data with masses)")
     anchors = view_anchors((config.geometry.tile_h, config.geometry.tile_w)).to(device)
     rng = np.random.default_rng(config.seed + start_epoch)
     torch.manual_seed(config.seed + start_epoch)
@@ -367,7 +425,12 @@ def _train_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer,
             if step and clock.expired():
                 break
             batch = [views[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]]
-            total += _train_step(network, optimizer, batch, anchors, config, clock.fraction(epoch, step, steps))
+            loss = _train_step(network, optimizer, batch, anchors, config, clock.fraction(epoch, step, steps))
+            if not math.isfinite(loss):  # every later step and checkpoint would be NaN: a model that finds nothing
+                raise ModelError(f"training diverged: the loss is {loss} at epoch {epoch + 1}, step {step + 1} "
+                                 f"(--lr {config.lr:g}); nothing of this epoch is saved. Lower --lr and --resume, "
+                                 "or start again")
+            total += loss
             done += 1
             remaining = clock.remaining_s(clock.fraction(epoch, step + 1, steps))
             left = "" if remaining is None else f", run ~{format_duration(remaining)} left"

@@ -196,7 +196,18 @@ class TritonServer:
         # one, and removed after a server that could not remove them itself (killed).
         self.shm_prefix = f"trtmass_{os.getpid()}_{secrets.token_hex(4)}_"
 
+    def _refuse_foreign_repository(self, repository: Path) -> None:
+        """serve lays out its own repository in --workdir (and removes the last one): one that holds other
+        models is someone's (trtmass triton-repo --out), not ours to replace."""
+        others = sorted(p.name for p in repository.iterdir() if p.name != self.config.name) \
+            if repository.is_dir() else []
+        if others:
+            raise ConfigError(f"{repository} holds other models ({', '.join(others[:3])}); serve lays out its own "
+                              "repository there: give --workdir a folder of its own")
+
     def start(self) -> TritonServer:
+        if self.config.workdir is not None:
+            self._refuse_foreign_repository(self.config.workdir / "repository")
         distribution = triton_distribution()
         if self.config.workdir is None:
             self._workdir, self._owns_workdir = Path(tempfile.mkdtemp(prefix="trtmass-serve-")), True
