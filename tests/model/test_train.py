@@ -203,8 +203,13 @@ def test_resume_refuses_another_run_and_a_new_run_refuses_a_used_folder(tmp_path
         other = TrainConfig(**{**config.__dict__, "epochs": 2, "resume": True, **changes})
         with pytest.raises(ConfigError, match=rf"--resume: .*last.pt is a run with other settings \({named} "):
             train(other, progress=False)
+    leftover = config.out_dir / ".optimizer.pt.0a1b2c3d.tmp"  # a run killed while it saved
+    leftover.write_bytes(b"\0" * 1024)
     spelled = TrainConfig(**{**config.__dict__, "data": (str(data) + "/.",), "epochs": 2, "resume": True})
     assert load_checkpoint(train(spelled, progress=False))[1]["epoch"] == 2, "the same run, its data spelled otherwise"
+    assert not leftover.exists()
+    history = json.loads((config.out_dir / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2], "history is written before last.pt"
 
 
 def test_a_diverged_run_stops_and_its_weights_are_not_exported(tmp_path: Path) -> None:

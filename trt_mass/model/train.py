@@ -318,6 +318,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     if config.max_images:
         samples = samples[: config.max_images]
     config.out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in config.out_dir.glob(".*.tmp*"):  # of a run killed while it saved (optimizer.pt: 100 MB)
+        leftover.unlink(missing_ok=True)
     last = config.out_dir / "last.pt"
     start_epoch, spent_before_s = 0, 0.0
     network = _initial_network(config)
@@ -337,9 +339,15 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
     if config.resume and (config.out_dir / "optimizer.pt").exists():
         optimizer.load_state_dict(torch.load(config.out_dir / "optimizer.pt", map_location=device, weights_only=True))
+    if not samples and config.folds:
+        raise ConfigError(f"no training images are left once the test fold ({config.fold}) and the validation fold "
+                          f"({config.val_fold}) of {config.folds} are held out: use fewer folds or more data")
     images = _cache(samples, config.geometry, progress)
     if not images:
         raise ConfigError("no usable training images")
+    if not any(len(image.boxes) for image in images):
+        print("train: warning: the training images hold no mass: the detector learns only what is not one",
+              file=sys.stderr)
     validation_images = _cache(validation_samples, config.geometry, progress) if validation_samples else []
     if config.val_fold is not None and not validation_images:
         raise ConfigError(f"validation fold {config.val_fold} of {config.folds} has no usable image")
@@ -368,8 +376,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 print(f"validation (fold {config.val_fold}, {measured.images} images, {measured.lesions} masses): "
                       f"TPR {measured.tpr_at_fppi}", file=sys.stderr)
         spent = clock.expired() or epoch + 1 == config.epochs
-        _save_epoch(network, optimizer, config, epoch, mean_loss, measured, clock, spent)
+        extra = _save_epoch(network, optimizer, config, epoch, mean_loss, measured, clock)
         history.add(record, measured)
+        save_checkpoint(last, network, extra)  # written last: what --resume starts from has all of the above
         if spent:
             break
         if config.hard_negatives:
@@ -457,19 +466,19 @@ def _train_step(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer, bat
 
 
 def _save_epoch(network: RetinaNetNetwork, optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int,
-                mean_loss: float, measured: Validation | None, clock: RunClock, last_epoch: bool) -> None:
-    """epochNNN.pt, last.pt and optimizer.pt (so --resume continues where this epoch ended)."""
+                mean_loss: float, measured: Validation | None, clock: RunClock) -> dict[str, object]:
+    """epochNNN.pt and optimizer.pt; returns the checkpoint's extra, for last.pt."""
     extra: dict[str, object] = {"epoch": epoch + 1, "loss": mean_loss, "data": list(config.data),
                                 "geometry": config.geometry.to_dict(),  # export takes the views' geometry from here
                                 "trained_seconds": round(clock.spent_s(), 1)}
     if config.time_budget_s is not None:
-        extra.update(time_budget_s=config.time_budget_s, time_budget_spent=last_epoch)
+        extra.update(time_budget_s=config.time_budget_s, time_budget_spent=clock.expired())
     if config.folds:
         extra.update(folds=config.folds, test_fold=config.fold, val_fold=config.val_fold, fold_seed=config.seed)
     if measured is not None:
         extra["validation"] = measured.to_dict()
     save_checkpoint(config.out_dir / f"epoch{epoch + 1:03d}.pt", network.cpu(), extra)
-    save_checkpoint(config.out_dir / "last.pt", network, extra)
     with atomic_path(config.out_dir / "optimizer.pt") as temporary:
         torch.save(optimizer.state_dict(), temporary)
+    return extra
 
