@@ -113,3 +113,16 @@ def test_truth_mostly_outside_its_image_is_refused(box: tuple[int, ...], refused
         return
     with pytest.raises(InputError, match=r"data/a.png: its truth box .* lies mostly outside the 100x120 image"):
         check_boxes_on_image(sample, 120, 100)
+
+
+def test_data_specs_name_one_set_under_two_spellings(tmp_path, monkeypatch):
+    from trt_mass.datasets.labelled import parse_data_spec
+
+    (tmp_path / "mias").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert parse_data_spec("mias:mias").key == parse_data_spec(f"mias:{tmp_path}/./mias").key
+    assert parse_data_spec(str(tmp_path / "mias")).key == parse_data_spec(f"csv:{tmp_path}/mias").key
+    assert parse_data_spec("mias:mias").key != parse_data_spec("csv:mias").key
+    bare = parse_data_spec("mias")  # a folder named like a kind stays a folder
+    assert (bare.kind, bare.folder, bare.labelled_by_kind) == ("csv", Path("mias"), False)
+    assert parse_data_spec("inbreast:/data/INbreast").labelled_by_kind

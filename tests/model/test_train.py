@@ -123,6 +123,16 @@ def test_train_checkpoint_export_parity(tmp_path: Path) -> None:
     mismatch = subprocess.run([*cli, "export", str(out / "last.pt"), "--tile", "256x224", "-o", str(onnx_path)],
                               capture_output=True, text=True)
     assert mismatch.returncode == 2 and "trained with --tile 128x96" in mismatch.stderr
+    foreign = subprocess.run([*cli, "export", str(out / "last.pt"), "--arch", "resnet50", "-o", str(onnx_path)],
+                             capture_output=True, text=True)
+    assert foreign.returncode == 2 and "--arch: only with --init random" in foreign.stderr
+    for extra_args, message in ((["--arch", "resnet50"], "not the"), (["--backbone-weights", str(out / "last.pt")],
+                                                                        "give one of them")):
+        refused = subprocess.run([*cli, "train", "--data", str(data), "--out", str(tmp_path / "tuned"), "--init",
+                                  str(out / "last.pt"), "--tile", "128x96", "--epochs", "1", *extra_args],
+                                 capture_output=True, text=True)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    assert not (tmp_path / "tuned" / "last.pt").exists()
     upper = subprocess.run([*cli, "export", str(out / "last.pt"), "--tile", "128X96", "-o", str(tmp_path / "u.onnx"),
                             "--network-only"], capture_output=True, text=True)
     assert "trained with" not in upper.stderr, "128X96 is the tile it was trained with"

@@ -27,12 +27,13 @@ def _graph_spec(tile: str, grid: int, **thresholds: Any) -> Any:
               help="Where to write the .onnx file.")
 @click.option("--init", "init_mode", type=click.Choice(["checkpoint", "random"]), default="checkpoint",
               show_default=True, help="Weights from CHECKPOINT, or random (said so in the metadata).")
-@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet50",
-              show_default=True, help="Backbone, with --init random.")
-@click.option("--head-width", type=int, default=256, show_default=True, help="FPN/head channels, with --init random.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
-@click.option("--random-prior", type=float, default=0.01, show_default=True,
-              help="Initial class probability of random weights (the paper: 0.01).")
+@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default=None,
+              help="Backbone, with --init random [default: resnet50].")
+@click.option("--head-width", type=int, default=None, help="FPN/head channels, with --init random [default: 256].")
+@click.option("--seed", type=int, default=None, help="Seed of the random weights, with --init random [default: 0].")
+@click.option("--random-prior", type=float, default=None,
+              help="Initial class probability of random weights, with --init random (the paper: 0.01) "
+                   "[default: 0.01].")
 @click.option("--tile", default=None,
               help="View size HEIGHTxWIDTH (canvas pixels) [default: the checkpoint's training tile, else 768x640].")
 @click.option("--grid", type=int, default=None,
@@ -64,14 +65,19 @@ def _graph_spec(tile: str, grid: int, **thresholds: Any) -> Any:
               help="Record a score threshold, e.g. 1fppi=0.35 (repeatable; NAME: 0.25fppi, 0.5fppi, 1fppi, 2fppi). "
                    "Usually measured instead: trtmass eval --write-operating-points.")
 @maps_errors
-def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, head_width: int, seed: int,
-           random_prior: float, tile: str | None, grid: int | None, network_only: bool, no_simplify: bool,
+def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str | None, head_width: int | None,
+           seed: int | None, random_prior: float | None, tile: str | None, grid: int | None, network_only: bool,
+           no_simplify: bool,
            operating_points: tuple[str, ...], **thresholds: Any) -> None:
     """Export CHECKPOINT (or random weights) as the engine-graph ONNX."""
     if init_mode == "checkpoint" and checkpoint is None:
         raise ConfigError("give a CHECKPOINT, or --init random for random weights")
     if init_mode == "random" and checkpoint is not None:
         raise ConfigError("--init random takes no CHECKPOINT")
+    random_only = {"--arch": arch, "--head-width": head_width, "--seed": seed, "--random-prior": random_prior}
+    stray = [name for name, value in random_only.items() if value is not None]
+    if checkpoint is not None and stray:
+        raise ConfigError(f"{', '.join(stray)}: only with --init random; {checkpoint} holds its own network")
     from trt_mass.model.checkpoint import load_checkpoint, random_network
     from trt_mass.model.export import ExportOptions, export_onnx
     from trt_mass.outputs.operating_point import given_operating_points
@@ -88,7 +94,11 @@ def export(checkpoint: Path | None, output: Path, init_mode: str, arch: str, hea
             raise ModelError(f"{checkpoint}: malformed trt_mass checkpoint (its geometry {trained} has no tile size)")
         init = f"checkpoint:{checkpoint.name}"
     else:
-        network = random_network(ModelSpec(arch=arch, head_width=head_width), seed, random_prior)
+        default = ModelSpec()
+        model_spec = ModelSpec(arch=default.arch if arch is None else arch,
+                               head_width=default.head_width if head_width is None else head_width)
+        seed, random_prior = 0 if seed is None else seed, 0.01 if random_prior is None else random_prior
+        network = random_network(model_spec, seed, random_prior)
         init = f"random:seed={seed},prior={random_prior}"
     trained_tile = f"{trained['tile_h']}x{trained['tile_w']}" if trained else None
     for name, given, as_trained in (("--tile", tile, trained_tile), ("--grid", grid, trained.get("grid"))):

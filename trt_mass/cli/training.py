@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from trt_mass.errors import InputError
               help="Data set spec (repeatable): DIR with truth.csv, mias:DIR or inbreast:DIR.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for checkpoints (epochNNN.pt, last.pt).")
-@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet50", show_default=True)
-@click.option("--head-width", type=int, default=256, show_default=True)
+@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default=None,
+              help="Backbone [default: resnet50, or the --init checkpoint's].")
+@click.option("--head-width", type=int, default=None, help="FPN/head channels [default: 256, or the --init "
+              "checkpoint's].")
 @click.option("--tile", default="768x640", show_default=True, help="View size HEIGHTxWIDTH (as exported).")
 @click.option("--grid", type=int, default=5, show_default=True)
 @click.option("--epochs", type=int, default=20, show_default=True)
@@ -48,8 +51,8 @@ from trt_mass.errors import InputError
 @click.option("--random-tiles", type=click.IntRange(0), default=1, show_default=True,
               help="Random sections per image and epoch (besides the full view and one per mass).")
 @maps_errors
-def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile: str, grid: int, epochs: int,
-          lr: float, lr_schedule: str, batch_size: int, folds: int | None, fold: int | None,
+def train(data: tuple[str, ...], out_dir: Path, arch: str | None, head_width: int | None, tile: str, grid: int,
+          epochs: int, lr: float, lr_schedule: str, batch_size: int, folds: int | None, fold: int | None,
           init_checkpoint: Path | None,
           backbone_weights: Path | None, resume: bool, device: str, seed: int, val_fold: int | None,
           val_data: tuple[str, ...], intensity_aug: float, hard_negatives: int, random_tiles: int,
@@ -63,7 +66,16 @@ def train(data: tuple[str, ...], out_dir: Path, arch: str, head_width: int, tile
     if fold is not None and folds is None:
         raise ConfigError("--fold needs --folds (without it every image is trained on)")
     tile_h, tile_w = parse_hw(tile)
-    config = TrainConfig(data=data, out_dir=out_dir, spec=ModelSpec(arch=arch, head_width=head_width),
+    spec = None  # with --init: the checkpoint's, unless --arch/--head-width ask for another (refused)
+    if arch is not None or head_width is not None or init_checkpoint is None:
+        base = ModelSpec()
+        if init_checkpoint is not None:
+            from trt_mass.model.checkpoint import load_checkpoint
+
+            base = load_checkpoint(init_checkpoint)[0].spec
+        spec = dataclasses.replace(base, arch=base.arch if arch is None else arch,
+                                   head_width=base.head_width if head_width is None else head_width)
+    config = TrainConfig(data=data, out_dir=out_dir, spec=spec,
                          geometry=TileGeometry(tile_h, tile_w, grid), epochs=epochs, lr=lr, batch_size=batch_size,
                          folds=folds, fold=fold or 0, init=init_checkpoint, backbone_weights=backbone_weights,
                          resume=resume, device=device, seed=seed, val_fold=val_fold, val_data=val_data,

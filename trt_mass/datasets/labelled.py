@@ -65,10 +65,35 @@ def check_boxes_on_image(sample: Sample, height: int, width: int) -> None:
                              "row belongs to this image")
 
 
+DATA_SET_KINDS = ("csv", "mias", "inbreast")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A data set spec split: `kind` is one of DATA_SET_KINDS; `labelled_by_kind` is whether the spec named
+    its kind (`mias:DIR`) rather than being a bare folder (read as csv when it holds truth.csv)."""
+
+    kind: str
+    folder: Path
+    labelled_by_kind: bool
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(kind, resolved folder): one data set under two spellings is one set."""
+        return self.kind, str(self.folder.resolve())
+
+
+def parse_data_spec(spec: str) -> DataSpec:
+    """`csv:DIR`, `mias:DIR`, `inbreast:DIR` or a bare DIR (csv); a folder named like a kind stays a folder."""
+    kind, colon, location = spec.partition(":")
+    if colon and kind in DATA_SET_KINDS:
+        return DataSpec(kind, Path(location), True)
+    return DataSpec("csv", Path(spec), False)
+
+
 def load_dataset(spec: str) -> list[Sample]:
-    kind, _, location = spec.partition(":") if ":" in spec and spec.split(":", 1)[0] in (
-        "csv", "mias", "inbreast") else ("csv", "", spec)
-    root = Path(location)
+    parsed = parse_data_spec(spec)
+    kind, root = parsed.kind, parsed.folder
     if not root.is_dir():
         raise ConfigError(f"data set folder {root} does not exist")
     loaders = {"csv": _load_csv, "mias": _load_mias, "inbreast": _load_inbreast}

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from trt_mass.atomic import atomic_path
-from trt_mass.datasets.labelled import Sample, check_boxes_on_image, load_dataset, patient_folds
+from trt_mass.datasets.labelled import Sample, check_boxes_on_image, load_dataset, parse_data_spec, patient_folds
 from trt_mass.errors import ConfigError, InputError, ModelError
 from trt_mass.geometry import CanvasBuilder
 from trt_mass.model.augment import IntensityAugment
@@ -104,7 +104,7 @@ def format_duration(seconds: float) -> str:
 class TrainConfig:
     data: tuple[str, ...]
     out_dir: Path
-    spec: ModelSpec = field(default_factory=ModelSpec)
+    spec: ModelSpec | None = None  # None: the --init checkpoint's, else ModelSpec()
     geometry: TileGeometry = field(default_factory=TileGeometry)
     epochs: int = 20
     lr: float = 1e-5
@@ -130,6 +130,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self._check_counts()
+        if self.init is not None and self.backbone_weights is not None:
+            raise ConfigError(f"--init {self.init} and --backbone-weights {self.backbone_weights}: the checkpoint "
+                              "holds a backbone already; give one of them")
         if self.folds is not None and self.folds < 2:
             raise ConfigError(f"--folds must be at least 2 (or left out to train on everything), not {self.folds}")
         if self.val_fold is not None:
@@ -137,7 +140,8 @@ class TrainConfig:
                 raise ConfigError("--val-fold needs --folds")
             if not 0 <= self.val_fold < self.folds or self.val_fold == self.fold:
                 raise ConfigError(f"--val-fold must be in 0..{self.folds - 1} and differ from --fold {self.fold}")
-        unknown = [spec for spec in self.val_data if _data_key(spec) not in map(_data_key, self.data)]
+        data_keys = [parse_data_spec(spec).key for spec in self.data]
+        unknown = [spec for spec in self.val_data if parse_data_spec(spec).key not in data_keys]
         if unknown:
             raise ConfigError(f"--val-data {unknown[0]} is not one of the --data sets {list(self.data)}")
         if not 0.0 <= self.intensity <= 1.0:
@@ -148,8 +152,7 @@ class TrainConfig:
             raise ConfigError(f"--time-budget must be > 0 seconds, not {self.time_budget_s}")
         if self.hard_negatives < 0 or self.mining_images < 1:
             raise ConfigError("--hard-negatives must be >= 0 and the mining images >= 1")
-        normalized = [_data_key(spec) for spec in self.data]
-        if len(set(normalized)) < len(normalized):
+        if len(set(data_keys)) < len(data_keys):
             raise ConfigError(f"--data names one data set twice {list(self.data)}: its images would count twice")
 
     def _check_counts(self) -> None:
@@ -166,13 +169,6 @@ class TrainConfig:
             raise ConfigError(f"--device must be auto, cpu or cuda[:N], not {self.device!r}")
 
 
-def _data_key(spec: str) -> tuple[str, str]:
-    """(kind, resolved folder) of a data set spec: one set under two spellings is one set."""
-    kind, _, location = spec.partition(":") if spec.split(":", 1)[0] in ("csv", "mias", "inbreast") else \
-        ("csv", "", spec)
-    return kind, str(Path(location).resolve())
-
-
 def split_samples(samples_by_data: dict[str, list[Sample]], config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
     """(train, validation): the test fold is left out; the validation fold too, when there is one, and
     its images validate when their data set is one of config.val_data (all when that is empty)."""
@@ -183,7 +179,7 @@ def split_samples(samples_by_data: dict[str, list[Sample]], config: TrainConfig)
             samples, _ = patient_folds(samples, config.folds, config.fold, config.seed)
         if config.val_fold is not None:
             samples, held = patient_folds(samples, config.folds or 0, config.val_fold, config.seed)
-            if not config.val_data or _data_key(spec) in map(_data_key, config.val_data):
+            if not config.val_data or parse_data_spec(spec).key in {parse_data_spec(v).key for v in config.val_data}:
                 validation += held
         train += samples
     return train, validation
@@ -283,12 +279,12 @@ def _refuse_another_run(config: TrainConfig, intended: ModelSpec, resumed: Model
         "model": resumed, "geometry": extra.get("geometry"), "folds": extra.get("folds"),
         "fold": extra.get("test_fold", 0 if extra.get("folds") else None), "val_fold": extra.get("val_fold"),
         "seed": extra.get("fold_seed", config.seed if not extra.get("folds") else None),
-        "data": sorted(_data_key(str(spec)) for spec in extra.get("data", config.data)),  # type: ignore[attr-defined]
+        "data": sorted(parse_data_spec(str(spec)).key for spec in extra.get("data", config.data)),  # type: ignore[attr-defined]
     }
     asked: dict[str, object] = {
         "model": intended, "geometry": config.geometry.to_dict(), "folds": config.folds,
         "fold": config.fold if config.folds else None, "val_fold": config.val_fold, "seed": config.seed,
-        "data": sorted(map(_data_key, config.data)),
+        "data": sorted(parse_data_spec(spec).key for spec in config.data),
     }
     differs = [f"{key} {recorded[key]} -> {asked[key]}" for key in asked if recorded[key] != asked[key]]
     if differs:
@@ -299,16 +295,18 @@ def _refuse_another_run(config: TrainConfig, intended: ModelSpec, resumed: Model
 def _initial_network(config: TrainConfig) -> RetinaNetNetwork:
     if config.init is not None:
         network, _ = load_checkpoint(config.init)
-        if network.spec != config.spec:
-            print(f"train: --init {config.init} sets the model spec ({network.spec})", file=sys.stderr)
+        if config.spec is not None and network.spec != config.spec:
+            raise ConfigError(f"--init {config.init} is a {network.spec} network, not the {config.spec} asked for "
+                              "(--arch/--head-width); leave them out to fine-tune it as it is")
         return network
-    network = random_network(config.spec, config.seed)
+    spec = config.spec or ModelSpec()
+    network = random_network(spec, config.seed)
     if config.backbone_weights is not None:
         state = torch.load(config.backbone_weights, map_location="cpu", weights_only=True)
         missing, _ = network.backbone.body.load_state_dict(state, strict=False)
         wanted = [k for k in missing if not k.startswith("fc.")]
         if wanted:
-            raise ConfigError(f"{config.backbone_weights}: not a {config.spec.arch} state dict (missing {wanted[:3]})")
+            raise ConfigError(f"{config.backbone_weights}: not a {spec.arch} state dict (missing {wanted[:3]})")
     return network
 
 

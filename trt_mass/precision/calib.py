@@ -92,14 +92,14 @@ def find_candidates(source: str) -> list[Candidate]:
 
     Masses/normals come from the data set's labels where it has them; vendor and view from DICOM headers.
     """
-    from trt_mass.datasets.labelled import load_dataset
+    from trt_mass.datasets.labelled import load_dataset, parse_data_spec
     from trt_mass.inputs.files import collect_inputs
 
-    spec_kind = source.split(":", 1)[0] if ":" in source else ""
-    root = Path(source.split(":", 1)[1] if spec_kind in ("csv", "mias", "inbreast") else source)
+    spec = parse_data_spec(source)
+    root = spec.folder
     if not root.is_dir():
         raise ConfigError(f"calibration source {root} is not a folder")
-    labelled = spec_kind in ("csv", "mias", "inbreast") or (root / "truth.csv").is_file()
+    labelled = spec.labelled_by_kind or (root / "truth.csv").is_file()
     if labelled:
         samples = load_dataset(source)
         entries = [(s.path, "mass" if len(s.boxes) else "normal") for s in samples]
@@ -178,8 +178,9 @@ def make_manifest(source: str, count: int, seed: int, output: Path, name: str | 
     refuse_overwriting({"-o/--output": output}, {"an image of the set's source": [c.path for c in candidates]})
     chosen = choose(candidates, count, seed)
     _refuse_unreadable([c.path for c in chosen], progress)
-    root = Path(source.split(":", 1)[1] if source.split(":", 1)[0] in ("csv", "mias", "inbreast") else source)
-    root = root.resolve()
+    from trt_mass.datasets.labelled import parse_data_spec
+
+    root = parse_data_spec(source).folder.resolve()
     images = tuple(
         CalibImage(os.path.relpath(c.path.resolve(), root), file_sha256(c.path), c.stratum) for c in chosen)
     strata: dict[str, dict[str, int]] = {}
