@@ -281,6 +281,43 @@ def test_two_images_of_one_file_name_get_two_results(tmp_path: Path, watch_model
     assert _folder(root, "done") == ["case1.1.png", "case1.2.png", "case1.png"], "every arrival kept"
 
 
+def test_a_reused_sop_instance_uid_with_other_pixels_is_a_second_image(tmp_path: Path, watch_model: Path) -> None:
+    """A UID names one image, but devices and anonymisers reuse them: other pixels under a known UID were
+    dropped as a duplicate.  The same pixels re-encoded (a PACS resend) still are a duplicate."""
+    source = write_phantoms(tmp_path / "staging", 1, seed=7, scale=0.05, normal_fraction=0.0)[0]
+    original = pydicom.dcmread(source)
+    uid = str(original.SOPInstanceUID)
+    reencoded = pydicom.dcmread(source)
+    reencoded.decompress(generate_instance_uid=False)  # JPEG 2000 -> explicit LE: other bytes, the same pixels
+    reencoded.InstitutionName = "RESENT BY PACS"
+    other = pydicom.dcmread(source)
+    other.decompress(generate_instance_uid=False)
+    pixels = other.pixel_array.copy()
+    pixels[: pixels.shape[0] // 2] //= 2
+    other.PixelData = pixels.tobytes()
+    arrivals = {"a.dcm": original, "b.dcm": other, "c.dcm": reencoded}
+    root = tmp_path / "root"
+    daemon = Daemon(root, watch_model, env={"TRTMASS_WATCH_DICOM_OUT": "sr,gsps"}).start()
+    _wait_for(lambda: (root / "status.json").exists(), 30, "the daemon")
+    for number, (name, dataset) in enumerate(arrivals.items()):
+        dataset.save_as(root / "staging.tmp", enforce_file_format=True)
+        os.replace(root / "staging.tmp", root / "incoming" / name)
+        _wait_for(lambda n=number: len(_folder(root, "done")) == n + 1, 60, f"arrival {name}")
+    assert daemon.terminate() == 0
+    results = {n: json.loads((root / "results" / n).read_text()) for n in _folder(root, "results") if
+               n.endswith(".json")}
+    assert sorted(results) == [f"{uid}-2.json", f"{uid}.json"]
+    assert results[f"{uid}.json"]["pixels_sha256"] != results[f"{uid}-2.json"]["pixels_sha256"]
+    events = log_events(daemon.log)
+    assert [e["file"] for e in events if e["event"] == "duplicate"] == ["c.dcm"]
+    assert [(e["file"], e["result"]) for e in events if e["event"] == "sop_instance_uid_reused"] == [
+        ("b.dcm", f"{uid}-2")]
+    for kind in ("sr", "gsps"):  # a PACS would drop the second's marks as a duplicate SOP instance
+        first, second = (pydicom.dcmread(root / "results" / f"{stem}.{kind}.dcm") for stem in (uid, f"{uid}-2"))
+        assert first.SOPInstanceUID != second.SOPInstanceUID
+    assert _folder(root, "done") == ["a.dcm", "b.dcm", "c.dcm"], "every arrival kept"
+
+
 def test_a_raster_named_like_a_uid_does_not_shadow_that_dicom(tmp_path: Path, watch_model: Path) -> None:
     from PIL import Image
 

@@ -140,3 +140,39 @@ def test_association_limit_and_idle_timeout(tmp_path: Path, watch_model: Path) -
         admitted[-1].release()
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_second_arrival_of_a_waiting_uid_lands_beside_it(tmp_path: Path, phantoms: list[Path]) -> None:
+    """incoming/<uid>.dcm was replaced by the next store of that UID: an image not yet taken was lost."""
+    import numpy as np
+    from pynetdicom import AE
+
+    from trt_mass.daemon.events import EventLog
+    from trt_mass.dicomnet.peers import ListenSpec
+    from trt_mass.dicomnet.scp import ScpSettings, StorageSCP
+
+    first, second = (pydicom.dcmread(phantoms[0]) for _ in range(2))
+    for dataset in (first, second):
+        if dataset.file_meta.TransferSyntaxUID.is_compressed:
+            dataset.decompress(generate_instance_uid=False)
+    second.PixelData = (second.pixel_array // 2).astype(np.uint16).tobytes()
+    incoming, receiving = tmp_path / "incoming", tmp_path / "receiving"
+    incoming.mkdir()
+    stored: list[str] = []
+    scp = StorageSCP(ScpSettings(ListenSpec("TRTMASS", free_port()), address="127.0.0.1"), incoming, receiving,
+                     EventLog(), on_stored=stored.append).start()
+    try:
+        ae = AE(ae_title=CALLER)
+        ae.add_requested_context(first.SOPClassUID, ExplicitVRLittleEndian)
+        association = ae.associate("127.0.0.1", scp.port, ae_title="TRTMASS")
+        assert association.is_established
+        statuses = [association.send_c_store(dataset).Status for dataset in (first, second, first)]
+        association.release()
+    finally:
+        scp.stop()
+    uid = str(first.SOPInstanceUID)
+    assert statuses == [0, 0, 0]
+    assert stored == [f"{uid}.dcm", f"{uid}.1.dcm", f"{uid}.2.dcm"]
+    landed = [pydicom.dcmread(incoming / name).pixel_array for name in stored]
+    assert np.array_equal(landed[0], first.pixel_array) and np.array_equal(landed[1], second.pixel_array)
+    assert not list(receiving.iterdir()), "no temporary left behind"

@@ -37,7 +37,7 @@ from trt_mass.errors import ConfigError, InputError
 from trt_mass.inputs.decoders import PixelDecoder, decode_plan, open_decoder
 from trt_mass.inputs.dicom import Mammogram
 from trt_mass.outputs.operating_point import choose_operating_point
-from trt_mass.outputs.results import OutputOptions, ResultWriter, WrittenResult, result_stem
+from trt_mass.outputs.results import OutputOptions, ResultWriter, WrittenResult, pixels_sha256, result_stem
 from trt_mass.pipeline import CanvasPreparer, DetectionResult, Detector, PreparedCanvas
 
 FOLDERS = ("incoming", "processing", "done", "results", "failed")
@@ -442,31 +442,37 @@ class WatchService:
         """(the stem to write under, extra JSON fields); stem None: this model's result is already there.
 
         A SOP Instance UID names one image; a file name does not (a second "case1.png" may be another
-        image), so those results carry the file's SHA-256.  A result of the same input and model makes the
-        arrival a duplicate; a result of another input under the name (a raster named like a UID, another
-        case1.png) leaves it for the next free "case1-2".  Results written before input_sha256 existed are
-        taken to be the same input (reprocessing stays idempotent across the upgrade).
+        image), so those results carry the file's SHA-256.  UID-named results carry the decoded pixels'
+        SHA-256 (a resend re-encoded by a PACS is the same image; a device that reuses a UID for other
+        pixels is not).  A result of the same input and model makes the arrival a duplicate; a result of
+        another input under the name (a raster named like a UID, another case1.png, a reused UID) leaves it
+        for the next free "case1-2".  Results written before these hashes existed are taken to be the same
+        input (reprocessing stays idempotent across the upgrade).
         """
         from trt_mass.metadata import file_sha256
 
         stem = result_stem(mammogram, path)
         named_by_uid = stem == mammogram.sop_instance_uid
         try:
-            digest = None if named_by_uid else file_sha256(path)
+            digest = pixels_sha256(mammogram.pixels) if named_by_uid else file_sha256(path)
         except OSError as error:
             raise InputError(path.name, f"could not be read again to identify it ({error})") from error
-        extra = {} if digest is None else {"input_sha256": digest}
+        digest_key = "pixels_sha256" if named_by_uid else "input_sha256"
+        extra = {digest_key: digest}
 
         def same_input(record: dict[str, Any]) -> bool:
-            if named_by_uid:
-                return bool(record.get("image", {}).get("sop_instance_uid") == stem)
-            return bool(record.get("input_sha256", digest) == digest)
+            if named_by_uid and record.get("image", {}).get("sop_instance_uid") != stem:
+                return False
+            return bool(record.get(digest_key, digest) == digest)
 
         candidate, number = stem, 2
         while (existing := self._existing_result(candidate)) is not None:
             if same_input(existing):
                 return (None if self._same_model(existing) else candidate), extra
             candidate, number = f"{stem}-{number}", number + 1
+        if named_by_uid and candidate != stem:
+            self.log.event("sop_instance_uid_reused", file=path.name, sop_instance_uid=stem, result=candidate,
+                           reason="another image with other pixels has this SOP Instance UID; filed beside it")
         return candidate, extra
 
     def _existing_result(self, stem: str) -> dict[str, Any] | None:

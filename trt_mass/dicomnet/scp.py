@@ -14,6 +14,7 @@ association time.  Logs name AE titles, addresses and UIDs, never patient data.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -194,9 +195,8 @@ class StorageSCP:
                                                    "send the FOR PRESENTATION image", who)
         if not _UID.match(uid) or len(uid) > 64:
             return self._refuse(ERROR_CANNOT_UNDERSTAND, "the SOP Instance UID is not a valid UID", who)
-        name = f"{uid}.dcm"
         try:
-            self._land(event.encoded_dataset(include_meta=True), name)
+            name = self._land(event.encoded_dataset(include_meta=True), uid)
         except OSError as error:  # disk full or gone: the sender keeps the image and retries
             return self._refuse(REFUSED_OUT_OF_RESOURCES, f"could not be stored ({error.strerror or error})", who)
         with self._lock:
@@ -208,15 +208,20 @@ class StorageSCP:
         status.Status = SUCCESS
         return status
 
-    def _land(self, encoded: bytes, name: str) -> None:
-        """Write, fsync, rename into incoming/, fsync the folder: durable before the response goes out."""
-        temporary = self.receiving / f".{name}.{threading.get_ident()}.tmp"
+    def _land(self, encoded: bytes, uid: str) -> str:
+        """Write, fsync, link into incoming/, fsync the folder: durable before the response goes out.
+
+        Returns the name it landed under: `<uid>.dcm`, or `<uid>.N.dcm` while an earlier arrival of the UID
+        still waits there (a resend, or a device reusing the UID for another image: the daemon tells them
+        apart; replacing the waiting file would lose it unread).
+        """
+        temporary = self.receiving / f".{uid}.dcm.{threading.get_ident()}.tmp"
         try:
             with open(temporary, "wb") as stream:
                 stream.write(encoded)
                 stream.flush()
                 os.fsync(stream.fileno())
-            os.replace(temporary, self.incoming / name)
+            name = self._link_without_replacing(temporary, uid)
         finally:
             temporary.unlink(missing_ok=True)
         folder = os.open(self.incoming, os.O_RDONLY)
@@ -224,6 +229,17 @@ class StorageSCP:
             os.fsync(folder)
         finally:
             os.close(folder)
+        return name
+
+    def _link_without_replacing(self, temporary: Path, uid: str) -> str:
+        for number in itertools.count():
+            name = f"{uid}.dcm" if number == 0 else f"{uid}.{number}.dcm"
+            try:
+                os.link(temporary, self.incoming / name)  # fails on an existing name, unlike a rename
+                return name
+            except FileExistsError:
+                continue
+        raise AssertionError("unreachable")
 
     def _refuse(self, code: int, reason: str, who: dict[str, str]) -> Any:
         from pydicom import Dataset

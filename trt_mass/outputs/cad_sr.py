@@ -164,12 +164,12 @@ def _detections_performed(model: ModelIdentity) -> Any:
     return _children(_item("INFERRED FROM", "CONTAINER", ("111063", "DCM", "Successful Detections")), [performed])
 
 
-def build_cad_sr(source: Any, findings: list[Finding], model: ModelIdentity) -> Any:
+def build_cad_sr(source: Any, findings: list[Finding], model: ModelIdentity, result_stem: str | None = None) -> Any:
     """Mammography CAD SR (TID 4000) for one analysed image and its mass findings."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
-    ds = _sr_document(source, model)
+    ds = _sr_document(source, model, result_stem)
     ds.ValueType = "CONTAINER"
     ds.ConceptNameCodeSequence = Sequence([_code("111036", "DCM", "Mammography CAD Report")])
     ds.ContinuityOfContent = "SEPARATE"
@@ -199,13 +199,13 @@ def _report_content(source: Any, findings: list[Finding], model: ModelIdentity) 
     return [language, library, summary, detections, analyses]
 
 
-def _sr_document(source: Any, model: ModelIdentity) -> Any:
+def _sr_document(source: Any, model: ModelIdentity, result_stem: str | None) -> Any:
     """File meta, the patient and study modules copied from the source, the series and SR document modules."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import UID, ExplicitVRLittleEndian
 
-    series_uid, instance_uid = series_and_instance_uids(source, model, "sr")
+    series_uid, instance_uid = series_and_instance_uids(source, model, "sr", result_stem)
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = UID(MAMMOGRAPHY_CAD_SR)

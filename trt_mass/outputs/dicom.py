@@ -85,9 +85,18 @@ def read_source(path: Path) -> Any:
     return source
 
 
-def series_and_instance_uids(source: Any, model: ModelIdentity, kind: str) -> tuple[str, str]:
+def series_and_instance_uids(source: Any, model: ModelIdentity, kind: str,
+                             result_stem: str | None = None) -> tuple[str, str]:
+    """(series, instance) UIDs: the same image, model and kind give the same UIDs, so a resend replaces.
+
+    A result filed under another stem than the source's SOP Instance UID ("<uid>-2": a second image
+    that reuses the UID with other pixels) gets its own instance UID: the same one would make a PACS
+    drop it as a duplicate of the first, or replace the first's marks with its own.
+    """
+    source_uid = str(source.SOPInstanceUID)
+    variant = (result_stem,) if result_stem not in (None, source_uid) else ()
     series_uid = derived_uid(str(source.StudyInstanceUID), model.weights_sha256, kind, "series")
-    instance_uid = derived_uid(str(source.SOPInstanceUID), model.weights_sha256, kind, "instance")
+    instance_uid = derived_uid(source_uid, model.weights_sha256, kind, "instance", *variant)
     return series_uid, instance_uid
 
 
@@ -108,7 +117,7 @@ def write_dicom_outputs(source_path: Path, pixels: np.ndarray, findings: list[Fi
     an unknown character set) leaves no partial set behind: InputError naming the file and the value.
     """
     source = read_source(source_path)
-    encoded = {kind: _build(kind, source, pixels, findings, model, source_path) for kind in kinds}
+    encoded = {kind: _build(kind, source, pixels, findings, model, source_path, stem) for kind in kinds}
     written = {}
     for kind, data in encoded.items():
         target = out_dir / f"{stem}.{kind}.dcm"
@@ -118,15 +127,15 @@ def write_dicom_outputs(source_path: Path, pixels: np.ndarray, findings: list[Fi
 
 
 def _build(kind: str, source: Any, pixels: np.ndarray, findings: list[Finding], model: ModelIdentity,
-           source_path: Path) -> bytes:
+           source_path: Path, stem: str) -> bytes:
     """The encoded object of `kind`; InputError when the source header does not make one."""
     # Imported here: the builders import this module for what the three objects share.
     from trt_mass.outputs.cad_sr import build_cad_sr
     from trt_mass.outputs.presentation import build_gsps, build_secondary_capture
 
-    builders = {"sr": lambda: build_cad_sr(source, findings, model),
-                "gsps": lambda: build_gsps(source, findings, model),
-                "sc": lambda: build_secondary_capture(source, pixels, findings, model)}
+    builders = {"sr": lambda: build_cad_sr(source, findings, model, stem),
+                "gsps": lambda: build_gsps(source, findings, model, stem),
+                "sc": lambda: build_secondary_capture(source, pixels, findings, model, stem)}
     try:
         buffer = io.BytesIO()
         builders[kind]().save_as(buffer, enforce_file_format=True)

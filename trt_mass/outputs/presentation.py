@@ -20,11 +20,11 @@ from trt_mass.outputs.dicom import (
 )
 
 
-def build_gsps(source: Any, findings: list[Finding], model: ModelIdentity) -> Any:
+def build_gsps(source: Any, findings: list[Finding], model: ModelIdentity, result_stem: str | None = None) -> Any:
     """Grayscale Softcopy Presentation State: each finding as a box and a score on layer TRTMASS_CAD."""
     import highdicom as hd
 
-    series_uid, instance_uid = series_and_instance_uids(source, model, "gsps")
+    series_uid, instance_uid = series_and_instance_uids(source, model, "gsps", result_stem)
     layer = hd.pr.GraphicLayer(layer_name="TRTMASS_CAD", order=1, description="trt_mass mass detections",
                                display_color=hd.color.CIELabColor(60.0, 70.0, 50.0))
     graphics, texts = [], []
@@ -76,13 +76,14 @@ def render_burned_in(pixels: np.ndarray, findings: list[Finding]) -> np.ndarray:
     return np.asarray(picture, dtype=np.uint8)
 
 
-def build_secondary_capture(source: Any, pixels: np.ndarray, findings: list[Finding], model: ModelIdentity) -> Any:
+def build_secondary_capture(source: Any, pixels: np.ndarray, findings: list[Finding], model: ModelIdentity,
+                            result_stem: str | None = None) -> Any:
     """Secondary Capture of the image with the marks burned in, labelled as derived and not for diagnosis."""
     import highdicom as hd
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
-    series_uid, instance_uid = series_and_instance_uids(source, model, "sc")
+    series_uid, instance_uid = series_and_instance_uids(source, model, "sc", result_stem)
     rgb = render_burned_in(pixels, findings)
     orientation = tuple(source.get("PatientOrientation") or ())
     sc = hd.sc.SCImage.from_ref_dataset(

@@ -15,6 +15,7 @@ the JSON keeps every candidate, each with `shown`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -82,6 +83,13 @@ def result_stem(mammogram: Mammogram, source: Path) -> str:
     if uid and len(uid) <= 64 and _UID.fullmatch(uid):
         return uid
     return source.stem
+
+
+def pixels_sha256(pixels: np.ndarray) -> str:
+    """SHA-256 of decoded pixels and their shape: one image whatever its file's encoding or header."""
+    digest = hashlib.sha256(f"{pixels.dtype.str}{pixels.shape}".encode())
+    digest.update(np.ascontiguousarray(pixels).data)
+    return digest.hexdigest()
 
 
 class StemAllocator:
