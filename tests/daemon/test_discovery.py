@@ -89,11 +89,32 @@ def test_polling_waits_while_a_file_grows(tmp_path: Path) -> None:
 
 
 def test_a_file_that_never_parses_is_still_taken_after_the_grace(tmp_path: Path) -> None:
-    discovery = Discovery(tmp_path, polling=True, stable_polls=2, settle_s=0.0, rescan_s=30.0)
+    discovery = Discovery(tmp_path, polling=True, stable_polls=2, settle_s=0.0, rescan_s=30.0,
+                          incomplete_grace_s=0.0)
     (tmp_path / "junk.dcm").write_bytes(b"DICM? no, junk")
     polls = [discovery.ready() for _ in range(2 * GRACE_FACTOR + 1)]
     assert polls[2] == [], "parsed as complete too early"
     assert polls[-1] == ["junk.dcm"], "a corrupt file must fail with its reason, not linger"
+
+
+def test_a_writer_that_pauses_mid_file_is_waited_for(tmp_path: Path) -> None:
+    """A copy to a share that stalled for longer than the polls' grace had its file taken as truncated."""
+    discovery = Discovery(tmp_path, polling=True, stable_polls=2, settle_s=0.0, rescan_s=30.0,
+                          incomplete_grace_s=0.6)
+    whole = _dicom(tmp_path / "src.dcm").read_bytes()
+    (tmp_path / "src.dcm").unlink()
+    stalled = tmp_path / "stalled.dcm"
+    stalled.write_bytes(whole[: len(whole) // 2])
+    assert [discovery.ready() for _ in range(4 * GRACE_FACTOR)] == [[]] * (4 * GRACE_FACTOR), \
+        "half a file, still within the incomplete grace"
+    stalled.write_bytes(whole)  # the writer goes on
+    assert [discovery.ready() for _ in range(3)][-1] == ["stalled.dcm"]
+    discovery.forget("stalled.dcm")
+    stalled.write_bytes(whole[: len(whole) // 2])  # and one that never completes fails after the grace
+    time.sleep(0.7)
+    assert [discovery.ready() for _ in range(2 * GRACE_FACTOR + 1)][-1] == [], "its clock starts when it is seen"
+    time.sleep(0.7)
+    assert discovery.ready() == ["stalled.dcm"]
 
 
 def test_inotify_marks_closed_and_moved_files(tmp_path: Path) -> None:

@@ -176,3 +176,34 @@ def test_a_second_arrival_of_a_waiting_uid_lands_beside_it(tmp_path: Path, phant
     landed = [pydicom.dcmread(incoming / name).pixel_array for name in stored]
     assert np.array_equal(landed[0], first.pixel_array) and np.array_equal(landed[1], second.pixel_array)
     assert not list(receiving.iterdir()), "no temporary left behind"
+
+
+def test_contexts_a_sender_cannot_use_are_logged(tmp_path: Path) -> None:
+    """An association whose mammogram contexts were all refused (an undecodable transfer syntax) or that
+    proposed no class we take left no trace here: the sender's stores failed on its own side."""
+    import io
+
+    from pynetdicom import AE
+
+    from trt_mass.daemon.events import EventLog
+    from trt_mass.dicomnet.peers import ListenSpec
+    from trt_mass.dicomnet.scp import ScpSettings, StorageSCP
+
+    stream = io.StringIO()
+    scp = StorageSCP(ScpSettings(ListenSpec("TRTMASS", free_port()), address="127.0.0.1"), tmp_path / "incoming",
+                     tmp_path / "receiving", EventLog("json", stream)).start()
+    mpeg2, mg, ct = "1.2.840.10008.1.2.4.100", "1.2.840.10008.5.1.4.1.1.1.2", "1.2.840.10008.5.1.4.1.1.2"
+    try:
+        for contexts in ([(mg, mpeg2), ("1.2.840.10008.1.1", ExplicitVRLittleEndian)], [(ct, ExplicitVRLittleEndian)],
+                         [(mg, ExplicitVRLittleEndian)]):
+            ae = AE(ae_title=CALLER)
+            for abstract, syntax in contexts:
+                ae.add_requested_context(abstract, syntax)
+            association = ae.associate("127.0.0.1", scp.port, ae_title="TRTMASS")
+            if association.is_established:
+                association.release()
+    finally:
+        scp.stop()
+    logged = [json.loads(line) for line in stream.getvalue().splitlines()]
+    refused = [(e["sop_classes"], e["reason"].split()[0]) for e in logged if e["event"] == "contexts_refused"]
+    assert refused == [([mg], "none"), ([ct], "no")], "the third association could send: nothing to report"

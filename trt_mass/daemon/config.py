@@ -41,6 +41,8 @@ class WatchConfig:
         stable_polls: a polled file is taken when size and mtime stayed the same this many polls.
         settle_s: an inotify-announced file must keep its size and mtime this long before it is taken.
         rescan_s: inotify mode also rescans incoming/ this often, in case an event was missed.
+        incomplete_grace_s: a file that does not parse yet is taken (and fails as truncated) only once it
+            has been unchanged this long: a writer on a share may pause mid-file.
         delete_done: delete processed inputs instead of moving them to done/.
         queue_size: decoded images waiting for the engine (backpressure for the reader).
         retry_initial_s, retry_max_s: backoff while the model or the result folder fails.
@@ -99,6 +101,7 @@ class WatchConfig:
     stable_polls: int = 3
     settle_s: float = 0.3
     rescan_s: float = 30.0
+    incomplete_grace_s: float = 60.0
     delete_done: bool = False
     overlay: bool = False
     queue_size: int = 2

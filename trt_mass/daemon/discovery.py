@@ -66,14 +66,17 @@ class Discovery:
     inotify mode: a close-write or moved-to event marks a file; it is ready once its size and mtime
     have not changed for `settle_s` and it parses.  Polling mode: ready once size and mtime stayed
     the same for `stable_polls` polls and it parses.  Either way a stable file that never parses is
-    taken after GRACE_FACTOR times the wait, so that it fails with a reason instead of lingering.
+    taken after GRACE_FACTOR times the wait and at least `incomplete_grace_s` unchanged, so that it fails
+    with a reason instead of lingering, while a writer that pauses mid-file (a network share) gets time.
     """
 
-    def __init__(self, folder: Path, polling: bool, stable_polls: int, settle_s: float, rescan_s: float) -> None:
+    def __init__(self, folder: Path, polling: bool, stable_polls: int, settle_s: float, rescan_s: float,
+                 incomplete_grace_s: float = 60.0) -> None:
         self.folder = folder
         self.polling = polling
         self.stable_polls = stable_polls
         self.settle_s = settle_s
+        self.incomplete_grace_s = incomplete_grace_s
         self.rescan_s = rescan_s
         self._seen: dict[str, _Seen] = {}
         self._events: set[str] = set()
@@ -186,14 +189,16 @@ class Discovery:
             return False
         seen.stable_polls += 1
         seen.triggered = seen.triggered or triggered
+        unchanged_s = now - seen.changed_at
         if self.polling:
             waited_enough = seen.stable_polls >= self.stable_polls
             grace_over = seen.stable_polls >= self.stable_polls * GRACE_FACTOR
         else:
             if not seen.triggered:
                 return False
-            waited_enough = now - seen.changed_at >= self.settle_s
-            grace_over = now - seen.changed_at >= max(self.settle_s, 1.0) * GRACE_FACTOR
+            waited_enough = unchanged_s >= self.settle_s
+            grace_over = unchanged_s >= max(self.settle_s, 1.0) * GRACE_FACTOR
         if not waited_enough:
             return False
+        grace_over = grace_over and unchanged_s >= self.incomplete_grace_s
         return grace_over or looks_complete(self.folder / name)

@@ -95,7 +95,7 @@ class WatchService:
         self._last_watchdog = 0.0
         self._last_status = 0.0
         self.discovery = Discovery(self.folders["incoming"], config.polling, config.stable_polls,
-                                   config.settle_s, config.rescan_s)
+                                   config.settle_s, config.rescan_s, config.incomplete_grace_s)
         self._status_lock = threading.Lock()
         self.listener: StorageSCP | None = None
         self.outbox: Outbox | None = None

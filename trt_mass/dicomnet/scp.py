@@ -134,7 +134,8 @@ class StorageSCP:
             ae.add_supported_context(sop_class, syntaxes)
         ae.add_supported_context(VERIFICATION)
         handlers: list[Any] = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_ECHO, self._on_echo),
-                    (evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected)]
+                    (evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
+                    (evt.EVT_ACCEPTED, self._on_accepted)]
         ssl_context = settings.tls.server_context() if settings.tls.enabled else None
         try:
             self._server = ae.start_server((settings.address, settings.listen.port), block=False,
@@ -177,6 +178,22 @@ class StorageSCP:
             reason = "user identity refused"
         self.log.event("association_rejected", calling_ae=str(requestor.primitive.calling_ae_title).strip(),
                        address=str(requestor.address), called_ae=called, reason=reason)
+
+    def _on_accepted(self, event: Any) -> None:
+        """Name what a sender cannot send us: its C-STOREs of those would fail on its side, unseen here."""
+        assoc = event.assoc
+        images_refused = sorted({str(c.abstract_syntax) for c in assoc.rejected_contexts
+                                 if str(c.abstract_syntax) in ACCEPTED_SOP_CLASSES})
+        if images_refused:
+            reason = "none of the proposed transfer syntaxes of these mammogram classes is decodable here"
+        elif not assoc.accepted_contexts and assoc.rejected_contexts:
+            images_refused = sorted({str(c.abstract_syntax) for c in assoc.rejected_contexts})[:5]
+            reason = "no proposed SOP class is a mammogram (FOR PRESENTATION) or verification"
+        else:
+            return
+        requestor = assoc.requestor
+        self.log.event("contexts_refused", calling_ae=str(requestor.ae_title).strip(),
+                       address=str(requestor.address), sop_classes=images_refused, reason=reason)
 
     def _on_echo(self, event: Any) -> int:
         requestor = event.assoc.requestor
