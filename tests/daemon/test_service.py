@@ -376,6 +376,51 @@ def test_a_second_file_of_one_name_keeps_its_reader_suffix(tmp_path: Path) -> No
     assert unique_target(tmp_path, "new.png").name == "new.png"
 
 
+def test_handing_files_back_to_incoming_never_replaces_an_arrival(tmp_path: Path) -> None:
+    """Shutdown and recovery move files back to incoming/ while writers keep dropping files there: a
+    check-then-rename replaced an arrival that landed in between."""
+    import threading
+
+    from trt_mass.daemon.service import move_without_replacing
+
+    incoming, processing, staging, taken = (tmp_path / n for n in ("incoming", "processing", "staging", "taken"))
+    for folder in (incoming, processing, staging, taken):
+        folder.mkdir()
+    rounds, stop = 1000, threading.Event()
+    written = [0]
+
+    def writer() -> None:  # drops a.png into incoming/ whenever the name is free, as a sender would
+        while not stop.is_set():
+            staged = staging / f"{written[0]}.png"
+            staged.write_text(f"arrival {written[0]}")
+            try:
+                os.link(staged, incoming / "a.png")
+                written[0] += 1
+            except FileExistsError:
+                pass
+            staged.unlink()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for number in range(rounds):
+            (processing / "a.png").write_text(f"handed back {number}")
+            move_without_replacing(processing / "a.png", incoming)
+            for path in incoming.iterdir():  # the daemon takes them
+                path.rename(taken / f"{number}-{path.name}")
+    finally:
+        stop.set()
+        thread.join()
+    contents = {path.read_text() for folder in (incoming, taken) for path in folder.iterdir()}
+    assert {f"handed back {n}" for n in range(rounds)} <= contents
+    assert {f"arrival {n}" for n in range(written[0])} <= contents, "an arrival was replaced"
+    assert written[0] > 0 and not list(processing.iterdir())
+    (tmp_path / "x.dcm").write_text("first")
+    (incoming / "x.dcm").write_text("waiting")
+    assert move_without_replacing(tmp_path / "x.dcm", incoming).name == "x.1.dcm"
+    assert (incoming / "x.dcm").read_text() == "waiting"
+
+
 @pytest.mark.parametrize("name", ["trtmass-watch.service", "trtmass-serve.service"])
 def test_unit_file_verifies(tmp_path: Path, name: str) -> None:
     analyze = shutil.which("systemd-analyze")

@@ -12,6 +12,8 @@ new (idempotent).  A failing model, detection or results folder is retried with 
 from __future__ import annotations
 
 import contextlib
+import errno
+import itertools
 import json
 import os
 import queue
@@ -65,6 +67,32 @@ def unique_target(folder: Path, name: str) -> Path:
         target = folder / f"{stem}.{number}{suffix}"
         number += 1
     return target
+
+
+def move_without_replacing(path: Path, folder: Path) -> Path:
+    """Move `path` into `folder` under its name or the first free `name.N`; returns where it went.
+
+    A rename replaces what it lands on: into incoming/ a file a writer dropped there between our check
+    and the rename would be lost.  A hard link fails on an existing name instead; a filesystem without
+    links (some SMB mounts) falls back to check-then-rename.
+    """
+    suffix = Path(path.name).suffix
+    stem, suffix = (path.name[: -len(suffix)], suffix) if suffix.lower() in KEPT_SUFFIXES else (path.name, "")
+    for number in itertools.count():
+        target = folder / (path.name if number == 0 else f"{stem}.{number}{suffix}")
+        try:
+            os.link(path, target, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+                raise
+            target = unique_target(folder, path.name)
+            os.replace(path, target)
+            return target
+        path.unlink()
+        return target
+    raise AssertionError("unreachable")
 
 
 class WatchService:
@@ -182,9 +210,8 @@ class WatchService:
     def _recover(self) -> None:
         """Inputs a crash left in processing/ go back to the queue; stray temporary files go."""
         for path in sorted(self.folders["processing"].iterdir()):
-            target = unique_target(self.folders["incoming"], path.name)
-            os.replace(path, target)
-            self.log.event("recovered", file=path.name)
+            target = move_without_replacing(path, self.folders["incoming"])
+            self.log.event("recovered", file=path.name, as_name=target.name)
         for folder in (self.folders["results"], self.folders["failed"], self.config.status_path.parent):
             for temporary in folder.glob(".*.tmp"):
                 temporary.unlink(missing_ok=True)
@@ -377,7 +404,7 @@ class WatchService:
     def _unclaim(self, path: Path) -> None:
         # A decode worker and the shutdown may both hand back the same file: whoever comes second finds none.
         with contextlib.suppress(FileNotFoundError):
-            os.replace(path, unique_target(self.folders["incoming"], path.name))
+            move_without_replacing(path, self.folders["incoming"])
 
     def _requeue_undone(self) -> None:
         while True:
