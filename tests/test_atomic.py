@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
 import os
 import threading
@@ -117,3 +119,46 @@ def test_a_target_that_is_not_a_regular_file_is_written_in_place(tmp_path: Path)
     reader.join(timeout=10)
     assert received == [b"through the pipe"] and fifo.exists() and not fifo.is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_a_move_never_lands_on_an_existing_name(tmp_path: Path) -> None:
+    from trt_mass.atomic import move_without_replacing, numbered_names
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_text("waiting")
+    (tmp_path / "a.png").write_text("handed back")
+    moved = move_without_replacing(tmp_path / "a.png", numbered_names(tmp_path / "in", "a.png", (".png",)))
+    assert moved.name == "a.1.png" and moved.read_text() == "handed back"
+    assert (tmp_path / "in" / "a.png").read_text() == "waiting" and not (tmp_path / "a.png").exists()
+    assert [p.name for p in itertools.islice(numbered_names(tmp_path, "1.2.3", (".png",)), 3)] == [
+        "1.2.3", "1.2.3.1", "1.2.3.2"], "a name without a kept suffix is numbered at its end"
+
+
+def test_a_half_made_move_is_completed_not_copied(tmp_path: Path) -> None:
+    """Killed between the link and the unlink (or a second caller between them): the file had two names,
+    and the next move made a third copy that was processed again."""
+    from trt_mass.atomic import move_without_replacing, numbered_names
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "a.png").write_text("one image")
+    os.link(tmp_path / "a.png", tmp_path / "in" / "a.png")
+    moved = move_without_replacing(tmp_path / "a.png", numbered_names(tmp_path / "in", "a.png", (".png",)))
+    assert moved == tmp_path / "in" / "a.png" and os.listdir(tmp_path / "in") == ["a.png"]
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_without_hard_links_the_move_checks_names_and_renames(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """vfat and some SMB mounts refuse links (EPERM): the SCP refused every image there."""
+    from trt_mass.atomic import move_without_replacing, numbered_names
+
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "b.dcm").write_text("waiting")
+    (tmp_path / "b.dcm").write_text("arrival")
+    moved = move_without_replacing(tmp_path / "b.dcm", numbered_names(tmp_path / "in", "b.dcm", (".dcm",)))
+    assert moved.name == "b.1.dcm" and moved.read_text() == "arrival"
+    assert (tmp_path / "in" / "b.dcm").read_text() == "waiting"

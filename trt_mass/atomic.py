@@ -13,6 +13,9 @@ reports, synthetic phantoms) goes through `atomic_path` or `write_atomic`:
   4. the folder is fsync'd, so that the rename itself survives a power cut (POSIX; skipped where a
      folder cannot be opened, as on Windows).
 
+A file handed from one folder to another where others write too (incoming/) goes by
+`move_without_replacing`: a hard link that fails on an existing name, then the unlink of the source.
+
 On any error the temporary file is removed and the target is left as it was.  A target that is a
 symlink is written where the link points (the link stays); one that exists keeps its permissions; one
 that is not a regular file (/dev/stdout, a FIFO) is written in place, as nothing can be renamed over it.
@@ -21,11 +24,13 @@ that is not a regular file (/dev/stdout, a FIFO) is written in place, as nothing
 from __future__ import annotations
 
 import contextlib
+import errno
+import itertools
 import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +134,56 @@ def _same_file(a: Path, b: Path) -> bool:
     except OSError:
         pass
     return a.resolve() == b.resolve()
+
+
+# What os.link raises where a filesystem has no hard links (vfat, some SMB mounts).
+LINKLESS_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS})
+
+
+def numbered_names(folder: Path, name: str, kept_suffixes: tuple[str, ...]) -> Iterator[Path]:
+    """folder/name, then folder/stem.1.suffix, stem.2.suffix, ... (a suffix in `kept_suffixes` stays last,
+    so that a reader still knows the file; other names are numbered at the end)."""
+    suffix = Path(name).suffix
+    stem, suffix = (name[: -len(suffix)], suffix) if suffix and suffix.lower() in kept_suffixes else (name, "")
+    yield folder / name
+    for number in itertools.count(1):
+        yield folder / f"{stem}.{number}{suffix}"
+
+
+def move_without_replacing(path: Path, targets: Iterable[Path]) -> Path:
+    """Move `path` to the first of `targets` that is free; returns where it went.
+
+    A rename replaces what it lands on: a file a writer dropped at the name between a check and the
+    rename would be lost.  A hard link fails on an existing name instead, and the source is unlinked
+    after it.  A target that already is this file (a move that a crash or a second caller half made)
+    completes the move rather than making a second copy.  Without hard links it falls back to
+    check-then-rename.  FileNotFoundError when `path` is gone (another caller moved it).
+    """
+    links = True
+    for target in targets:
+        if links:
+            try:
+                os.link(path, target, follow_symlinks=False)
+            except FileExistsError:
+                if _same_inode(path, target):
+                    path.unlink(missing_ok=True)
+                    return target
+                continue
+            except OSError as error:
+                if error.errno not in LINKLESS_ERRNOS:
+                    raise
+                links = False
+            else:
+                path.unlink(missing_ok=True)
+                return target
+        if not os.path.lexists(target):
+            os.replace(path, target)
+            return target
+    raise FileExistsError(f"no free name to move {path} to")
+
+
+def _same_inode(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samestat(os.lstat(first), os.lstat(second))
+    except FileNotFoundError:
+        return False

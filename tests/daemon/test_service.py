@@ -381,7 +381,7 @@ def test_handing_files_back_to_incoming_never_replaces_an_arrival(tmp_path: Path
     check-then-rename replaced an arrival that landed in between."""
     import threading
 
-    from trt_mass.daemon.service import move_without_replacing
+    from trt_mass.daemon.service import hand_back
 
     incoming, processing, staging, taken = (tmp_path / n for n in ("incoming", "processing", "staging", "taken"))
     for folder in (incoming, processing, staging, taken):
@@ -405,7 +405,7 @@ def test_handing_files_back_to_incoming_never_replaces_an_arrival(tmp_path: Path
     try:
         for number in range(rounds):
             (processing / "a.png").write_text(f"handed back {number}")
-            move_without_replacing(processing / "a.png", incoming)
+            hand_back(processing / "a.png", incoming)
             for path in incoming.iterdir():  # the daemon takes them
                 path.rename(taken / f"{number}-{path.name}")
     finally:
@@ -417,7 +417,7 @@ def test_handing_files_back_to_incoming_never_replaces_an_arrival(tmp_path: Path
     assert written[0] > 0 and not list(processing.iterdir())
     (tmp_path / "x.dcm").write_text("first")
     (incoming / "x.dcm").write_text("waiting")
-    assert move_without_replacing(tmp_path / "x.dcm", incoming).name == "x.1.dcm"
+    assert hand_back(tmp_path / "x.dcm", incoming).name == "x.1.dcm"
     assert (incoming / "x.dcm").read_text() == "waiting"
 
 

@@ -58,6 +58,7 @@ class _Seen:
     changed_at: float
     stable_polls: int = 0
     triggered: bool = False
+    parsed_incomplete: bool = False  # this size and mtime did not parse: no need to parse them again
 
 
 class Discovery:
@@ -200,5 +201,9 @@ class Discovery:
             grace_over = unchanged_s >= max(self.settle_s, 1.0) * GRACE_FACTOR
         if not waited_enough:
             return False
-        grace_over = grace_over and unchanged_s >= self.incomplete_grace_s
-        return grace_over or looks_complete(self.folder / name)
+        if grace_over and unchanged_s >= self.incomplete_grace_s:
+            return True
+        if seen.parsed_incomplete:
+            return False
+        seen.parsed_incomplete = not looks_complete(self.folder / name)
+        return not seen.parsed_incomplete

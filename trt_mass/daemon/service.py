@@ -12,8 +12,6 @@ new (idempotent).  A failing model, detection or results folder is retried with 
 from __future__ import annotations
 
 import contextlib
-import errno
-import itertools
 import json
 import os
 import queue
@@ -25,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from trt_mass.atomic import write_json_atomic
+from trt_mass.atomic import move_without_replacing, numbered_names, write_json_atomic
 from trt_mass.daemon.config import WatchConfig, default_canvas_in_workers
 from trt_mass.daemon.discovery import Discovery
 from trt_mass.daemon.events import Counters, EventLog, now_text
@@ -59,40 +57,12 @@ class Decoded:
 
 def unique_target(folder: Path, name: str) -> Path:
     """`folder/name`, or the first free `name.N` (before a reader's suffix: `a.N.png`)."""
-    suffix = Path(name).suffix
-    stem, suffix = (name[: -len(suffix)], suffix) if suffix.lower() in KEPT_SUFFIXES else (name, "")
-    target = folder / name
-    number = 1
-    while target.exists():
-        target = folder / f"{stem}.{number}{suffix}"
-        number += 1
-    return target
+    return next(target for target in numbered_names(folder, name, KEPT_SUFFIXES) if not target.exists())
 
 
-def move_without_replacing(path: Path, folder: Path) -> Path:
-    """Move `path` into `folder` under its name or the first free `name.N`; returns where it went.
-
-    A rename replaces what it lands on: into incoming/ a file a writer dropped there between our check
-    and the rename would be lost.  A hard link fails on an existing name instead; a filesystem without
-    links (some SMB mounts) falls back to check-then-rename.
-    """
-    suffix = Path(path.name).suffix
-    stem, suffix = (path.name[: -len(suffix)], suffix) if suffix.lower() in KEPT_SUFFIXES else (path.name, "")
-    for number in itertools.count():
-        target = folder / (path.name if number == 0 else f"{stem}.{number}{suffix}")
-        try:
-            os.link(path, target, follow_symlinks=False)
-        except FileExistsError:
-            continue
-        except OSError as error:
-            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
-                raise
-            target = unique_target(folder, path.name)
-            os.replace(path, target)
-            return target
-        path.unlink()
-        return target
-    raise AssertionError("unreachable")
+def hand_back(path: Path, incoming: Path) -> Path:
+    """Move `path` back into incoming/ under a free name, never over a file a writer just dropped there."""
+    return move_without_replacing(path, numbered_names(incoming, path.name, KEPT_SUFFIXES))
 
 
 class WatchService:
@@ -210,7 +180,7 @@ class WatchService:
     def _recover(self) -> None:
         """Inputs a crash left in processing/ go back to the queue; stray temporary files go."""
         for path in sorted(self.folders["processing"].iterdir()):
-            target = move_without_replacing(path, self.folders["incoming"])
+            target = hand_back(path, self.folders["incoming"])
             self.log.event("recovered", file=path.name, as_name=target.name)
         for folder in (self.folders["results"], self.folders["failed"], self.config.status_path.parent):
             for temporary in folder.glob(".*.tmp"):
@@ -404,7 +374,7 @@ class WatchService:
     def _unclaim(self, path: Path) -> None:
         # A decode worker and the shutdown may both hand back the same file: whoever comes second finds none.
         with contextlib.suppress(FileNotFoundError):
-            move_without_replacing(path, self.folders["incoming"])
+            hand_back(path, self.folders["incoming"])
 
     def _requeue_undone(self) -> None:
         while True:

@@ -1,7 +1,8 @@
 """The storage SCP: mammograms arrive by C-STORE and land in incoming/ before they are acknowledged.
 
-Each accepted instance is written to receiving/ (same filesystem), fsynced, renamed to
-incoming/<SOP Instance UID>.dcm and the folder fsynced, and only then answered with Success: an
+Each accepted instance is written to receiving/ (same filesystem), fsynced, moved to
+incoming/<SOP Instance UID>.dcm (<uid>.N.dcm while an earlier arrival of the UID waits there; never
+over it) and the folder fsynced, and only then answered with Success: an
 acknowledged image survives a crash, an unacknowledged one is resent by the sender.  The folder
 watcher takes it from there, so every guarantee of the folder path (idempotent by SOP Instance UID,
 failed/ with reasons, retries) holds for network arrivals too.
@@ -14,7 +15,6 @@ association time.  Logs name AE titles, addresses and UIDs, never patient data.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trt_mass.atomic import move_without_replacing, numbered_names
 from trt_mass.daemon.events import EventLog
 from trt_mass.dicomnet.peers import Caller, ListenSpec, TlsFiles
 from trt_mass.errors import BackendUnavailableError, ConfigError
@@ -182,8 +183,9 @@ class StorageSCP:
     def _on_accepted(self, event: Any) -> None:
         """Name what a sender cannot send us: its C-STOREs of those would fail on its side, unseen here."""
         assoc = event.assoc
+        usable = {str(c.abstract_syntax) for c in assoc.accepted_contexts}  # a class is proposed once per syntax
         images_refused = sorted({str(c.abstract_syntax) for c in assoc.rejected_contexts
-                                 if str(c.abstract_syntax) in ACCEPTED_SOP_CLASSES})
+                                 if str(c.abstract_syntax) in ACCEPTED_SOP_CLASSES} - usable)
         if images_refused:
             reason = "none of the proposed transfer syntaxes of these mammogram classes is decodable here"
         elif not assoc.accepted_contexts and assoc.rejected_contexts:
@@ -238,7 +240,7 @@ class StorageSCP:
                 stream.write(encoded)
                 stream.flush()
                 os.fsync(stream.fileno())
-            name = self._link_without_replacing(temporary, uid)
+            name = move_without_replacing(temporary, numbered_names(self.incoming, f"{uid}.dcm", (".dcm",))).name
         finally:
             temporary.unlink(missing_ok=True)
         folder = os.open(self.incoming, os.O_RDONLY)
@@ -247,16 +249,6 @@ class StorageSCP:
         finally:
             os.close(folder)
         return name
-
-    def _link_without_replacing(self, temporary: Path, uid: str) -> str:
-        for number in itertools.count():
-            name = f"{uid}.dcm" if number == 0 else f"{uid}.{number}.dcm"
-            try:
-                os.link(temporary, self.incoming / name)  # fails on an existing name, unlike a rename
-                return name
-            except FileExistsError:
-                continue
-        raise AssertionError("unreachable")
 
     def _refuse(self, code: int, reason: str, who: dict[str, str]) -> Any:
         from pydicom import Dataset
