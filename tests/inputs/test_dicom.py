@@ -233,3 +233,72 @@ def test_inversion_rule(tmp_path: Path, photometric: str, shape: str | None, inv
                                      tmp_path / "reference.dcm")).pixels.astype(int)
     assert np.abs(pixels - reference).max() <= 65535 // 4095 + 1
     assert pixels[-1].mean() > pixels[0].mean() + 30000
+
+
+def _with_window(stored: np.ndarray, **attributes: object) -> Dataset:
+    return mg_dataset(stored, WindowCenter=2048, WindowWidth=4096, **attributes)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_pixel_padding_is_air_and_out_of_the_auto_window(tmp_path: Path, photometric: str) -> None:
+    """A CR-style border of Pixel Padding Value came out as a white (dense) band under MONOCHROME1 and
+    stretched the auto window under either interpretation."""
+    stored = np.clip(stored_ramp(48, 40), 1, 4094)  # tissue never takes the padding value
+    stored[:, 30:] = 4095 if photometric == "MONOCHROME2" else 0
+    padded = write(mg_dataset(stored, photometric=photometric, PixelPaddingValue=int(stored[0, 39])),
+                   tmp_path / "padded.dcm")
+    plain = write(mg_dataset(stored[:, :30].copy(), photometric=photometric), tmp_path / "plain.dcm")
+    pixels = load_mammogram(padded).pixels
+    assert not pixels[:, 30:].any(), "padding reads as air"
+    np.testing.assert_array_equal(pixels[:, :30], load_mammogram(plain).pixels,
+                                  err_msg="the tissue is windowed as if the padding were not there")
+    ranged = stored.copy()
+    ranged[:, 30:] = np.arange(10)[None, :] % 4  # a padding range 0..3, given as Value and Range Limit
+    limit = write(mg_dataset(ranged, PixelPaddingValue=3, PixelPaddingRangeLimit=0), tmp_path / "range.dcm")
+    assert not load_mammogram(limit).pixels[:, 30:].any()
+
+
+def test_a_magnification_view_measures_at_the_breast(tmp_path: Path) -> None:
+    """Imager Pixel Spacing is at the detector: a 1.5x magnification view's lesions are 1.5x smaller."""
+    path = write(mg_dataset(stored_ramp(), ImagerPixelSpacing=[0.15, 0.15],
+                            EstimatedRadiographicMagnificationFactor=1.5), tmp_path / "mag.dcm")
+    assert load_mammogram(path).pixel_spacing_mm == pytest.approx((0.1, 0.1))
+    calibrated = write(mg_dataset(stored_ramp(), PixelSpacing=[0.07, 0.07],
+                                  EstimatedRadiographicMagnificationFactor=1.5), tmp_path / "cal.dcm")
+    assert load_mammogram(calibrated).pixel_spacing_mm == pytest.approx((0.07, 0.07)), "calibrated already"
+
+
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLSLossless, ExplicitVRLittleEndian])
+def test_bits_above_bits_stored_are_not_pixels(tmp_path: Path, syntax: str) -> None:
+    """Old units keep overlays in the unused high bits; the JPEG 2000 / JPEG-LS codecs returned them."""
+    import imagecodecs
+    from pydicom.encaps import encapsulate
+
+    stored = stored_ramp()
+    marked = stored.copy()
+    marked[10:20, 5:30] |= 0x8000
+    clean = load_mammogram(write(_with_window(stored), tmp_path / "clean.dcm")).pixels
+    ds = _with_window(marked)
+    if syntax == JPEG2000Lossless:
+        ds.PixelData = encapsulate([imagecodecs.jpeg2k_encode(marked, level=0, bitspersample=16, codecformat="J2K")])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = syntax
+    elif syntax == JPEGLSLossless:
+        ds.BitsStored, ds.HighBit = 16, 15
+        ds.compress(syntax, marked, generate_instance_uid=False)
+        ds.BitsStored, ds.HighBit = 12, 11
+    np.testing.assert_array_equal(load_mammogram(write(ds, tmp_path / "marked.dcm")).pixels, clean)
+
+
+@pytest.mark.parametrize("form", ["packed", "per_word"])
+def test_an_eight_bit_voi_lut_reads_in_both_forms(tmp_path: Path, form: str) -> None:
+    """pydicom refused the standard packed form and misread one entry per 16-bit word."""
+    stored = stored_ramp()
+    table = np.rint(np.arange(4096) / 4095 * 255).astype(np.uint8)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 8]
+    item.LUTData = table.tobytes() if form == "packed" else table.astype("<u2").tobytes()
+    item["LUTData"].VR = "OW"
+    path = write(mg_dataset(stored, VOILUTSequence=Sequence([item])), tmp_path / "voi8.dcm")
+    expected = np.rint(table[stored].astype(np.float64) / 255 * 65535)
+    np.testing.assert_array_equal(load_mammogram(path).pixels, expected)

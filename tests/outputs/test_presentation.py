@@ -53,3 +53,16 @@ def test_both_objects_carry_the_source_breast(tmp_path: Path, laterality: str) -
     pixels = np.zeros((200, 160), np.uint16)
     assert build_gsps(source, [FINDING], MODEL).Laterality == laterality
     assert build_secondary_capture(source, pixels, [FINDING], MODEL).Laterality == laterality
+
+
+@pytest.mark.parametrize("uid", ["1.2.840.ABC.1", "1." + "2" * 64, "../../etc/x", "1..2", "1.2."])
+def test_a_source_uid_that_is_no_uid_refuses_the_outputs(tmp_path: Path, uid: str) -> None:
+    """The outputs referenced it anyway: PACS and dciodvfy reject such references."""
+    from trt_mass.errors import InputError
+
+    path = write(mg_dataset(stored_ramp(20, 16), SeriesInstanceUID=uid), tmp_path / "bad-uid.dcm")
+    with pytest.raises(InputError, match=r"bad-uid.dcm.*SeriesInstanceUID .* is not a UID"):
+        read_source(path)
+    leading_zero = write(mg_dataset(stored_ramp(20, 16), SeriesInstanceUID="1.2.840.0113619.01"),
+                         tmp_path / "old-unit.dcm")
+    assert read_source(leading_zero).SeriesInstanceUID == "1.2.840.0113619.01", "tolerated: old units write them"

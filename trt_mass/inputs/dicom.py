@@ -300,7 +300,23 @@ def _decode(dataset: Any, source: str, decoder: PixelDecoder | None) -> tuple[np
         raise InputError(source, f"truncated or corrupt pixel data ({error})") from error
     if stored.ndim != 2 or stored.shape != (dataset.Rows, dataset.Columns):
         raise InputError(source, f"decoded pixel data has shape {stored.shape}, expected one 2-D frame")
-    return stored, decoded_by
+    return _only_stored_bits(stored, dataset), decoded_by
+
+
+def _only_stored_bits(stored: np.ndarray, dataset: Any) -> np.ndarray:
+    """Bits above Bits Stored are not pixel data (old units keep overlays there); pydicom masks them in
+    native data, but JPEG 2000 and JPEG-LS codecs return them as encoded."""
+    try:
+        bits = int(dataset.BitsStored)
+    except (AttributeError, TypeError, ValueError):
+        return stored
+    width = 8 * stored.dtype.itemsize
+    if stored.dtype.kind not in "iu" or not 0 < bits < width:
+        return stored
+    if stored.dtype.kind == "u":
+        return np.bitwise_and(stored, np.array((1 << bits) - 1, dtype=stored.dtype))
+    shift = width - bits  # signed: shift the sign bit up and back to extend it
+    return np.right_shift(np.left_shift(stored, shift), shift)
 
 
 def _laterality(dataset: Any) -> str | None:
@@ -333,10 +349,11 @@ def _view(dataset: Any) -> str | None:
 
 
 def _pixel_spacing(dataset: Any) -> tuple[float, float] | None:
-    # Pixel Spacing is calibrated at the breast when present; Imager Pixel Spacing is at the detector.
+    """(row, column) mm at the breast.  Pixel Spacing is calibrated there when present; Imager Pixel
+    Spacing is at the detector, so it is divided by the Estimated Radiographic Magnification Factor
+    (1.5-1.8 on a magnification view: the lesion is that much smaller than its shadow)."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = dataset.get(keyword)
-        values = _as_list(value)
+        values = _as_list(dataset.get(keyword))
         if len(values) != 2:
             continue
         try:
@@ -344,5 +361,15 @@ def _pixel_spacing(dataset: Any) -> tuple[float, float] | None:
         except (TypeError, ValueError):
             continue
         if all(math.isfinite(v) and 0 < v < 10 for v in (row, column)):
-            return row, column
+            magnification = _magnification(dataset) if keyword == "ImagerPixelSpacing" else 1.0
+            return row / magnification, column / magnification
     return None
+
+
+def _magnification(dataset: Any) -> float:
+    values = _as_list(dataset.get("EstimatedRadiographicMagnificationFactor"))
+    try:
+        factor = float(values[0]) if values else 1.0
+    except (TypeError, ValueError):
+        return 1.0
+    return factor if math.isfinite(factor) and 1.0 <= factor <= 5.0 else 1.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,9 @@ def parse_kinds(text: str) -> tuple[str, ...]:
     if unknown:
         raise ConfigError(f"unknown DICOM output {unknown}; choose from {', '.join(OUTPUT_KINDS)}")
     return kinds
+
+
+_UID_SHAPE = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 def derived_uid(*parts: str) -> str:
@@ -79,6 +83,13 @@ def read_source(path: Path) -> Any:
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Rows", "Columns"):
         if not source.get(keyword):
             raise InputError(str(path), f"no {keyword}: DICOM outputs cannot reference this image")
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+        uid = str(source.get(keyword))
+        # Leading zeros in a component are tolerated (old units write them; PACS take them); letters, empty
+        # components and over-long UIDs make the references invalid and are refused by PACS and validators.
+        if len(uid) > 64 or not _UID_SHAPE.fullmatch(uid):
+            raise InputError(str(path), f"its {keyword} {uid[:80]!r} is not a UID (digits and dots, at most 64 "
+                                        "characters): DICOM outputs cannot reference this image")
     for keyword, value in TYPE2_DEFAULTS.items():
         if keyword not in source:
             setattr(source, keyword, value)
