@@ -302,3 +302,32 @@ def test_an_eight_bit_voi_lut_reads_in_both_forms(tmp_path: Path, form: str) -> 
     path = write(mg_dataset(stored, VOILUTSequence=Sequence([item])), tmp_path / "voi8.dcm")
     expected = np.rint(table[stored].astype(np.float64) / 255 * 65535)
     np.testing.assert_array_equal(load_mammogram(path).pixels, expected)
+
+
+def test_an_enhanced_breast_projection_image_reads_its_functional_groups(tmp_path: Path) -> None:
+    """Window, rescale, spacing and laterality of a Breast Projection image (a synthesized 2-D view) live
+    in functional groups: they were ignored (auto window, no spacing, no laterality)."""
+    from trt_mass.inputs.dicom import BREAST_PROJECTION_FOR_PRESENTATION
+    from trt_mass.outputs.dicom import read_source, source_laterality
+
+    stored = stored_ramp()
+    stored[:3, :3] = 4095  # a marker that would widen an auto window
+    reference = load_mammogram(write(mg_dataset(stored, WindowCenter=1500, WindowWidth=1000, RescaleIntercept=-100,
+                                                RescaleSlope=1, PixelSpacing=[0.07, 0.07], ImageLaterality="R"),
+                                     tmp_path / "flat.dcm"))
+    voi, measures, rescale, anatomy, shared = Dataset(), Dataset(), Dataset(), Dataset(), Dataset()
+    voi.WindowCenter, voi.WindowWidth = 1500, 1000
+    measures.PixelSpacing = [0.07, 0.07]
+    rescale.RescaleIntercept, rescale.RescaleSlope, rescale.RescaleType = -100, 1, "US"
+    anatomy.FrameLaterality = "R"
+    shared.FrameVOILUTSequence, shared.PixelMeasuresSequence = Sequence([voi]), Sequence([measures])
+    shared.PixelValueTransformationSequence, shared.FrameAnatomySequence = Sequence([rescale]), Sequence([anatomy])
+    ds = mg_dataset(stored, SOPClassUID=BREAST_PROJECTION_FOR_PRESENTATION, NumberOfFrames=1, ImageLaterality=None,
+                    ImagerPixelSpacing=None, SharedFunctionalGroupsSequence=Sequence([shared]),
+                    PerFrameFunctionalGroupsSequence=Sequence([Dataset()]))
+    ds.file_meta.MediaStorageSOPClassUID = BREAST_PROJECTION_FOR_PRESENTATION
+    path = write(ds, tmp_path / "enhanced.dcm")
+    enhanced = load_mammogram(path)
+    np.testing.assert_array_equal(enhanced.pixels, reference.pixels)
+    assert (enhanced.pixel_spacing_mm, enhanced.laterality) == ((0.07, 0.07), "R")
+    assert source_laterality(read_source(path)) == "R", "the DICOM outputs' laterality too"

@@ -161,6 +161,7 @@ def _load(path: Path, voi_index: int, decoder: PixelDecoder | None) -> Mammogram
         raise InputError(source, f"truncated or unreadable DICOM file ({error})") from error
     if len(dataset) == 0:  # pydicom reads a file cut inside its first element as an empty data set
         raise InputError(source, "truncated DICOM file (no data element could be read after the preamble)")
+    lift_functional_groups(dataset)
     _check_header(dataset, source)
     stored, decoded_by = _decode(dataset, source, decoder)
     presentation = to_presentation(stored, dataset, voi_index)
@@ -179,6 +180,30 @@ def _load(path: Path, voi_index: int, decoder: PixelDecoder | None) -> Mammogram
         transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
         pixel_decoder=decoded_by,
     )
+
+
+# Enhanced IODs (Breast Projection X-Ray) keep these in functional group macros, not at the top level.
+_FUNCTIONAL_GROUP_ATTRIBUTES = {
+    "PixelMeasuresSequence": ("PixelSpacing",),
+    "FrameVOILUTSequence": ("WindowCenter", "WindowWidth", "VOILUTFunction", "WindowCenterWidthExplanation"),
+    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept", "RescaleType"),
+    "FrameAnatomySequence": ("FrameLaterality",),
+}
+
+
+def lift_functional_groups(dataset: Any) -> None:
+    """Copy the first frame's pixel measures, VOI, rescale and laterality (per-frame before shared) to
+    the top level, where the single-frame reader looks; attributes already there are kept."""
+    groups = [group[0] for group in (dataset.get("PerFrameFunctionalGroupsSequence"),
+                                     dataset.get("SharedFunctionalGroupsSequence")) if group]
+    for group in groups:
+        for macro, keywords in _FUNCTIONAL_GROUP_ATTRIBUTES.items():
+            items = group.get(macro)
+            if not items:
+                continue
+            for keyword in keywords:
+                if keyword in items[0] and keyword not in dataset:
+                    dataset[keyword] = items[0][keyword]
 
 
 _SHOWABLE = re.compile(r"[A-Za-z0-9 ._\-]{1,64}")

@@ -19,6 +19,7 @@ from trt_mass.outputs.dicom import (
     SERIES,
     ModelIdentity,
     series_and_instance_uids,
+    source_laterality,
     stamp_series,
 )
 
@@ -100,7 +101,7 @@ def _image_library_entry(source: Any) -> Any:
     reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
     image = _item("CONTAINS", "IMAGE", None, ReferencedSOPSequence=Sequence([reference]))
     context = []
-    laterality = source.get("ImageLaterality")
+    laterality = source_laterality(source)
     if laterality in SIDES:
         context.append(_code_item("HAS ACQ CONTEXT", ("111027", "DCM", "Image Laterality"), SIDES[laterality]))
     views = source.get("ViewCodeSequence")

@@ -90,6 +90,9 @@ def read_source(path: Path) -> Any:
         if len(uid) > 64 or not _UID_SHAPE.fullmatch(uid):
             raise InputError(str(path), f"its {keyword} {uid[:80]!r} is not a UID (digits and dots, at most 64 "
                                         "characters): DICOM outputs cannot reference this image")
+    from trt_mass.inputs.dicom import lift_functional_groups
+
+    lift_functional_groups(source)  # the laterality of an enhanced (Breast Projection) image
     for keyword, value in TYPE2_DEFAULTS.items():
         if keyword not in source:
             setattr(source, keyword, value)
@@ -111,12 +114,21 @@ def series_and_instance_uids(source: Any, model: ModelIdentity, kind: str,
     return series_uid, instance_uid
 
 
+def source_laterality(source: Any) -> str | None:
+    """Image Laterality, else the series' Laterality, else an enhanced image's Frame Laterality."""
+    for keyword in ("ImageLaterality", "Laterality", "FrameLaterality"):
+        value = str(source.get(keyword) or "").strip().upper()
+        if value:
+            return value
+    return None
+
+
 def stamp_series(dataset: Any, kind: str, source: Any) -> None:
     dataset.SeriesDescription = SERIES[kind][1]
     if kind == "sr":
         return  # the SR Document Series has no Laterality
     # General Series Laterality (Type 2C for paired body parts): the analysed breast.
-    laterality = source.get("ImageLaterality") or source.get("Laterality") or ""
+    laterality = source_laterality(source)
     dataset.Laterality = laterality if laterality in ("L", "R") else ""
 
 

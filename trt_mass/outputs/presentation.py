@@ -16,6 +16,7 @@ from trt_mass.outputs.dicom import (
     SERIES,
     ModelIdentity,
     series_and_instance_uids,
+    source_laterality,
     stamp_series,
 )
 
@@ -97,7 +98,7 @@ def build_secondary_capture(source: Any, pixels: np.ndarray, findings: list[Find
         sop_instance_uid=instance_uid,
         instance_number=1,
         manufacturer=MANUFACTURER,
-        laterality=source.get("ImageLaterality") or source.get("Laterality") or None,
+        laterality=source_laterality(source),
         patient_orientation=("A", "R"),  # replaced below: highdicom's enum lacks mammography's "FR" etc.
     )
     patient_orientation: Any = list(orientation) if len(orientation) == 2 else ""
