@@ -37,6 +37,7 @@ MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 DX_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"
 BREAST_TOMOSYNTHESIS = "1.2.840.10008.5.1.4.1.1.13.1.3"
+JPEG_BASELINE, JPEG_EXTENDED = "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"
 BREAST_PROJECTION_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.13.1.4"
 BREAST_PROJECTION_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.13.1.5"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -322,10 +323,30 @@ def _decode(dataset: Any, source: str, decoder: PixelDecoder | None) -> tuple[np
     except ImportError as error:  # a plugin that is listed but cannot be imported
         raise InputError(source, _missing_decoder(dataset.file_meta.TransferSyntaxUID)) from error
     except (ValueError, EOFError, KeyError, IndexError, RuntimeError, TypeError, AttributeError) as error:
-        raise InputError(source, f"truncated or corrupt pixel data ({error})") from error
+        fallback = _decode_jpeg_extended(dataset)
+        if fallback is None:
+            reason = " ".join(str(error).split())  # plugins list their failures over several lines
+            raise InputError(source, f"truncated or corrupt pixel data ({reason})") from error
+        stored, decoded_by = fallback
     if stored.ndim != 2 or stored.shape != (dataset.Rows, dataset.Columns):
         raise InputError(source, f"decoded pixel data has shape {stored.shape}, expected one 2-D frame")
     return _only_stored_bits(stored, dataset), decoded_by
+
+
+def _decode_jpeg_extended(dataset: Any) -> tuple[np.ndarray, str] | None:
+    """12-bit JPEG (process 2/4), which GDCM and Pillow decline, through libjpeg-turbo in imagecodecs."""
+    if str(dataset.file_meta.TransferSyntaxUID) not in (JPEG_BASELINE, JPEG_EXTENDED):
+        return None
+    try:
+        import imagecodecs
+        from pydicom.encaps import get_frame
+
+        decoded = np.asarray(imagecodecs.jpeg8_decode(get_frame(dataset.PixelData, 0, number_of_frames=1)))
+    except Exception:  # no imagecodecs, or a stream it cannot read either: the first error stands
+        return None
+    if decoded.shape != (dataset.Rows, dataset.Columns) or decoded.dtype.kind != "u":
+        return None
+    return decoded.astype(np.uint16 if int(dataset.BitsAllocated) > 8 else np.uint8), "imagecodecs-libjpeg"
 
 
 def _only_stored_bits(stored: np.ndarray, dataset: Any) -> np.ndarray:
