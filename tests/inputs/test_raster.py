@@ -208,3 +208,95 @@ def test_another_format_under_a_png_name_is_refused(tmp_path: Path) -> None:
     Image.fromarray(RNG.integers(0, 256, size=(30, 20), dtype=np.uint8)).save(tmp_path / "photo.png", format="JPEG")
     with pytest.raises(InputError, match=r"photo\.png: a JPEG image named \.png, not PNG/TIFF"):
         read_raster(tmp_path / "photo.png")
+
+
+def _single_sample_tiff(path: Path, values: np.ndarray, photometric: int, max_sample: int | None = None) -> None:
+    """An uncompressed one-strip little-endian TIFF holding `values` (uint8 / uint16) exactly as given.
+
+    Written by hand: Pillow's writer inverts 8-bit values itself for MINISWHITE, and refuses other layouts.
+    """
+    rows, columns = values.shape
+    pixels = values.astype(values.dtype.newbyteorder("<")).tobytes()
+    start = 8 + 2 + 12 * (10 if max_sample is None else 11) + 4  # header, IFD, then the pixels
+    tags = [(256, 4, columns), (257, 4, rows), (258, 3, 8 * values.dtype.itemsize), (259, 3, 1),
+            (262, 3, photometric), (273, 4, start), (277, 3, 1), (278, 4, rows), (279, 4, len(pixels))]
+    tags += [] if max_sample is None else [(281, 3, max_sample)]
+    tags.append((339, 3, 1))  # SampleFormat: unsigned
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHI", tag, kind, 1) + struct.pack("<HH" if kind == 3 else "<I", *(
+            (value, 0) if kind == 3 else (value,))) for tag, kind, value in tags) + struct.pack("<I", 0)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + ifd + pixels)
+
+
+def test_a_miniswhite_tiff_reads_dense_bright_like_its_minisblack_twin(tmp_path: Path) -> None:
+    """WhiteIsZero stores (2**bits - 1) - v: inverted within the significant bits, not around 65535.
+
+    Pillow inverts 8-bit MINISWHITE itself but left 16-bit words as stored: a negative mammogram.
+    """
+    twelve = _twelve_bit(maximum=4095)
+    twelve[0, 1] = 0
+    _single_sample_tiff(tmp_path / "black.tif", twelve, photometric=1, max_sample=4095)
+    black, scaling = read_raster(tmp_path / "black.tif")
+    assert scaling == RasterScaling(12, "tiff MaxSampleValue")
+    _single_sample_tiff(tmp_path / "white.tif", 4095 - twelve, photometric=0, max_sample=4095)
+    pixels, white_scaling = read_raster(tmp_path / "white.tif")
+    assert white_scaling == scaling and np.array_equal(pixels, black)
+    _single_sample_tiff(tmp_path / "white-bare.tif", 4095 - twelve, photometric=0)  # 12 bits by the maximum
+    pixels, white_scaling = read_raster(tmp_path / "white-bare.tif")
+    assert white_scaling == RasterScaling(12, "maximum value") and np.array_equal(pixels, black)
+    eight = RNG.integers(0, 256, size=(40, 30), dtype=np.uint8)
+    _single_sample_tiff(tmp_path / "black8.tif", eight, photometric=1)
+    _single_sample_tiff(tmp_path / "white8.tif", 255 - eight, photometric=0)
+    assert np.array_equal(read_raster(tmp_path / "black8.tif")[0], eight.astype(np.uint16) * 257)
+    assert np.array_equal(read_raster(tmp_path / "white8.tif")[0], eight.astype(np.uint16) * 257)
+
+
+def _stored_for_orientation(upright: np.ndarray) -> dict[int, np.ndarray]:
+    """What a writer stores under each TIFF Orientation (where the 0th row and column go) for this upright view."""
+    return {
+        1: upright,  # 0th row top, 0th column left
+        2: upright[:, ::-1],  # top, right
+        3: upright[::-1, ::-1],  # bottom, right
+        4: upright[::-1],  # bottom, left
+        5: upright.T,  # 0th row left side, 0th column top
+        6: np.rot90(upright),  # right side, top
+        7: np.rot90(upright, 2).T,  # right side, bottom
+        8: np.rot90(upright, -1),  # left side, bottom
+    }
+
+
+def test_every_tiff_orientation_reads_upright(tmp_path: Path) -> None:
+    """Orientations 1-8 of a non-square image, 8- and 16-bit, plain and compressed, read as the upright array.
+
+    Pillow scrambled 5-8 (it swaps width and height before decoding): they came out striped, with no error.
+    """
+    upright = _twelve_bit(rows=23, columns=37, maximum=4095)
+    expected16 = np.rint(upright * (65535 / 4095)).astype(np.uint16)
+    for orientation, stored in _stored_for_orientation(upright).items():
+        for depth, values, expected in ((16, stored, expected16), (8, stored >> 4, (upright >> 4) * 257)):
+            for compression in ("raw", "tiff_lzw"):
+                name = f"o{orientation}-{depth}-{compression}.tif"
+                Image.fromarray(np.ascontiguousarray(values, dtype=f"u{depth // 8}")).save(
+                    tmp_path / name, tiffinfo={274: orientation}, compression=compression)
+                pixels, _ = read_raster(tmp_path / name)
+                assert pixels.shape == upright.shape and pixels.flags.c_contiguous, name
+                assert np.array_equal(pixels, expected), name
+    stored = _stored_for_orientation(upright)[6]  # the view after a thumbnail: the second page's Orientation
+    Image.fromarray(np.full((4, 4), 7, dtype=np.uint16)).save(
+        tmp_path / "pages.tif", save_all=True, append_images=[Image.fromarray(np.ascontiguousarray(stored))],
+        tiffinfo={274: 6})
+    assert np.array_equal(read_raster(tmp_path / "pages.tif")[0], expected16)
+    Image.fromarray(upright).save(tmp_path / "o9.tif", tiffinfo={274: 9})
+    with pytest.raises(InputError, match=r"o9\.tif: TIFF Orientation 9 is not read; save the image upright"):
+        read_raster(tmp_path / "o9.tif")
+
+
+def test_a_single_sample_tiff_that_is_not_grey_is_refused_by_its_photometric(tmp_path: Path) -> None:
+    values = _twelve_bit()
+    _single_sample_tiff(tmp_path / "grey.tif", values, photometric=1)  # the writer itself is sound
+    assert read_raster(tmp_path / "grey.tif")[1] == RasterScaling(12, "maximum value")
+    for photometric, name in ((2, "RGB"), (3, "palette")):
+        _single_sample_tiff(tmp_path / f"{name}.tif", values, photometric=photometric)
+        with pytest.raises(InputError, match=rf"{name}\.tif: TIFF PhotometricInterpretation {photometric} \({name}\) "
+                                             "with one sample per pixel is not a grayscale image"):
+            read_raster(tmp_path / f"{name}.tif")
