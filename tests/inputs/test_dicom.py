@@ -84,6 +84,9 @@ def test_voi_variants(tmp_path: Path) -> None:
         # Several windows: the first is the default view.
         "several": ({"WindowCenter": ["5000", "12000"], "WindowWidth": ["2000", "3000"]},
                     linear_window(stored, 5000, 2000)),
+        # A default window of width 0 (some units write one): the first usable one, not a refusal.
+        "first_unusable": ({"WindowCenter": ["5000", "12000"], "WindowWidth": ["0", "3000"]},
+                           linear_window(stored, 12000, 3000)),
         "rescaled": ({"RescaleSlope": "2", "RescaleIntercept": "-100", "WindowCenter": "15000",
                       "WindowWidth": "20000"}, linear_window(stored * 2.0 - 100, 15000, 20000)),
         "none": ({}, (x - x.min()) / (x.max() - x.min())),

@@ -158,11 +158,24 @@ def _window_values(dataset: Any, voi_index: int) -> tuple[float, float] | None:
     widths = as_list(dataset.WindowWidth)
     if not centers or not widths:
         return None
-    index = voi_index if voi_index < min(len(centers), len(widths)) else 0
+    count = min(len(centers), len(widths))
+    index = voi_index if voi_index < count else 0
+    if index == 0:  # the default window unusable (width 0 from some units): the first usable one instead
+        linear = (header_text(dataset, "VOILUTFunction") or "LINEAR").upper() == "LINEAR"
+        usable = [i for i in range(count) if _finite(centers[i], widths[i])
+                  and (float(widths[i]) >= 1.0 if linear else float(widths[i]) > 0.0)]
+        index = usable[0] if usable else 0
     center, width = float(centers[index]), float(widths[index])
     if not (math.isfinite(center) and math.isfinite(width)):
         return None
     return center, width
+
+
+def _finite(*values: Any) -> bool:
+    try:
+        return all(math.isfinite(float(value)) for value in values)
+    except (TypeError, ValueError):
+        return False
 
 
 def _apply_voi_unit(modality: np.ndarray, dataset: Any, voi_index: int,
