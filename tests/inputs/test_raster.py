@@ -300,3 +300,19 @@ def test_a_single_sample_tiff_that_is_not_grey_is_refused_by_its_photometric(tmp
         with pytest.raises(InputError, match=rf"{name}\.tif: TIFF PhotometricInterpretation {photometric} \({name}\) "
                                              "with one sample per pixel is not a grayscale image"):
             read_raster(tmp_path / f"{name}.tif")
+
+
+@pytest.mark.parametrize("container", ["png", "tif"])
+def test_a_sixteen_bit_colour_image_is_refused_not_cut_to_eight_bits(tmp_path: Path, container: str) -> None:
+    """Pillow opens 16-bit RGB as 8-bit RGB: the low byte of every sample was dropped without a word."""
+    import imagecodecs
+
+    colour = np.random.default_rng(0).integers(0, 65535, size=(20, 16, 3), dtype=np.uint16)
+    path = tmp_path / f"colour.{container}"
+    encode = imagecodecs.png_encode if container == "png" else imagecodecs.tiff_encode
+    path.write_bytes(encode(colour))
+    with pytest.raises(InputError, match=r"colour\.(png|tif).*16-bit colour \(RGB\) image"):
+        read_raster(path)
+    eight = tmp_path / f"colour8.{container}"
+    eight.write_bytes(encode((colour >> 8).astype(np.uint8)))
+    assert read_raster(eight)[1].rule == "8-bit image", "8-bit colour is still read"

@@ -222,8 +222,34 @@ def _values(path: Path, image: Image.Image) -> tuple[np.ndarray, RasterScaling |
     if mode == "L":
         return np.asarray(image, dtype=np.uint8), RasterScaling(8, "8-bit image")
     if mode in ("RGB", "RGBA", "LA", "P"):
+        if _sample_bits(image) > 8:  # Pillow keeps only the top 8 bits of 16-bit colour samples
+            raise InputError(str(path), f"a 16-bit colour ({mode}) image: only its top 8 bits could be read; "
+                                        "save the mammogram as 16-bit grayscale")
         return np.asarray(image.convert("L"), dtype=np.uint8), RasterScaling(8, "8-bit image")
     raise InputError(str(path), f"unsupported image mode {mode}")
+
+
+def _sample_bits(image: Image.Image) -> int:
+    """Bits per sample as the file stores them (Pillow's mode says 8 for 16-bit colour)."""
+    if image.format == "PNG":
+        return int(image.info.get("bitdepth") or _png_bit_depth(image))
+    tags = getattr(image, "tag_v2", None)
+    value = tags.get(TIFF_BITS_PER_SAMPLE, 8) if tags is not None else 8
+    return int(max(value) if isinstance(value, tuple) else value)
+
+
+def _png_bit_depth(image: Image.Image) -> int:
+    """The IHDR bit depth (byte 24 of the file)."""
+    handle = getattr(image, "fp", None)
+    if handle is None:
+        return 8
+    position = handle.tell()
+    try:
+        handle.seek(24)
+        depth = handle.read(1)
+    finally:
+        handle.seek(position)
+    return depth[0] if depth else 8
 
 
 def _as_uint16(path: Path, array: np.ndarray) -> np.ndarray:
