@@ -161,6 +161,8 @@ def move_without_replacing(path: Path, targets: Iterable[Path]) -> Path:
     """
     links = True
     for target in targets:
+        if os.path.lexists(target) and os.path.samefile(path.parent, target.parent) and path.name == target.name:
+            return target  # already there: unlinking the "source" would delete the only copy
         if links:
             try:
                 os.link(path, target, follow_symlinks=False)
@@ -180,6 +182,24 @@ def move_without_replacing(path: Path, targets: Iterable[Path]) -> Path:
             os.replace(path, target)
             return target
     raise FileExistsError(f"no free name to move {path} to")
+
+
+# A name plus what the writers add (".<8 random>.tmp" and a suffix of a temporary; ".error.json",
+# ".overlay.png" beside a result) must stay under the 255 bytes most filesystems allow.
+NAME_BUDGET_BYTES = 180
+
+
+def fitting_name(name: str, suffix: str = "", budget: int = NAME_BUDGET_BYTES) -> str:
+    """`name + suffix`, or, when that is over `budget` bytes, name cut short with "~" and 12 hex digits of
+    its SHA-256 (distinct names stay distinct), then the suffix."""
+    if len((name + suffix).encode()) <= budget:
+        return name + suffix
+    import hashlib
+
+    digest = hashlib.sha256(name.encode(errors="surrogateescape")).hexdigest()[:12]
+    room = budget - len(suffix.encode()) - len(digest) - 1
+    cut = name.encode(errors="surrogateescape")[:room].decode(errors="ignore")
+    return f"{cut}~{digest}{suffix}"
 
 
 def _same_inode(first: Path, second: Path) -> bool:

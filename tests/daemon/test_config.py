@@ -49,3 +49,24 @@ def test_durations_must_be_finite_and_not_negative(tmp_path: Path, value: str) -
     """NaN passed every comparison: a settle time of NaN left every arrival in incoming/ for ever."""
     with pytest.raises(ConfigError, match=rf"settle_s must be a finite number >= 0, got {value.replace('+', '')}"):
         load_config({"root": tmp_path}, None, environ={"TRTMASS_WATCH_SETTLE_S": value})
+
+
+@pytest.mark.parametrize(("toml", "environ", "message"), [
+    (None, {"TRTMASS_WATCH_POLL_INTERVAL": "0.5"}, "unknown environment variable TRTMASS_WATCH_POLL_INTERVAL"),
+    (None, {"TRTMASS_WATCH_ROOT": ""}, "root: empty; give a path"),
+    (None, {"TRTMASS_WATCH_MODEL": " "}, "model: empty; give a path"),
+    (b"polling = true\n[watch]\nroot = '/srv/x'\n", {}, "'polling' outside the \\[watch\\] table"),
+    (b"[watch]\nstable_polls = 2.9\n", {}, "stable_polls: expected a whole number, got 2.9"),
+    (b"[watch]\npoll_interval_s = true\n", {}, "poll_interval_s: expected a number, got True"),
+    (b"[watch]\nroot = '\xff\xfe'\n", {}, "cannot read the watch config"),
+])
+def test_settings_that_would_be_ignored_or_bent_are_refused(tmp_path: Path, toml: bytes | None,
+                                                            environ: dict[str, str], message: str) -> None:
+    """Each of these used to start a daemon that did something else than the file or the unit said."""
+    config_file = None
+    if toml is not None:
+        config_file = tmp_path / "watch.toml"
+        config_file.write_bytes(toml)
+    flags = {} if "TRTMASS_WATCH_ROOT" in environ else {"root": tmp_path}
+    with pytest.raises(ConfigError, match=message):
+        load_config(flags, config_file, environ=environ)

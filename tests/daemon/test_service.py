@@ -513,3 +513,66 @@ def test_canvas_in_the_decode_workers_gives_the_same_results(tmp_path: Path, wat
         findings[where] = {p.name: json.loads(p.read_text())["findings"] for p in (root / "results").iterdir()}
     assert findings["engine"] == findings["workers"] == findings["default"]
     assert any(findings["engine"].values()), "the tiny model finds something to compare"
+
+
+def _watch_once(root: Path, model: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    from tests.daemon_process import FAST
+
+    return subprocess.run([sys.executable, "-m", "trt_mass.cli", "watch", str(root), "--model", str(model)],
+                          env={**os.environ, **FAST, **env}, capture_output=True, text=True, timeout=60)
+
+
+def test_two_roles_in_one_folder_and_a_second_daemon_are_refused(tmp_path: Path, watch_model: Path) -> None:
+    """processing/ = incoming/ deleted every waiting input on start; a second daemon on one tree took the
+    first's files in processing/ as crash leftovers."""
+    root = tmp_path / "root"
+    (root / "incoming").mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        (root / "incoming" / name).write_bytes(b"waiting")
+    for key, folder in (("PROCESSING", "incoming"), ("DONE", "incoming"), ("FAILED", "results")):
+        run = _watch_once(root, watch_model, {f"TRTMASS_WATCH_{key}": str(root / folder)})
+        assert run.returncode == 2 and "are one folder" in run.stderr, run.stderr
+        assert _folder(root, "incoming") == ["a.png", "b.png"], "nothing taken, nothing lost"
+    shutil.rmtree(root / "incoming")
+    first = Daemon(root, watch_model).start()
+    _wait_for(lambda: (root / "status.json").exists(), 30, "the first daemon")
+    second = _watch_once(root, watch_model, {})
+    assert second.returncode == 2 and "another trtmass watch runs on" in second.stderr, second.stderr
+    assert first.terminate() == 0
+    assert _watch_once(root, watch_model, {"TRTMASS_WATCH_STATUS_FILE": str(tmp_path / "no" / "s.json")}
+                       ).returncode == 2, "a status file that could never be written"
+
+
+def test_sighup_stops_like_sigterm(tmp_path: Path, watch_model: Path) -> None:
+    """SIGHUP (a closed ssh session) killed the daemon at once: no `stopped`, files left in processing/."""
+    import signal
+
+    root = tmp_path / "root"
+    daemon = Daemon(root, watch_model).start()
+    _wait_for(lambda: (root / "status.json").exists(), 30, "the daemon")
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.process.wait(timeout=60) == 0
+    assert [e["event"] for e in log_events(daemon.log)][-1] == "stopped"
+    assert json.loads((root / "status.json").read_text())["state"] == "stopped"
+
+
+def test_failed_inputs_and_reports_never_replace_each_other(tmp_path: Path, watch_model: Path) -> None:
+    """An input named like another's report was replaced by that report; a 240-byte name made the report's
+    name too long and held every later file up (retried as a full disk)."""
+    root = tmp_path / "root"
+    daemon = Daemon(root, watch_model).start()
+    _wait_for(lambda: (root / "status.json").exists(), 30, "the daemon")
+    long_name = "x" * 236 + ".png"
+    for number, name in enumerate(("x.png.error.json", "x.png", long_name)):
+        (tmp_path / "staged").write_bytes(b"not an image " + name.encode())
+        os.replace(tmp_path / "staged", root / "incoming" / name)
+        _wait_for(lambda n=number: len([f for f in _folder(root, "failed") if not f.endswith(".error.json")
+                                        or f == "x.png.error.json"]) == n + 1, 60, f"failure {number + 1}")
+    assert daemon.terminate() == 0
+    failed = root / "failed"
+    assert (failed / "x.png.error.json").read_bytes() == b"not an image x.png.error.json", "the input is kept"
+    reports = [json.loads(p.read_text()) for p in failed.iterdir() if p.name.endswith(".error.json")
+               and p.name != "x.png.error.json"]
+    assert sorted(r["file"] for r in reports) == sorted(["x.png.error.json", "x.png", long_name])
+    assert (failed / long_name).exists() and all(len(p.name.encode()) <= 255 for p in failed.iterdir())

@@ -93,6 +93,6 @@ def watch(root: Path | None, model: Path | None, config_file: Path | None, polli
              "tls_ca": tls_ca, "destinations": list(destinations) or None, "calling_ae": calling_ae}
     config = load_config(flags, config_file)
     service = WatchService(config)
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
+    for signal_number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # HUP: a closed terminal or ssh
         signal.signal(signal_number, lambda *_: service.request_stop())
     sys.exit(service.run())

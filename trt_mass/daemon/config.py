@@ -221,6 +221,8 @@ def _convert(key: str, value: Any) -> Any:
     if isinstance(value, list):  # TOML lists of callers or destinations
         value = ",".join(str(item) for item in value)
     if "Path" in kind:
+        if not str(value).strip():  # Path("") is the working folder: folders would appear wherever it is
+            raise ConfigError(f"{key}: empty; give a path")
         return Path(str(value))
     if kind.startswith("bool"):
         if isinstance(value, bool):
@@ -231,13 +233,19 @@ def _convert(key: str, value: Any) -> Any:
         if text in ("0", "false", "no", "off", ""):
             return False
         raise ConfigError(f"{key}: expected a boolean, got {value!r}")
+    numeric = kind.startswith(("int", "float"))
+    if numeric and isinstance(value, bool):  # TOML true is no number (it became 1)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
     try:
         if kind.startswith("int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("not a whole number")  # 2.9 polls were 2
             return int(value)
         if kind.startswith("float"):
             return float(value)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{key}: expected a number, got {value!r}") from error
+        raise ConfigError(f"{key}: expected a {'whole ' if kind.startswith('int') else ''}number, "
+                          f"got {value!r}") from error
     return str(value)
 
 
@@ -247,15 +255,23 @@ def load_config(flags: dict[str, Any], config_file: Path | None = None,
     values: dict[str, Any] = {}
     if config_file is not None:
         try:
-            data = tomllib.loads(Path(config_file).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
+            data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
             raise ConfigError(f"{config_file}: cannot read the watch config ({error})") from error
         section = data.get("watch", data)
+        outside = sorted(key for key in data if key != "watch") if "watch" in data else []
+        if outside:  # TOML puts keys written above [watch] outside it: they would be ignored
+            raise ConfigError(f"{config_file}: {', '.join(map(repr, outside))} outside the [watch] table")
         for key, value in section.items():
             if key not in FIELD_TYPES:
                 raise ConfigError(f"{config_file}: unknown key {key!r}")
             values[key] = _convert(key, value)
     environ = dict(os.environ if environ is None else environ)
+    known = {ENV_PREFIX + key.upper() for key in FIELD_TYPES}
+    unknown = sorted(name for name in environ if name.startswith(ENV_PREFIX) and name not in known)
+    if unknown:  # a misspelt variable (an EnvironmentFile typo) would leave its setting at the default
+        raise ConfigError(f"unknown environment variable {unknown[0]}: the watch settings are "
+                          f"{ENV_PREFIX}<KEY> for the keys of the config file")
     for key in FIELD_TYPES:
         env_value = environ.get(ENV_PREFIX + key.upper())
         if env_value is not None:

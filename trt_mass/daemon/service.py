@@ -21,9 +21,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
-from trt_mass.atomic import move_without_replacing, numbered_names, write_json_atomic
+from trt_mass.atomic import fitting_name, move_without_replacing, numbered_names, write_json_atomic
 from trt_mass.daemon.config import WatchConfig, default_canvas_in_workers
 from trt_mass.daemon.discovery import Discovery
 from trt_mass.daemon.events import Counters, EventLog, now_text
@@ -60,9 +60,54 @@ def unique_target(folder: Path, name: str) -> Path:
     return next(target for target in numbered_names(folder, name, KEPT_SUFFIXES) if not target.exists())
 
 
+def _failed_pair(failed: Path, name: str) -> tuple[Path, Path]:
+    """The free name for a failed input and its report: neither may replace a file in failed/ (an input
+    once named "x.png.error.json" is kept there under that name), and the report's name is kept short
+    enough to write."""
+    for target in numbered_names(failed, name, KEPT_SUFFIXES):
+        report = failed / fitting_name(target.name, ".error.json")
+        if not os.path.lexists(target) and not os.path.lexists(report):
+            return target, report
+    raise AssertionError("unreachable")
+
+
 def hand_back(path: Path, incoming: Path) -> Path:
     """Move `path` back into incoming/ under a free name, never over a file a writer just dropped there."""
     return move_without_replacing(path, numbered_names(incoming, path.name, KEPT_SUFFIXES))
+
+
+LOCK_NAME = ".trtmass-watch.lock"
+
+
+def _refuse_shared_folders(folders: dict[str, Path]) -> None:
+    """Two roles in one folder lose files: processing/ = incoming/ deleted every input on recovery,
+    done/ = incoming/ reprocessed them for ever, results/ = incoming/ took results as inputs."""
+    seen: dict[tuple[int, int], str] = {}
+    for name, folder in folders.items():
+        stat = folder.stat()
+        other = seen.setdefault((stat.st_dev, stat.st_ino), name)
+        if other != name:
+            raise ConfigError(f"{other}/ and {name}/ are one folder ({folder}): each needs its own")
+
+
+def _probe_renames(folders: dict[str, Path]) -> None:
+    """A rename from incoming/ into every other folder, tried at start: a bind mount shares st_dev
+    but refuses renames (EXDEV), which would hold every file up later."""
+    incoming = folders["incoming"]
+    probe = incoming / f".trtmass-probe-{os.getpid()}"
+    probe.touch()
+    try:
+        for name, folder in folders.items():
+            if name == "incoming":
+                continue
+            moved = folder / probe.name
+            try:
+                os.rename(probe, moved)
+            except OSError as error:
+                raise ConfigError(f"cannot move files from incoming/ into {name}/ ({folder}): {error}") from error
+            os.rename(moved, probe)
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 class WatchService:
@@ -77,6 +122,8 @@ class WatchService:
         self.log = log or EventLog(config.log_format)
         self.notifier = notifier or Notifier()
         self.folders = {name: config.folder(name) for name in FOLDERS}
+        self._root_lock: IO[str] | None = None
+        self._claim_failures: set[str] = set()
         self.counters = Counters()
         self._stop = threading.Event()
         self._queue: queue.Queue[Decoded] = queue.Queue(maxsize=config.queue_size)
@@ -135,16 +182,38 @@ class WatchService:
             self._write_status("stopped")
             self.notifier.stopping()
             self.log.event("stopped", processed=self.counters.processed, failed=self.counters.failed)
+            if self._root_lock is not None:
+                self._root_lock.close()
         return 0
 
     def _prepare_folders(self) -> None:
         root = self.config.root
         _make_folder("root", root)
+        self._lock_root(root)
         device = root.stat().st_dev
         for name, folder in self.folders.items():
             _make_folder(f"{name}/", folder)
             if folder.stat().st_dev != device:
                 raise ConfigError(f"{name}/ ({folder}) is on another filesystem than {root}: moves must be renames")
+        _refuse_shared_folders(self.folders)
+        _probe_renames(self.folders)
+        status_folder = self.config.status_path.parent
+        if not status_folder.is_dir():
+            raise ConfigError(f"status_file {self.config.status_path}: its folder {status_folder} does not exist")
+
+    def _lock_root(self, root: Path) -> None:
+        """One daemon per tree: a second one recovered the first's files in processing/ as its own."""
+        import fcntl
+
+        path = root / LOCK_NAME
+        try:
+            self._root_lock = open(path, "a")  # noqa: SIM115 - held open for the daemon's life
+            fcntl.flock(self._root_lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise ConfigError(f"another trtmass watch runs on {root} (it holds {path}): one daemon per "
+                              "folder tree") from error
+        except OSError as error:
+            raise ConfigError(f"cannot lock {path}: {error}") from error
 
     def _start_network(self) -> None:
         """The outbox's sender and the C-STORE listener, before the model: images are received (and
@@ -285,18 +354,29 @@ class WatchService:
         free_workers = threading.Semaphore(self.decode_workers)
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="trtmass-decode") as pool:
             while not self._stop.is_set():
-                submitted = 0
-                for name in self.discovery.ready():
-                    if not self._wait_for(free_workers):
-                        return
-                    claimed = self._claim(name)
-                    if claimed is None:
-                        free_workers.release()
-                        continue
-                    pool.submit(self._decode_and_enqueue, claimed, free_workers)
-                    submitted += 1
+                try:
+                    submitted = self._claim_ready(pool, free_workers)
+                except Exception as error:  # the reader must outlive any one failure: it alone takes files
+                    self._report_failure("reader_failed", error, interval)
+                    submitted = 0
+                if submitted is None:
+                    return
                 if not submitted:  # nothing ready, or only names that must wait: no busy loop
                     self.discovery.wait(interval)
+
+    def _claim_ready(self, pool: ThreadPoolExecutor, free_workers: threading.Semaphore) -> int | None:
+        """Claim what is ready and hand it to the decode workers; how many (None: stopping)."""
+        submitted = 0
+        for name in self.discovery.ready():
+            if not self._wait_for(free_workers):
+                return None
+            claimed = self._claim(name)
+            if claimed is None:
+                free_workers.release()
+                continue
+            pool.submit(self._decode_and_enqueue, claimed, free_workers)
+            submitted += 1
+        return submitted
 
     def _wait_for(self, free_workers: threading.Semaphore) -> bool:
         """A free decode worker (False: stopping)."""
@@ -368,6 +448,15 @@ class WatchService:
         except FileNotFoundError:
             self.discovery.forget(name)
             return None
+        except OSError as error:  # processing/ made read-only, a bind mount (EXDEV): the file stays, retried
+            self.discovery.forget(name)
+            if name not in self._claim_failures:  # once per file, not once per poll
+                self._claim_failures.add(name)
+                again_in = (self.config.poll_interval_s * self.config.stable_polls if self.config.polling
+                            else self.config.rescan_s)  # forgotten: found again by the next poll or rescan
+                self._report_failure("claim_failed", error, again_in, name)
+            return None
+        self._claim_failures.discard(name)
         self.discovery.forget(name)
         return target
 
@@ -530,10 +619,10 @@ class WatchService:
             if not self._still_there(path):
                 return False
             failed.mkdir(parents=True, exist_ok=True)  # someone removed it: as on start
-            target = unique_target(failed, path.name)
-            report = {"file": path.name, "reason": error.reason, "time": now_text(),
+            target, report_path = _failed_pair(failed, path.name)
+            report = {"file": path.name, "kept_as": target.name, "reason": error.reason, "time": now_text(),
                       "model": str(self.config.model), "model_sha256": self._model_hash}
-            write_json_atomic(failed / f"{target.name}.error.json", report)
+            write_json_atomic(report_path, report)
             os.replace(path, target)
             return True
 

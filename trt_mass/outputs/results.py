@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from trt_mass.atomic import write_json_atomic
+from trt_mass.atomic import fitting_name, write_json_atomic
 from trt_mass.geometry import Finding
 from trt_mass.inputs.dicom import Mammogram
 from trt_mass.metadata import ModelMetadata
@@ -73,6 +73,9 @@ class WrittenResult:
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
+RESULT_STEM_BYTES = 150  # room for ".overlay.png", "-2" and a temporary's additions within 255 bytes
+
+
 def result_stem(mammogram: Mammogram, source: Path) -> str:
     """The name a result is filed under: the SOP Instance UID, else the input's file name without suffix.
 
@@ -82,7 +85,7 @@ def result_stem(mammogram: Mammogram, source: Path) -> str:
     uid = mammogram.sop_instance_uid
     if uid and len(uid) <= 64 and _UID.fullmatch(uid):
         return uid
-    return source.stem
+    return fitting_name(source.stem, budget=RESULT_STEM_BYTES)
 
 
 def pixels_sha256(pixels: np.ndarray) -> str:
