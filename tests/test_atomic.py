@@ -162,3 +162,17 @@ def test_without_hard_links_the_move_checks_names_and_renames(tmp_path: Path,
     moved = move_without_replacing(tmp_path / "b.dcm", numbered_names(tmp_path / "in", "b.dcm", (".dcm",)))
     assert moved.name == "b.1.dcm" and moved.read_text() == "arrival"
     assert (tmp_path / "in" / "b.dcm").read_text() == "waiting"
+
+
+def test_names_are_kept_within_the_filesystem_limit_and_need_not_be_utf8() -> None:
+    from trt_mass.atomic import fitting_name, numbered_names
+
+    long = "x" * 251 + ".png"
+    numbered = [p.name for p in itertools.islice(numbered_names(Path("/f"), long, (".png",)), 3)]
+    assert numbered[0] == long and all(len(n.encode()) <= 255 and n.endswith(f".{i}.png")
+                                       for i, n in enumerate(numbered[1:], 1))
+    assert numbered[1] != numbered[2]
+    not_utf8 = os.fsdecode(b"caf\xe9" * 60)
+    short = fitting_name(not_utf8, ".error.json")
+    assert len(os.fsencode(short)) <= 180 and short.endswith(".error.json")
+    assert fitting_name(os.fsdecode(b"caf\xe9.png")) == os.fsdecode(b"caf\xe9.png")

@@ -146,8 +146,8 @@ def numbered_names(folder: Path, name: str, kept_suffixes: tuple[str, ...]) -> I
     suffix = Path(name).suffix
     stem, suffix = (name[: -len(suffix)], suffix) if suffix and suffix.lower() in kept_suffixes else (name, "")
     yield folder / name
-    for number in itertools.count(1):
-        yield folder / f"{stem}.{number}{suffix}"
+    for number in itertools.count(1):  # a number must not push a long name past the 255-byte limit
+        yield folder / fitting_name(stem, f".{number}{suffix}", budget=NAME_MAX_BYTES)
 
 
 def move_without_replacing(path: Path, targets: Iterable[Path]) -> Path:
@@ -187,18 +187,21 @@ def move_without_replacing(path: Path, targets: Iterable[Path]) -> Path:
 # A name plus what the writers add (".<8 random>.tmp" and a suffix of a temporary; ".error.json",
 # ".overlay.png" beside a result) must stay under the 255 bytes most filesystems allow.
 NAME_BUDGET_BYTES = 180
+NAME_MAX_BYTES = 255
 
 
 def fitting_name(name: str, suffix: str = "", budget: int = NAME_BUDGET_BYTES) -> str:
     """`name + suffix`, or, when that is over `budget` bytes, name cut short with "~" and 12 hex digits of
     its SHA-256 (distinct names stay distinct), then the suffix."""
-    if len((name + suffix).encode()) <= budget:
+    # surrogateescape: a name that is not UTF-8 (bytes from a Windows share) arrives with surrogates
+    if len((name + suffix).encode(errors="surrogateescape")) <= budget:
         return name + suffix
     import hashlib
 
-    digest = hashlib.sha256(name.encode(errors="surrogateescape")).hexdigest()[:12]
-    room = budget - len(suffix.encode()) - len(digest) - 1
-    cut = name.encode(errors="surrogateescape")[:room].decode(errors="ignore")
+    raw = name.encode(errors="surrogateescape")
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    room = budget - len(suffix.encode(errors="surrogateescape")) - len(digest) - 1
+    cut = raw[:room].decode(errors="surrogateescape")
     return f"{cut}~{digest}{suffix}"
 
 

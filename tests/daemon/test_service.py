@@ -537,7 +537,7 @@ def test_two_roles_in_one_folder_and_a_second_daemon_are_refused(tmp_path: Path,
     first = Daemon(root, watch_model).start()
     _wait_for(lambda: (root / "status.json").exists(), 30, "the first daemon")
     second = _watch_once(root, watch_model, {})
-    assert second.returncode == 2 and "another trtmass watch runs on" in second.stderr, second.stderr
+    assert second.returncode == 2 and "another trtmass watch uses" in second.stderr, second.stderr
     assert first.terminate() == 0
     assert _watch_once(root, watch_model, {"TRTMASS_WATCH_STATUS_FILE": str(tmp_path / "no" / "s.json")}
                        ).returncode == 2, "a status file that could never be written"
@@ -563,9 +563,10 @@ def test_failed_inputs_and_reports_never_replace_each_other(tmp_path: Path, watc
     root = tmp_path / "root"
     daemon = Daemon(root, watch_model).start()
     _wait_for(lambda: (root / "status.json").exists(), 30, "the daemon")
-    long_name = "x" * 236 + ".png"
-    for number, name in enumerate(("x.png.error.json", "x.png", long_name)):
-        (tmp_path / "staged").write_bytes(b"not an image " + name.encode())
+    long_name = "x" * 251 + ".png"  # 255 bytes: a second one cannot be "....1.png" in full
+    not_utf8 = os.fsdecode(b"caf\xe9.png")  # from a Windows share: surrogates in the str
+    for number, name in enumerate(("x.png.error.json", "x.png", long_name, long_name, not_utf8)):
+        (tmp_path / "staged").write_bytes(b"not an image " + os.fsencode(name))
         os.replace(tmp_path / "staged", root / "incoming" / name)
         _wait_for(lambda n=number: len([f for f in _folder(root, "failed") if not f.endswith(".error.json")
                                         or f == "x.png.error.json"]) == n + 1, 60, f"failure {number + 1}")
@@ -574,5 +575,6 @@ def test_failed_inputs_and_reports_never_replace_each_other(tmp_path: Path, watc
     assert (failed / "x.png.error.json").read_bytes() == b"not an image x.png.error.json", "the input is kept"
     reports = [json.loads(p.read_text()) for p in failed.iterdir() if p.name.endswith(".error.json")
                and p.name != "x.png.error.json"]
-    assert sorted(r["file"] for r in reports) == sorted(["x.png.error.json", "x.png", long_name])
-    assert (failed / long_name).exists() and all(len(p.name.encode()) <= 255 for p in failed.iterdir())
+    assert sorted(r["file"] for r in reports) == sorted(["x.png.error.json", "x.png", long_name, long_name, not_utf8])
+    assert (failed / long_name).exists() and (failed / not_utf8).exists()
+    assert all(len(os.fsencode(p.name)) <= 255 for p in failed.iterdir())

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 from trt_mass.atomic import fitting_name, move_without_replacing, numbered_names, write_json_atomic
 from trt_mass.daemon.config import WatchConfig, default_canvas_in_workers
@@ -76,9 +76,6 @@ def hand_back(path: Path, incoming: Path) -> Path:
     return move_without_replacing(path, numbered_names(incoming, path.name, KEPT_SUFFIXES))
 
 
-LOCK_NAME = ".trtmass-watch.lock"
-
-
 def _refuse_shared_folders(folders: dict[str, Path]) -> None:
     """Two roles in one folder lose files: processing/ = incoming/ deleted every input on recovery,
     done/ = incoming/ reprocessed them for ever, results/ = incoming/ took results as inputs."""
@@ -90,22 +87,29 @@ def _refuse_shared_folders(folders: dict[str, Path]) -> None:
             raise ConfigError(f"{other}/ and {name}/ are one folder ({folder}): each needs its own")
 
 
+PROBE_NAME = ".trtmass-probe"
+# The renames an input makes: a bind mount shares st_dev but refuses them (EXDEV), which would hold
+# every file up later.  results/ is written in place (its temporaries are made inside it).
+INPUT_MOVES = (("incoming", "processing"), ("processing", "done"), ("processing", "failed"))
+
+
 def _probe_renames(folders: dict[str, Path]) -> None:
-    """A rename from incoming/ into every other folder, tried at start: a bind mount shares st_dev
-    but refuses renames (EXDEV), which would hold every file up later."""
-    incoming = folders["incoming"]
-    probe = incoming / f".trtmass-probe-{os.getpid()}"
+    """Each move an input makes, tried at start with an empty dotfile (one a crash left is removed)."""
+    for folder in folders.values():
+        (folder / PROBE_NAME).unlink(missing_ok=True)
+    probe = folders["incoming"] / PROBE_NAME
     probe.touch()
     try:
-        for name, folder in folders.items():
-            if name == "incoming":
-                continue
-            moved = folder / probe.name
+        for source, target in INPUT_MOVES:
             try:
-                os.rename(probe, moved)
+                os.rename(probe, folders[target] / PROBE_NAME)
             except OSError as error:
-                raise ConfigError(f"cannot move files from incoming/ into {name}/ ({folder}): {error}") from error
-            os.rename(moved, probe)
+                raise ConfigError(f"cannot move files from {source}/ into {target}/ ({folders[target]}): "
+                                  f"{error}") from error
+            probe = folders[target] / PROBE_NAME
+            if target != "processing":
+                os.rename(probe, folders["processing"] / PROBE_NAME)
+                probe = folders["processing"] / PROBE_NAME
     finally:
         probe.unlink(missing_ok=True)
 
@@ -122,7 +126,7 @@ class WatchService:
         self.log = log or EventLog(config.log_format)
         self.notifier = notifier or Notifier()
         self.folders = {name: config.folder(name) for name in FOLDERS}
-        self._root_lock: IO[str] | None = None
+        self._processing_lock: int | None = None
         self._claim_failures: set[str] = set()
         self.counters = Counters()
         self._stop = threading.Event()
@@ -182,38 +186,38 @@ class WatchService:
             self._write_status("stopped")
             self.notifier.stopping()
             self.log.event("stopped", processed=self.counters.processed, failed=self.counters.failed)
-            if self._root_lock is not None:
-                self._root_lock.close()
+            if self._processing_lock is not None:
+                os.close(self._processing_lock)
         return 0
 
     def _prepare_folders(self) -> None:
         root = self.config.root
         _make_folder("root", root)
-        self._lock_root(root)
         device = root.stat().st_dev
         for name, folder in self.folders.items():
             _make_folder(f"{name}/", folder)
             if folder.stat().st_dev != device:
                 raise ConfigError(f"{name}/ ({folder}) is on another filesystem than {root}: moves must be renames")
         _refuse_shared_folders(self.folders)
+        self._lock_processing(self.folders["processing"])
         _probe_renames(self.folders)
         status_folder = self.config.status_path.parent
         if not status_folder.is_dir():
             raise ConfigError(f"status_file {self.config.status_path}: its folder {status_folder} does not exist")
 
-    def _lock_root(self, root: Path) -> None:
-        """One daemon per tree: a second one recovered the first's files in processing/ as its own."""
+    def _lock_processing(self, processing: Path) -> None:
+        """One daemon per processing/ folder: a second one recovered the first's files there as crash
+        leftovers.  The lock is on the folder itself (no lock file to be taken for an input)."""
         import fcntl
 
-        path = root / LOCK_NAME
         try:
-            self._root_lock = open(path, "a")  # noqa: SIM115 - held open for the daemon's life
-            fcntl.flock(self._root_lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._processing_lock = os.open(processing, os.O_RDONLY)
+            fcntl.flock(self._processing_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
-            raise ConfigError(f"another trtmass watch runs on {root} (it holds {path}): one daemon per "
-                              "folder tree") from error
+            raise ConfigError(f"another trtmass watch uses {processing}: one daemon per processing/ "
+                              "folder") from error
         except OSError as error:
-            raise ConfigError(f"cannot lock {path}: {error}") from error
+            raise ConfigError(f"cannot lock {processing}: {error}") from error
 
     def _start_network(self) -> None:
         """The outbox's sender and the C-STORE listener, before the model: images are received (and
@@ -622,8 +626,12 @@ class WatchService:
             target, report_path = _failed_pair(failed, path.name)
             report = {"file": path.name, "kept_as": target.name, "reason": error.reason, "time": now_text(),
                       "model": str(self.config.model), "model_sha256": self._model_hash}
-            write_json_atomic(report_path, report)
-            os.replace(path, target)
+            write_json_atomic(report_path, report)  # first: a failed input is never without its reason
+            try:
+                os.replace(path, target)
+            except OSError:
+                report_path.unlink(missing_ok=True)  # retried: the next attempt writes it again
+                raise
             return True
 
         if not self._retry("failed_not_writable", attempt, retry_on=(OSError,), file=path.name):

@@ -37,7 +37,7 @@ MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 DX_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"
 BREAST_TOMOSYNTHESIS = "1.2.840.10008.5.1.4.1.1.13.1.3"
-JPEG_BASELINE, JPEG_EXTENDED = "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
 BREAST_PROJECTION_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.13.1.4"
 BREAST_PROJECTION_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.13.1.5"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -334,14 +334,19 @@ def _decode(dataset: Any, source: str, decoder: PixelDecoder | None) -> tuple[np
 
 
 def _decode_jpeg_extended(dataset: Any) -> tuple[np.ndarray, str] | None:
-    """12-bit JPEG (process 2/4), which GDCM and Pillow decline, through libjpeg-turbo in imagecodecs."""
-    if str(dataset.file_meta.TransferSyntaxUID) not in (JPEG_BASELINE, JPEG_EXTENDED):
+    """12-bit JPEG (process 4), which GDCM and Pillow decline, through libjpeg-turbo in imagecodecs.
+
+    Only whole streams: libjpeg-turbo fills a cut-off stream with grey instead of failing."""
+    if str(dataset.file_meta.TransferSyntaxUID) != JPEG_EXTENDED or int(dataset.get("BitsStored", 8) or 8) <= 8:
         return None
     try:
         import imagecodecs
         from pydicom.encaps import get_frame
 
-        decoded = np.asarray(imagecodecs.jpeg8_decode(get_frame(dataset.PixelData, 0, number_of_frames=1)))
+        frame = get_frame(dataset.PixelData, 0, number_of_frames=1)
+        if not frame.rstrip(b"\x00").endswith(b"\xff\xd9"):  # no End Of Image marker: truncated
+            return None
+        decoded = np.asarray(imagecodecs.jpeg8_decode(frame))
     except Exception:  # no imagecodecs, or a stream it cannot read either: the first error stands
         return None
     if decoded.shape != (dataset.Rows, dataset.Columns) or decoded.dtype.kind != "u":
