@@ -136,3 +136,37 @@ def test_inotify_marks_closed_and_moved_files(tmp_path: Path) -> None:
         assert taken == {"moved.dcm", "written.dcm"}
     finally:
         discovery.stop()
+
+
+def _taken_within(discovery: Discovery, names: set[str], seconds: float) -> set[str]:
+    deadline, taken = time.monotonic() + seconds, set()
+    while time.monotonic() < deadline and taken != names:
+        taken |= set(discovery.ready())
+        time.sleep(0.05)
+    return taken
+
+
+def test_inotify_follows_a_symlinked_and_a_recreated_folder(tmp_path: Path) -> None:
+    """Events of a symlinked incoming/ named the real folder and were dropped; a removed and recreated
+    incoming/ was no longer watched: either way files waited for the 30 s rescan."""
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "incoming"
+    link.symlink_to(real)
+    staged = _dicom(tmp_path / "staged.dcm")
+    discovery = Discovery(link, polling=False, stable_polls=3, settle_s=0.1, rescan_s=1.0)
+    discovery.start()
+    try:
+        discovery.ready()  # the first tick's rescan
+        (link / "through-link.dcm").write_bytes(staged.read_bytes())
+        assert _taken_within(discovery, {"through-link.dcm"}, 0.9) == {"through-link.dcm"}, "before any rescan"
+        discovery.forget("through-link.dcm")
+        (link / "through-link.dcm").unlink()
+        real.rename(tmp_path / "old")
+        real.mkdir()  # the same path, another folder
+        time.sleep(1.1)
+        discovery.ready()  # the rescan notices the new folder and watches it
+        (link / "after.dcm").write_bytes(staged.read_bytes())
+        assert _taken_within(discovery, {"after.dcm"}, 0.9) == {"after.dcm"}, "by inotify, not a rescan"
+    finally:
+        discovery.stop()

@@ -61,6 +61,14 @@ class _Seen:
     parsed_incomplete: bool = False  # this size and mtime did not parse: no need to parse them again
 
 
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        stat = folder.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 class Discovery:
     """Tracks files in `folder` and says which are ready to take.
 
@@ -84,6 +92,8 @@ class Discovery:
         self._lock = threading.Lock()
         self._observer: Any = None
         self._last_rescan = 0.0
+        self._folders = {folder}
+        self._watched: tuple[int, int] | None = None
         self._complete: set[str] = set()
         self._arrived = threading.Event()
 
@@ -110,8 +120,13 @@ class Discovery:
                 if not event.is_directory:
                     discovery._mark(Path(str(event.dest_path)))
 
+        # watchdog does not follow a symlinked folder (it watched the link, which never changes): watch the
+        # folder it points to, whose events name that real path.
+        real = self.folder.resolve()
+        self._folders = {self.folder, real}
+        self._watched = _identity(self.folder)
         self._observer = Observer()
-        self._observer.schedule(Handler(), str(self.folder), recursive=False)
+        self._observer.schedule(Handler(), str(real), recursive=False)
         self._observer.start()
         self._last_rescan = 0.0  # first tick scans what arrived while we were down
 
@@ -122,7 +137,7 @@ class Discovery:
             self._observer = None
 
     def _mark(self, path: Path) -> None:
-        if path.parent == self.folder and not is_temporary(path.name):
+        if path.parent in self._folders and not is_temporary(path.name):
             with self._lock:
                 self._events.add(path.name)
 
@@ -151,6 +166,7 @@ class Discovery:
             complete, self._complete = self._complete, set()
         if self.polling or now - self._last_rescan >= self.rescan_s:
             self._last_rescan = now
+            self._rewatch_if_replaced()
             names = {p.name for p in self._list()}
             for name in list(self._seen):
                 if name not in names:
@@ -164,6 +180,13 @@ class Discovery:
             if self._update(name, now, name in triggered):
                 ready.append(name)
         return ready
+
+    def _rewatch_if_replaced(self) -> None:
+        """incoming/ removed and made again (or its link pointed elsewhere): the watch on the old folder
+        sees nothing more, so watch the new one."""
+        if self._observer is not None and _identity(self.folder) not in (None, self._watched):
+            self.stop()
+            self.start()
 
     def _list(self) -> list[Path]:
         try:
